@@ -1,0 +1,19 @@
+//! cnnc: a compiler for a compact language that describes convolutional networks.
+//!
+//! The pipeline is described in ARCHITECTURE.md: parse -> elaborate -> infer -> cost/lint, then
+//! (for running) weights -> interpreter or JIT.
+
+pub mod ast;
+pub mod check;
+pub mod cost;
+pub mod diag;
+pub mod elaborate;
+pub mod expr;
+pub mod geometry;
+pub mod graph;
+pub mod infer;
+pub mod layer_args;
+pub mod lint;
+pub mod memplan;
+pub mod parse;
+pub mod report;
