@@ -150,10 +150,10 @@ impl Scope {
     /// The name of the next positional item; `kind` names top-level items (`conv1`).
     fn next_position(&mut self, kind: &str) -> String {
         self.pos += 1;
-        if self.top {
-            format!("{kind}{}", self.pos)
-        } else if self.shortcut {
+        if self.shortcut {
             self.join(&format!("sc{}", self.pos))
+        } else if self.top {
+            format!("{kind}{}", self.pos)
         } else {
             self.join(&self.pos.to_string())
         }

@@ -1,9 +1,11 @@
 //! The `cnnc` command line. Exit codes: 0 success, 1 errors in the model or its inputs, 2 usage
-//! or I/O errors.
+//! errors (and, for `check`, I/O errors).
 
 use clap::{Parser, Subcommand, ValueEnum};
 use cnnc::check::{check_source, parse_input_dims};
 use cnnc::diag::Diagnostic;
+use cnnc::run::{Backend, Model, RunError, WeightsSource};
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -26,6 +28,12 @@ enum ColorChoice {
     Never,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    /// The ndarray reference interpreter.
+    Interp,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Parse, infer every shape, lint, and print per-layer costs.
@@ -44,12 +52,55 @@ enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         color: ColorChoice,
     },
+    /// Run the network on images (PNG, JPEG) or .npy tensors and print the top classes.
+    Run {
+        model: PathBuf,
+        /// Images or float32 .npy tensors ([C,H,W] or [N,C,H,W]); together they form one batch.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Weights by canonical name (default: <model>.safetensors beside the .cnn file).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// How many classes to print per input.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// Class names, one per line (default: the `labels` file named in the .cnn header).
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Print a JSON list with one object per input.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_enum, default_value = "interp")]
+        backend: BackendArg,
+        #[arg(long, value_enum, default_value = "auto")]
+        color: ColorChoice,
+    },
+    /// List every weight tensor: canonical name, shape and kind, in file order.
+    Params {
+        model: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a seeded He initialisation of the network's weights.
+    Init {
+        model: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
 }
 
 /// A failure that is not about the model: a missing file, a bad flag value.
 struct UsageError(String);
 
 fn main() -> ExitCode {
+    // Behave like other Unix tools when the reader of stdout goes away (`cnnc params | head`):
+    // end quietly instead of panicking on a failed print.
+    // SAFETY: setting a signal disposition to SIG_DFL at startup, before any threads exist.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check {
@@ -59,6 +110,43 @@ fn main() -> ExitCode {
             deny_warnings,
             color,
         } => cmd_check(&model, input, json, deny_warnings, color),
+        Command::Run {
+            model,
+            inputs,
+            weights,
+            top,
+            labels,
+            json,
+            backend,
+            color,
+        } => {
+            let backend = match backend {
+                BackendArg::Interp => Backend::Interp,
+            };
+            Ok(report_run(
+                cmd_run(
+                    &model,
+                    &inputs,
+                    weights.as_deref(),
+                    top,
+                    labels.as_deref(),
+                    json,
+                    backend,
+                ),
+                color,
+            ))
+        }
+        Command::Params { model, json } => {
+            Ok(report_run(cmd_params(&model, json), ColorChoice::Auto))
+        }
+        Command::Init {
+            model,
+            output,
+            seed,
+        } => Ok(report_run(
+            cmd_init(&model, &output, seed),
+            ColorChoice::Auto,
+        )),
     };
     match result {
         Ok(code) => code,
@@ -89,6 +177,13 @@ fn use_color(choice: ColorChoice) -> bool {
         ColorChoice::Auto => {
             std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
         }
+    }
+}
+
+fn print_diagnostics(path: &Path, source: &str, diagnostics: &[Diagnostic], color: bool) {
+    let shown = path.display().to_string();
+    for d in diagnostics {
+        eprint!("{}", d.render(&shown, source, color));
     }
 }
 
@@ -123,10 +218,7 @@ fn cmd_check(
             serde_json::to_string_pretty(&value).unwrap_or_default()
         );
     } else {
-        let color = use_color(color);
-        for d in &report.diagnostics {
-            eprint!("{}", d.render(&display_name, &source, color));
-        }
+        print_diagnostics(model, &source, &report.diagnostics, use_color(color));
         if let Some(checked) = &report.checked.as_ref().filter(|_| report.errors() == 0) {
             print!("{}", cnnc::report::render_table(checked));
         }
@@ -143,4 +235,195 @@ fn cmd_check(
         }
     }
     Ok(ExitCode::from(u8::from(failed)))
+}
+
+/// Prints a run-time error (model diagnostics rendered against the source) and maps it to exit 1.
+fn report_run(result: Result<(), RunError>, color: ColorChoice) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(RunError::Model {
+            path,
+            source_text,
+            diagnostics,
+        }) => {
+            print_diagnostics(&path, &source_text, &diagnostics, use_color(color));
+            eprintln!("error: {} has errors; see `cnnc check`", path.display());
+            ExitCode::from(1)
+        }
+        Err(RunError::WeightShape {
+            path,
+            source_text,
+            diagnostic,
+            ..
+        }) => {
+            print_diagnostics(&path, &source_text, &[*diagnostic], use_color(color));
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_model(path: &Path, input: Option<cnnc::graph::Input>) -> Result<Model, RunError> {
+    let (model, warnings) = cnnc::run::load_model(path, input)?;
+    if !warnings.is_empty() {
+        print_diagnostics(path, &model.source, &warnings, use_color(ColorChoice::Auto));
+    }
+    Ok(model)
+}
+
+fn cmd_run(
+    model_path: &Path,
+    inputs: &[PathBuf],
+    weights: Option<&Path>,
+    top: usize,
+    labels: Option<&Path>,
+    json: bool,
+    backend: Backend,
+) -> Result<(), RunError> {
+    // A model declared at one size can run .npy inputs of another when its weights allow it.
+    let declared = load_model(model_path, None)?;
+    let override_input = cnnc::run::npy_input_override(inputs, declared.network().input);
+    let model = match override_input {
+        Some(input) => load_model(model_path, Some(input))?,
+        None => declared,
+    };
+    let (weights, source, warnings) = cnnc::run::resolve_weights(&model, weights)?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    if let WeightsSource::Random { seed } = source {
+        eprintln!(
+            "warning: no weights given and {} does not exist: using a random He initialisation (seed {seed}); the predictions are meaningless",
+            model_path.with_extension("safetensors").display()
+        );
+    }
+    let predictions = cnnc::run::predict(&model, &weights, inputs, top, backend)?;
+    let outputs = predictions.first().map_or(0, |p| p.probs.len());
+    let label_path = labels.map(Path::to_path_buf).or_else(|| {
+        model
+            .network()
+            .labels
+            .as_ref()
+            .map(|l| model_path.parent().unwrap_or(Path::new(".")).join(l))
+    });
+    let labels = match &label_path {
+        Some(p) => {
+            let l = cnnc::run::read_labels(p, outputs)?;
+            if l.is_none() {
+                eprintln!(
+                    "warning: {} does not hold one label per output ({outputs}); showing class indices",
+                    p.display()
+                );
+            }
+            l
+        }
+        None => None,
+    };
+    let label_of = |k: usize| labels.as_ref().map(|l| l[k].clone());
+    if json {
+        let list: Vec<_> = predictions
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "input": p.input,
+                    "logits": p.logits,
+                    "probs": p.probs,
+                    "top": p.top.iter().map(|&(k, prob)| serde_json::json!({"index": k, "label": label_of(k), "prob": prob})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
+    } else {
+        for p in &predictions {
+            println!("{}", p.input);
+            for (rank, &(k, prob)) in p.top.iter().enumerate() {
+                let label = label_of(k).unwrap_or_default();
+                println!(
+                    "  {:>2}. {k:>5}  {:<32} {:>7.3}%",
+                    rank + 1,
+                    label,
+                    prob * 100.0
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cmd_params(model_path: &Path, json: bool) -> Result<(), RunError> {
+    let model = load_model(model_path, None)?;
+    let specs = model.params();
+    if json {
+        // One tensor per line: easy to read and to diff.
+        let lines: Vec<String> = specs
+            .iter()
+            .map(|s| format!("  {}", serde_json::to_string(s).unwrap_or_default()))
+            .collect();
+        println!("[\n{}\n]", lines.join(",\n"));
+        return Ok(());
+    }
+    let width = specs.iter().map(|s| s.name.len()).max().unwrap_or(4).max(4);
+    println!(
+        "{:<width$}  {:<20}  {:<12}  {:>12}",
+        "name", "shape", "kind", "values"
+    );
+    for s in &specs {
+        let shape = s
+            .shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x");
+        println!(
+            "{:<width$}  {:<20}  {:<12}  {:>12}",
+            s.name,
+            shape,
+            s.kind.suffix(),
+            cnnc::report::thousands(s.elements() as u64)
+        );
+    }
+    let total: usize = specs.iter().map(|s| s.elements()).sum();
+    println!(
+        "{} tensors, {} values",
+        specs.len(),
+        cnnc::report::thousands(total as u64)
+    );
+    Ok(())
+}
+
+fn cmd_init(model_path: &Path, output: &Path, seed: u64) -> Result<(), RunError> {
+    let model = load_model(model_path, None)?;
+    let specs = model.params();
+    let bytes = specs.iter().map(|s| s.elements() as u64 * 4).sum::<u64>();
+    if bytes > cnnc::run::DEFAULT_MEMORY_LIMIT_BYTES {
+        return Err(RunError::Weights(format!(
+            "{} needs {} of weights, more than the {} limit",
+            model_path.display(),
+            cnnc::report::human_bytes(bytes),
+            cnnc::report::human_bytes(cnnc::run::DEFAULT_MEMORY_LIMIT_BYTES)
+        )));
+    }
+    let weights = cnnc::weights::random_weights(&specs, seed);
+    let metadata = HashMap::from([
+        ("network".to_string(), model.network().name.clone()),
+        (
+            "generator".to_string(),
+            format!("cnnc init --seed {seed} (He normal, fan-in)"),
+        ),
+    ]);
+    cnnc::weights::save_safetensors(output, &specs, &weights, metadata)
+        .map_err(|e| RunError::Weights(e.to_string()))?;
+    eprintln!(
+        "wrote {} tensors ({}) to {}",
+        specs.len(),
+        cnnc::report::human_bytes(bytes),
+        output.display()
+    );
+    Ok(())
 }
