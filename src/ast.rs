@@ -63,11 +63,7 @@ pub enum MulOp {
 impl Expr {
     /// The bare identifier this expression consists of, if that is all it is.
     pub fn as_ident(&self) -> Option<&Ident> {
-        match (
-            &self.first.first,
-            self.rest.is_empty(),
-            self.first.rest.is_empty(),
-        ) {
+        match (&self.first.first, self.rest.is_empty(), self.first.rest.is_empty()) {
             (Factor::Var(id), true, true) => Some(id),
             _ => None,
         }
@@ -106,34 +102,13 @@ pub struct Item {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stmt {
-    Stage {
-        name: Ident,
-        body: Vec<Item>,
-    },
+    Stage { name: Ident, body: Vec<Item> },
     Block(BlockDef),
-    Branch {
-        keyword: Span,
-        body: Vec<Item>,
-    },
-    Residual {
-        keyword: Span,
-        body: Vec<Item>,
-        shortcut: Option<Vec<Item>>,
-    },
-    Group {
-        body: Vec<Item>,
-        repeat: Option<Repeat>,
-    },
-    Call {
-        callee: Ident,
-        args: Vec<Expr>,
-        repeat: Option<Repeat>,
-    },
-    Layer {
-        op: Ident,
-        args: Vec<Arg>,
-        repeat: Option<Repeat>,
-    },
+    Branch { keyword: Span, body: Vec<Item> },
+    Residual { keyword: Span, body: Vec<Item>, shortcut: Option<Vec<Item>> },
+    Group { body: Vec<Item>, repeat: Option<Repeat> },
+    Call { callee: Ident, args: Vec<Expr>, repeat: Option<Repeat> },
+    Layer { op: Ident, args: Vec<Arg>, repeat: Option<Repeat> },
 }
 
 #[derive(Clone, Debug, PartialEq)]

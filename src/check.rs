@@ -39,18 +39,11 @@ impl CheckReport {
     }
 }
 
-pub fn check_source(
-    source: &str,
-    default_name: &str,
-    input_override: Option<Input>,
-) -> CheckReport {
+pub fn check_source(source: &str, default_name: &str, input_override: Option<Input>) -> CheckReport {
     let file = match parse_file(source) {
         Ok(f) => f,
         Err(diagnostics) => {
-            return CheckReport {
-                checked: None,
-                diagnostics,
-            };
+            return CheckReport { checked: None, diagnostics };
         }
     };
     let elaborated = elaborate(&file, default_name);
@@ -89,10 +82,7 @@ pub fn check_source(
         }
     }
     sort_and_dedup(&mut diags);
-    CheckReport {
-        checked,
-        diagnostics: diags,
-    }
+    CheckReport { checked, diagnostics: diags }
 }
 
 /// Parses `CxHxW` as given to `--input`.
@@ -100,15 +90,9 @@ pub fn parse_input_dims(text: &str) -> Result<Input, String> {
     let parts: Vec<&str> = text.split(['x', 'X']).collect();
     let nums: Option<Vec<u64>> = parts.iter().map(|p| p.trim().parse::<u64>().ok()).collect();
     match nums.as_deref() {
-        Some(&[c, h, w])
-            if [c, h, w]
-                .iter()
-                .all(|&v| (1..=crate::layer_args::MAX_SIZE as u64).contains(&v)) =>
-        {
+        Some(&[c, h, w]) if [c, h, w].iter().all(|&v| (1..=crate::layer_args::MAX_SIZE as u64).contains(&v)) => {
             Ok(Input { c, h, w })
         }
-        _ => Err(format!(
-            "`{text}` is not CxHxW with sizes from 1 to 2^31-1 (for example 3x224x224)"
-        )),
+        _ => Err(format!("`{text}` is not CxHxW with sizes from 1 to 2^31-1 (for example 3x224x224)")),
     }
 }

@@ -81,21 +81,9 @@ pub fn layer_costs(net: &Network, shapes: &[Shape]) -> Result<Vec<LayerCost>, Ve
         let activation_bytes = out.elements().and_then(|e| e.checked_mul(4));
         let (rf, jump) = receptive_field(net, id, shapes, &costs);
         match (weight, bias, buffers, macs, activation_bytes) {
-            (
-                Some(weight_params),
-                Some(bias_params),
-                Some(buffers),
-                Some(macs),
-                Some(activation_bytes),
-            ) => costs.push(LayerCost {
-                weight_params,
-                bias_params,
-                buffers,
-                macs,
-                activation_bytes,
-                rf,
-                jump,
-            }),
+            (Some(weight_params), Some(bias_params), Some(buffers), Some(macs), Some(activation_bytes)) => {
+                costs.push(LayerCost { weight_params, bias_params, buffers, macs, activation_bytes, rf, jump })
+            }
             _ => {
                 errors.push(at_node(
                     Diagnostic::error(
@@ -110,21 +98,12 @@ pub fn layer_costs(net: &Network, shapes: &[Shape]) -> Result<Vec<LayerCost>, Ve
             }
         }
     }
-    if errors.is_empty() {
-        Ok(costs)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(costs) } else { Err(errors) }
 }
 
 /// Receptive field and effective stride of `id`, from those of its inputs (already in `done`).
 /// Through branches and sums the larger field is taken. gap, flatten and fc see the whole map.
-fn receptive_field(
-    net: &Network,
-    id: NodeId,
-    shapes: &[Shape],
-    done: &[LayerCost],
-) -> ([u64; 2], [u64; 2]) {
+fn receptive_field(net: &Network, id: NodeId, shapes: &[Shape], done: &[LayerCost]) -> ([u64; 2], [u64; 2]) {
     let node = &net.nodes[id];
     if node.inputs.is_empty() {
         return ([1, 1], [1, 1]);
@@ -146,22 +125,16 @@ fn receptive_field(
     let (ih, iw) = shapes[node.inputs[0]].spatial();
     match &node.op {
         Op::Conv(c) => {
-            let k =
-                [0, 1].map(|a| effective_kernel(c.kernel[a], c.dilation[a]).unwrap_or(u64::MAX));
+            let k = [0, 1].map(|a| effective_kernel(c.kernel[a], c.dilation[a]).unwrap_or(u64::MAX));
             grow(&mut rf, &mut jump, k, c.stride);
         }
         Op::Pool(p) => grow(&mut rf, &mut jump, p.kernel, p.stride),
         Op::AdaptiveAvgPool { out } => {
-            let k = [
-                adaptive_max_window(ih, out[0]),
-                adaptive_max_window(iw, out[1]),
-            ];
+            let k = [adaptive_max_window(ih, out[0]), adaptive_max_window(iw, out[1])];
             let s = [(ih / out[0]).max(1), (iw / out[1]).max(1)];
             grow(&mut rf, &mut jump, k, s);
         }
-        Op::Gap | Op::Flatten | Op::Fc(_)
-            if matches!(shapes[node.inputs[0]], Shape::Map { .. }) =>
-        {
+        Op::Gap | Op::Flatten | Op::Fc(_) if matches!(shapes[node.inputs[0]], Shape::Map { .. }) => {
             grow(&mut rf, &mut jump, [ih, iw], [ih, iw]);
         }
         _ => {}
@@ -170,10 +143,7 @@ fn receptive_field(
 }
 
 pub fn totals(net: &Network, costs: &[LayerCost]) -> Totals {
-    let mut t = Totals {
-        stages: vec![(0, 0); net.stages.len()],
-        ..Totals::default()
-    };
+    let mut t = Totals { stages: vec![(0, 0); net.stages.len()], ..Totals::default() };
     for (node, c) in net.nodes.iter().zip(costs) {
         t.params = t.params.saturating_add(c.params());
         t.buffers = t.buffers.saturating_add(c.buffers);
@@ -189,11 +159,7 @@ pub fn totals(net: &Network, costs: &[LayerCost]) -> Totals {
                     k.params = k.params.saturating_add(c.params());
                     k.macs = k.macs.saturating_add(c.macs);
                 }
-                None => t.by_kind.push(KindTotals {
-                    kind,
-                    params: c.params(),
-                    macs: c.macs,
-                }),
+                None => t.by_kind.push(KindTotals { kind, params: c.params(), macs: c.macs }),
             }
         }
     }

@@ -40,10 +40,7 @@ impl Diagnostic {
     }
 
     pub fn warning(code: &'static str, span: Span, message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(code, span, message)
-        }
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, span, message) }
     }
 
     pub fn with_label(mut self, label: impl Into<String>) -> Diagnostic {
@@ -81,33 +78,19 @@ impl Diagnostic {
             let end = s.end.min(source.len());
             let start = s.start.min(end);
             // A zero-width span (end of file) still needs something to point at.
-            if start == end {
-                start..(end + 1).min(source.len().max(start))
-            } else {
-                start..end
-            }
+            if start == end { start..(end + 1).min(source.len().max(start)) } else { start..end }
         };
         let primary = clamp(self.span);
-        let config = Config::default()
-            .with_index_type(IndexType::Byte)
-            .with_color(color);
+        let config = Config::default().with_index_type(IndexType::Byte).with_color(color);
         let mut report = Report::build(kind, (file_name, primary.clone()))
             .with_code(self.code)
             .with_message(&self.message)
             .with_config(config);
-        let label = if self.label.is_empty() {
-            "here".to_string()
-        } else {
-            self.label.clone()
-        };
+        let label = if self.label.is_empty() { "here".to_string() } else { self.label.clone() };
         // ariadne starts a new snippet whenever a label lies above the previous one; adding the
         // labels in source order keeps them all in one snippet, as rustc shows them.
         let mut labels = vec![(primary, label)];
-        labels.extend(
-            self.secondary
-                .iter()
-                .map(|(span, text)| (clamp(*span), text.clone())),
-        );
+        labels.extend(self.secondary.iter().map(|(span, text)| (clamp(*span), text.clone())));
         labels.sort_by_key(|(range, _)| range.start);
         for (range, text) in labels {
             report.add_label(Label::new((file_name, range)).with_message(text));
@@ -119,18 +102,13 @@ impl Diagnostic {
             report.add_help(help);
         }
         let mut out = Vec::new();
-        let written = report
-            .finish()
-            .write((file_name, Source::from(source)), &mut out);
+        let written = report.finish().write((file_name, Source::from(source)), &mut out);
         match written {
             Ok(()) => String::from_utf8_lossy(&out).into_owned(),
             // ariadne only fails on I/O, which a Vec never raises; keep a plain fallback anyway.
             Err(_) => {
                 let (line, col) = LineIndex::new(source).line_col(self.span.start);
-                format!(
-                    "{:?}[{}]: {}\n  --> {file_name}:{line}:{col}\n",
-                    kind, self.code, self.message
-                )
+                format!("{:?}[{}]: {}\n  --> {file_name}:{line}:{col}\n", kind, self.code, self.message)
             }
         }
     }
@@ -160,38 +138,22 @@ impl<'a> LineIndex<'a> {
     pub fn new(source: &'a str) -> LineIndex<'a> {
         let mut line_starts = vec![0];
         line_starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex {
-            source,
-            line_starts,
-        }
+        LineIndex { source, line_starts }
     }
 
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.source.len());
         let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
         let start = self.line_starts[line];
-        let col = self
-            .source
-            .get(start..offset)
-            .map_or(offset - start, |s| s.chars().count());
+        let col = self.source.get(start..offset).map_or(offset - start, |s| s.chars().count());
         (line + 1, col + 1)
     }
 
     /// The text of the 1-based line `line`, without its newline.
     pub fn line_text(&self, line: usize) -> &'a str {
-        let start = self
-            .line_starts
-            .get(line.wrapping_sub(1))
-            .copied()
-            .unwrap_or(0);
-        let end = self
-            .line_starts
-            .get(line)
-            .map_or(self.source.len(), |e| e - 1);
-        self.source
-            .get(start..end.max(start))
-            .unwrap_or("")
-            .trim_end_matches('\r')
+        let start = self.line_starts.get(line.wrapping_sub(1)).copied().unwrap_or(0);
+        let end = self.line_starts.get(line).map_or(self.source.len(), |e| e - 1);
+        self.source.get(start..end.max(start)).unwrap_or("").trim_end_matches('\r')
     }
 }
 
@@ -213,9 +175,6 @@ pub fn closest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) ->
 }
 
 /// "did you mean `x`?" or nothing.
-pub fn did_you_mean<'c>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'c str>,
-) -> Option<String> {
+pub fn did_you_mean<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<String> {
     closest(word, candidates).map(|c| format!("did you mean `{c}`?"))
 }

@@ -16,9 +16,7 @@ use crate::ast::*;
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::expr::{Env, eval_expr};
 use crate::graph::*;
-use crate::layer_args::{
-    HEADER_KEYWORDS, MAX_SIZE, Value, build_op, eval_args, is_keyword, op_names, show,
-};
+use crate::layer_args::{HEADER_KEYWORDS, MAX_SIZE, Value, build_op, eval_args, is_keyword, op_names, show};
 use std::collections::{HashMap, HashSet};
 
 /// Expansion stops with an error beyond this many layers: no published CNN comes near it, and it
@@ -52,26 +50,14 @@ pub fn elaborate(file: &File, default_name: &str) -> Elaborated {
         name: "input".into(),
         op: Op::Input,
         inputs: Vec::new(),
-        origin: Origin {
-            span: header.input_span,
-            call_sites: Vec::new(),
-        },
+        origin: Origin { span: header.input_span, call_sites: Vec::new() },
         stage: None,
         off_main_path: false,
     });
     e.names.insert("input".into(), header.input_span);
     let mut top = Scope::top();
-    let body: Vec<&Item> = file
-        .items
-        .iter()
-        .filter(|i| !is_header(i) && !matches!(i.stmt, Stmt::Block(_)))
-        .collect();
-    let ctx = Ctx {
-        call_sites: Vec::new(),
-        stage: None,
-        off_main: false,
-        blocks: Vec::new(),
-    };
+    let body: Vec<&Item> = file.items.iter().filter(|i| !is_header(i) && !matches!(i.stmt, Stmt::Block(_))).collect();
+    let ctx = Ctx { call_sites: Vec::new(), stage: None, off_main: false, blocks: Vec::new() };
     e.expand_seq(&body, &mut top, &Env::default(), 0, &ctx);
     e.lint_unused_blocks();
     let network = Network {
@@ -85,10 +71,7 @@ pub fn elaborate(file: &File, default_name: &str) -> Elaborated {
         stages: e.stages,
         nodes: e.nodes,
     };
-    Elaborated {
-        network,
-        diagnostics: e.diags,
-    }
+    Elaborated { network, diagnostics: e.diags }
 }
 
 struct Header {
@@ -119,32 +102,15 @@ struct Scope {
 
 impl Scope {
     fn top() -> Scope {
-        Scope {
-            prefix: String::new(),
-            top: true,
-            shortcut: false,
-            pos: 0,
-            branch: 0,
-            sc: 0,
-            cat: 0,
-            add: 0,
-        }
+        Scope { prefix: String::new(), top: true, shortcut: false, pos: 0, branch: 0, sc: 0, cat: 0, add: 0 }
     }
 
     fn named(prefix: String) -> Scope {
-        Scope {
-            prefix,
-            top: false,
-            ..Scope::top()
-        }
+        Scope { prefix, top: false, ..Scope::top() }
     }
 
     fn join(&self, segment: &str) -> String {
-        if self.prefix.is_empty() {
-            segment.to_string()
-        } else {
-            format!("{}.{segment}", self.prefix)
-        }
+        if self.prefix.is_empty() { segment.to_string() } else { format!("{}.{segment}", self.prefix) }
     }
 
     /// The name of the next positional item; `kind` names top-level items (`conv1`).
@@ -167,11 +133,7 @@ impl Scope {
             self.add += 1;
             self.add
         };
-        if n == 1 {
-            self.join(kind)
-        } else {
-            self.join(&format!("{kind}{n}"))
-        }
+        if n == 1 { self.join(kind) } else { self.join(&format!("{kind}{n}")) }
     }
 }
 
@@ -213,11 +175,7 @@ impl<'a> Elaborator<'a> {
                 continue;
             };
             if let Some(r) = repeat {
-                self.diags.push(Diagnostic::error(
-                    "E0005",
-                    r.span,
-                    format!("`{}` cannot be repeated", op.name),
-                ));
+                self.diags.push(Diagnostic::error("E0005", r.span, format!("`{}` cannot be repeated", op.name)));
             }
             if let Some(first) = seen.get(&op.name).filter(|_| op.name != "rule") {
                 self.diags.push(
@@ -245,37 +203,20 @@ impl<'a> Elaborator<'a> {
             match (op.name.as_str(), values.as_slice()) {
                 ("network", [v]) => match &v.value {
                     Value::Name(n) | Value::Word(n) | Value::Str(n) => h.name = n.clone(),
-                    _ => bad(
-                        format!("`network` takes a name; found {}", show(&v.value)),
-                        v.span,
-                        "network vgg16",
-                    ),
+                    _ => bad(format!("`network` takes a name; found {}", show(&v.value)), v.span, "network vgg16"),
                 },
                 ("input", [v]) => match &v.value {
-                    Value::Dims(d)
-                        if d.len() == 3 && d.iter().all(|&x| (1..=MAX_SIZE).contains(&x)) =>
-                    {
-                        h.input = Input {
-                            c: d[0] as u64,
-                            h: d[1] as u64,
-                            w: d[2] as u64,
-                        };
+                    Value::Dims(d) if d.len() == 3 && d.iter().all(|&x| (1..=MAX_SIZE).contains(&x)) => {
+                        h.input = Input { c: d[0] as u64, h: d[1] as u64, w: d[2] as u64 };
                         h.input_span = item.span;
                         have_input = true;
                     }
                     Value::Dims(d) if d.len() == 3 => bad(
-                        format!(
-                            "input sizes must be between 1 and {MAX_SIZE}; found {}",
-                            show(&v.value)
-                        ),
+                        format!("input sizes must be between 1 and {MAX_SIZE}; found {}", show(&v.value)),
                         v.span,
                         "input 3x224x224",
                     ),
-                    _ => bad(
-                        format!("`input` takes CxHxW; found {}", show(&v.value)),
-                        v.span,
-                        "input 3x224x224",
-                    ),
+                    _ => bad(format!("`input` takes CxHxW; found {}", show(&v.value)), v.span, "input 3x224x224"),
                 },
                 ("mean" | "std", vs) if !vs.is_empty() => {
                     let mut nums = Vec::new();
@@ -306,20 +247,13 @@ impl<'a> Elaborator<'a> {
                 ("labels", [v]) => match &v.value {
                     Value::Str(s) => h.labels = Some(s.clone()),
                     _ => bad(
-                        format!(
-                            "`labels` takes a quoted file name; found {}",
-                            show(&v.value)
-                        ),
+                        format!("`labels` takes a quoted file name; found {}", show(&v.value)),
                         v.span,
                         "labels \"imagenet_labels.txt\"",
                     ),
                 },
                 ("rule", [first, rest @ ..]) => self.rule(first, rest, &mut h),
-                (name, _) => bad(
-                    format!("`{name}` has the wrong number of arguments"),
-                    op.span,
-                    header_example(name),
-                ),
+                (name, _) => bad(format!("`{name}` has the wrong number of arguments"), op.span, header_example(name)),
             }
         }
         if !have_input {
@@ -328,20 +262,12 @@ impl<'a> Elaborator<'a> {
                     .with_label("expected `input CxHxW` in the header")
                     .with_help("add a line such as `input 3x224x224`"),
             );
-            h.input = Input {
-                c: 3,
-                h: 224,
-                w: 224,
-            };
+            h.input = Input { c: 3, h: 224, w: 224 };
         }
         let channels = h.input.c as usize;
         for (which, values) in [("mean", &mut h.mean), ("std", &mut h.std)] {
             if values.is_empty() {
-                let default = if which == "mean" {
-                    IMAGENET_MEAN
-                } else {
-                    IMAGENET_STD
-                };
+                let default = if which == "mean" { IMAGENET_MEAN } else { IMAGENET_STD };
                 *values = if channels == 3 {
                     default.to_vec()
                 } else {
@@ -354,10 +280,7 @@ impl<'a> Elaborator<'a> {
                     Diagnostic::error(
                         "E0005",
                         span,
-                        format!(
-                            "`{which}` gives {} values but the input has {channels} channels",
-                            values.len()
-                        ),
+                        format!("`{which}` gives {} values but the input has {channels} channels", values.len()),
                     )
                     .with_label("one value per input channel, or one for all"),
                 );
@@ -366,27 +289,15 @@ impl<'a> Elaborator<'a> {
         h
     }
 
-    fn rule(
-        &mut self,
-        first: &crate::layer_args::ArgValue,
-        rest: &[crate::layer_args::ArgValue],
-        h: &mut Header,
-    ) {
+    fn rule(&mut self, first: &crate::layer_args::ArgValue, rest: &[crate::layer_args::ArgValue], h: &mut Header) {
         let name = match &first.value {
             Value::Word(w) | Value::Name(w) => w.as_str(),
             _ => "",
         };
         if name != "double-channels" {
-            let mut d = Diagnostic::error(
-                "E0005",
-                first.span,
-                format!("unknown design rule {}", show(&first.value)),
-            )
-            .with_label("not a rule");
-            d = d.with_help(
-                did_you_mean(name, ["double-channels"])
-                    .unwrap_or("the rules are: double-channels".into()),
-            );
+            let mut d = Diagnostic::error("E0005", first.span, format!("unknown design rule {}", show(&first.value)))
+                .with_label("not a rule");
+            d = d.with_help(did_you_mean(name, ["double-channels"]).unwrap_or("the rules are: double-channels".into()));
             self.diags.push(d);
             return;
         }
@@ -419,10 +330,8 @@ impl<'a> Elaborator<'a> {
                 return;
             }
         };
-        h.rules.push(DesignRule::DoubleChannels {
-            max,
-            span: first.span.to(rest.last().map_or(first.span, |v| v.span)),
-        });
+        h.rules
+            .push(DesignRule::DoubleChannels { max, span: first.span.to(rest.last().map_or(first.span, |v| v.span)) });
     }
 
     fn collect_blocks(&mut self, file: &'a File) {
@@ -431,21 +340,13 @@ impl<'a> Elaborator<'a> {
                 continue;
             };
             if let Some(label) = &item.label {
-                self.diags.push(Diagnostic::error(
-                    "E0013",
-                    label.span,
-                    "a block definition cannot have a label",
-                ));
+                self.diags.push(Diagnostic::error("E0013", label.span, "a block definition cannot have a label"));
             }
             if let Some(prev) = self.blocks.get(&def.name.name) {
                 self.diags.push(
-                    Diagnostic::error(
-                        "E0009",
-                        def.name.span,
-                        format!("block `{}` is defined twice", def.name.name),
-                    )
-                    .with_label("second definition")
-                    .with_secondary(prev.name.span, "first defined here"),
+                    Diagnostic::error("E0009", def.name.span, format!("block `{}` is defined twice", def.name.name))
+                        .with_label("second definition")
+                        .with_secondary(prev.name.span, "first defined here"),
                 );
                 continue;
             }
@@ -490,10 +391,7 @@ impl<'a> Elaborator<'a> {
                         Diagnostic::error(
                             "E0008",
                             p.name.span,
-                            format!(
-                                "parameter `{}` has no default but follows one that has",
-                                p.name.name
-                            ),
+                            format!("parameter `{}` has no default but follows one that has", p.name.name),
                         )
                         .with_label("needs a default")
                         .with_help("put parameters with defaults last"),
@@ -520,9 +418,9 @@ impl<'a> Elaborator<'a> {
                         edges.push((caller.to_string(), callee));
                         calls.push((callee, args.len()));
                     }
-                    Stmt::Stage { body, .. }
-                    | Stmt::Branch { body, .. }
-                    | Stmt::Group { body, .. } => walk(body, caller, edges, calls),
+                    Stmt::Stage { body, .. } | Stmt::Branch { body, .. } | Stmt::Group { body, .. } => {
+                        walk(body, caller, edges, calls)
+                    }
                     Stmt::Residual { body, shortcut, .. } => {
                         walk(body, caller, edges, calls);
                         if let Some(s) = shortcut {
@@ -537,20 +435,11 @@ impl<'a> Elaborator<'a> {
         walk(&file.items, "", &mut edges, &mut calls);
         for (callee, nargs) in calls {
             let Some(def) = self.blocks.get(&callee.name) else {
-                let mut d = Diagnostic::error(
-                    "E0006",
-                    callee.span,
-                    format!("no block named `{}`", callee.name),
-                )
-                .with_label("undefined block");
+                let mut d = Diagnostic::error("E0006", callee.span, format!("no block named `{}`", callee.name))
+                    .with_label("undefined block");
                 if op_names().any(|o| o == callee.name) {
-                    d = d.with_help(format!(
-                        "`{}` is a layer: write its arguments without parentheses",
-                        callee.name
-                    ));
-                } else if let Some(h) =
-                    did_you_mean(&callee.name, self.blocks.keys().map(String::as_str))
-                {
+                    d = d.with_help(format!("`{}` is a layer: write its arguments without parentheses", callee.name));
+                } else if let Some(h) = did_you_mean(&callee.name, self.blocks.keys().map(String::as_str)) {
                     d = d.with_help(h);
                 }
                 self.diags.push(d);
@@ -560,20 +449,13 @@ impl<'a> Elaborator<'a> {
             let max = def.params.len();
             let min = def.params.iter().filter(|p| p.default.is_none()).count();
             if nargs < min || nargs > max {
-                let expected = if min == max {
-                    format!("{max}")
-                } else {
-                    format!("{min} to {max}")
-                };
+                let expected = if min == max { format!("{max}") } else { format!("{min} to {max}") };
                 let params: Vec<_> = def.params.iter().map(|p| p.name.name.as_str()).collect();
                 self.diags.push(
                     Diagnostic::error(
                         "E0008",
                         callee.span,
-                        format!(
-                            "block `{}` takes {expected} arguments but {nargs} were given",
-                            callee.name
-                        ),
+                        format!("block `{}` takes {expected} arguments but {nargs} were given", callee.name),
                     )
                     .with_label(format!("expects ({})", params.join(", ")))
                     .with_secondary(def.name.span, "defined here"),
@@ -618,16 +500,10 @@ impl<'a> Elaborator<'a> {
                     let mut cycle: Vec<&str> = path[start..].to_vec();
                     cycle.push(target);
                     self.diags.push(
-                        Diagnostic::error(
-                            "E0007",
-                            callee.span,
-                            format!("block `{target}` instantiates itself"),
-                        )
-                        .with_label("recursive call")
-                        .with_note(format!("the cycle is {}", cycle.join(" -> ")))
-                        .with_help(
-                            "a network is finite: use repetition (`x3`) instead of recursion",
-                        ),
+                        Diagnostic::error("E0007", callee.span, format!("block `{target}` instantiates itself"))
+                            .with_label("recursive call")
+                            .with_note(format!("the cycle is {}", cycle.join(" -> ")))
+                            .with_help("a network is finite: use repetition (`x3`) instead of recursion"),
                     );
                     self.bad_calls.insert(callee.span);
                 }
@@ -640,21 +516,13 @@ impl<'a> Elaborator<'a> {
     }
 
     fn lint_unused_blocks(&mut self) {
-        let mut unused: Vec<_> = self
-            .blocks
-            .values()
-            .filter(|d| !self.instantiated.contains(&d.name.name))
-            .collect();
+        let mut unused: Vec<_> = self.blocks.values().filter(|d| !self.instantiated.contains(&d.name.name)).collect();
         unused.sort_by_key(|d| d.name.span);
         for def in unused {
             self.diags.push(
-                Diagnostic::warning(
-                    "W0004",
-                    def.name.span,
-                    format!("block `{}` is never used", def.name.name),
-                )
-                .with_label("defined here but not instantiated")
-                .with_help("remove it, or instantiate it in a stage"),
+                Diagnostic::warning("W0004", def.name.span, format!("block `{}` is never used", def.name.name))
+                    .with_label("defined here but not instantiated")
+                    .with_help("remove it, or instantiate it in a stage"),
             );
         }
     }
@@ -683,24 +551,14 @@ impl<'a> Elaborator<'a> {
         name.to_string()
     }
 
-    fn add_node(
-        &mut self,
-        name: String,
-        op: Op,
-        inputs: Vec<NodeId>,
-        span: Span,
-        ctx: &Ctx,
-    ) -> NodeId {
+    fn add_node(&mut self, name: String, op: Op, inputs: Vec<NodeId>, span: Span, ctx: &Ctx) -> NodeId {
         if self.nodes.len() >= MAX_LAYERS {
             if !self.too_large {
                 self.too_large = true;
-                let d = Diagnostic::error(
-                    "E0012",
-                    span,
-                    format!("the network expands to more than {MAX_LAYERS} layers"),
-                )
-                .with_label("expansion stopped here")
-                .with_help("check the repetition counts");
+                let d =
+                    Diagnostic::error("E0012", span, format!("the network expands to more than {MAX_LAYERS} layers"))
+                        .with_label("expansion stopped here")
+                        .with_help("check the repetition counts");
                 self.error_at(d, ctx);
             }
             return inputs.first().copied().unwrap_or(0);
@@ -710,10 +568,7 @@ impl<'a> Elaborator<'a> {
             name,
             op,
             inputs,
-            origin: Origin {
-                span,
-                call_sites: ctx.call_sites.clone(),
-            },
+            origin: Origin { span, call_sites: ctx.call_sites.clone() },
             stage: ctx.stage,
             off_main_path: ctx.off_main,
         });
@@ -742,14 +597,7 @@ impl<'a> Elaborator<'a> {
     }
 
     /// Names the `rep`-th copy of an item: by label (a root) or by position in `scope`.
-    fn item_name(
-        &mut self,
-        item: &Item,
-        kind: &str,
-        rep: i64,
-        repeated: bool,
-        scope: &mut Scope,
-    ) -> String {
+    fn item_name(&mut self, item: &Item, kind: &str, rep: i64, repeated: bool, scope: &mut Scope) -> String {
         match &item.label {
             Some(l) if repeated => format!("{}.{}", l.name, rep + 1),
             Some(l) => {
@@ -760,14 +608,7 @@ impl<'a> Elaborator<'a> {
         }
     }
 
-    fn expand_seq(
-        &mut self,
-        items: &[&'a Item],
-        scope: &mut Scope,
-        env: &Env,
-        input: NodeId,
-        ctx: &Ctx,
-    ) -> NodeId {
+    fn expand_seq(&mut self, items: &[&'a Item], scope: &mut Scope, env: &Env, input: NodeId, ctx: &Ctx) -> NodeId {
         let mut current = input;
         let mut i = 0;
         while i < items.len() {
@@ -790,24 +631,13 @@ impl<'a> Elaborator<'a> {
         current
     }
 
-    fn expand_item(
-        &mut self,
-        item: &'a Item,
-        scope: &mut Scope,
-        env: &Env,
-        input: NodeId,
-        ctx: &Ctx,
-    ) -> NodeId {
+    fn expand_item(&mut self, item: &'a Item, scope: &mut Scope, env: &Env, input: NodeId, ctx: &Ctx) -> NodeId {
         match &item.stmt {
             Stmt::Layer { op, args, repeat } => {
                 if HEADER_KEYWORDS.contains(&op.name.as_str()) {
-                    let d = Diagnostic::error(
-                        "E0013",
-                        op.span,
-                        format!("`{}` belongs in the file header", op.name),
-                    )
-                    .with_label("not allowed inside a stage or block")
-                    .with_help("move it to the top level, before the stages");
+                    let d = Diagnostic::error("E0013", op.span, format!("`{}` belongs in the file header", op.name))
+                        .with_label("not allowed inside a stage or block")
+                        .with_help("move it to the top level, before the stages");
                     self.error_at(d, ctx);
                     return input;
                 }
@@ -836,21 +666,11 @@ impl<'a> Elaborator<'a> {
                 }
                 current
             }
-            Stmt::Call {
-                callee,
-                args,
-                repeat,
-            } => {
+            Stmt::Call { callee, args, repeat } => {
                 if self.bad_calls.contains(&callee.span) {
                     // Already reported; the block counts as used so no "unused" warning piles on.
                     self.instantiated.insert(callee.name.clone());
-                    return self.add_node(
-                        scope.next_position(&callee.name),
-                        Op::Invalid,
-                        vec![input],
-                        item.span,
-                        ctx,
-                    );
+                    return self.add_node(scope.next_position(&callee.name), Op::Invalid, vec![input], item.span, ctx);
                 }
                 let Some(&def) = self.blocks.get(&callee.name) else {
                     return input;
@@ -870,19 +690,10 @@ impl<'a> Elaborator<'a> {
                     return input;
                 };
                 let Some(inner_env) = self.bind_args(def, args, env, ctx) else {
-                    return self.add_node(
-                        scope.next_position(&callee.name),
-                        Op::Invalid,
-                        vec![input],
-                        item.span,
-                        ctx,
-                    );
+                    return self.add_node(scope.next_position(&callee.name), Op::Invalid, vec![input], item.span, ctx);
                 };
                 let mut inner_ctx = ctx.clone();
-                inner_ctx.call_sites.insert(
-                    0,
-                    (item.span, format!("in this instance of `{}`", callee.name)),
-                );
+                inner_ctx.call_sites.insert(0, (item.span, format!("in this instance of `{}`", callee.name)));
                 inner_ctx.blocks.push(callee.name.clone());
                 let body: Vec<&Item> = def.body.iter().collect();
                 let mut current = input;
@@ -920,13 +731,9 @@ impl<'a> Elaborator<'a> {
             }
             Stmt::Stage { name, body } => {
                 if !scope.top {
-                    let d = Diagnostic::error(
-                        "E0013",
-                        name.span,
-                        "stages are top-level groups and cannot nest",
-                    )
-                    .with_label("stage inside a stage or block")
-                    .with_help("use `{ ... }` to group layers here");
+                    let d = Diagnostic::error("E0013", name.span, "stages are top-level groups and cannot nest")
+                        .with_label("stage inside a stage or block")
+                        .with_help("use `{ ... }` to group layers here");
                     self.error_at(d, ctx);
                     return input;
                 }
@@ -946,11 +753,7 @@ impl<'a> Elaborator<'a> {
                 scope.pos += 1;
                 self.expand_seq(&body, &mut inner, env, input, &inner_ctx)
             }
-            Stmt::Residual {
-                keyword,
-                body,
-                shortcut,
-            } => {
+            Stmt::Residual { keyword, body, shortcut } => {
                 if let Some(l) = &item.label {
                     self.diags.push(Diagnostic::error(
                         "E0013",
@@ -981,13 +784,9 @@ impl<'a> Elaborator<'a> {
                 self.add_node(name, Op::Add, vec![body_out, short_out], *keyword, ctx)
             }
             Stmt::Block(def) => {
-                let d = Diagnostic::error(
-                    "E0013",
-                    def.name.span,
-                    "blocks are defined at the top level of the file",
-                )
-                .with_label("block definition inside a stage or block")
-                .with_help("move this definition out, then instantiate it here");
+                let d = Diagnostic::error("E0013", def.name.span, "blocks are defined at the top level of the file")
+                    .with_label("block definition inside a stage or block")
+                    .with_help("move this definition out, then instantiate it here");
                 self.error_at(d, ctx);
                 input
             }
@@ -995,14 +794,7 @@ impl<'a> Elaborator<'a> {
         }
     }
 
-    fn expand_branches(
-        &mut self,
-        run: &[&'a Item],
-        scope: &mut Scope,
-        env: &Env,
-        input: NodeId,
-        ctx: &Ctx,
-    ) -> NodeId {
+    fn expand_branches(&mut self, run: &[&'a Item], scope: &mut Scope, env: &Env, input: NodeId, ctx: &Ctx) -> NodeId {
         let mut outputs = Vec::new();
         let mut span = run[0].span;
         for item in run {
@@ -1029,13 +821,7 @@ impl<'a> Elaborator<'a> {
         self.add_node(name, Op::Concat, outputs, keyword, ctx)
     }
 
-    fn bind_args(
-        &mut self,
-        def: &BlockDef,
-        args: &[Expr],
-        caller_env: &Env,
-        ctx: &Ctx,
-    ) -> Option<Env> {
+    fn bind_args(&mut self, def: &BlockDef, args: &[Expr], caller_env: &Env, ctx: &Ctx) -> Option<Env> {
         let mut env = Env::default();
         let mut ok = true;
         for (i, p) in def.params.iter().enumerate() {

@@ -16,11 +16,7 @@ impl Env {
     }
 
     pub fn get(&self, name: &str) -> Option<i64> {
-        self.vars
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|&(_, v)| v)
+        self.vars.iter().rev().find(|(n, _)| n == name).map(|&(_, v)| v)
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -47,8 +43,7 @@ fn eval_term(term: &Term, env: &Env) -> Result<i64, Diagnostic> {
         let rhs = eval_factor(factor, env)?;
         if rhs == 0 && *op != MulOp::Mul {
             return Err(
-                Diagnostic::error("E0011", factor_span(factor), "division by zero")
-                    .with_label("this evaluates to 0"),
+                Diagnostic::error("E0011", factor_span(factor), "division by zero").with_label("this evaluates to 0")
             );
         }
         let result = match op {

@@ -72,23 +72,11 @@ pub fn effective_kernel(kernel: u64, dilation: u64) -> Option<u64> {
 }
 
 /// Output length of a convolution along one axis: floor((L + 2p - d(k-1) - 1) / s) + 1.
-pub fn conv_out_len(
-    len: u64,
-    kernel: u64,
-    stride: u64,
-    pad: u64,
-    dilation: u64,
-) -> Result<u64, GeomError> {
+pub fn conv_out_len(len: u64, kernel: u64, stride: u64, pad: u64, dilation: u64) -> Result<u64, GeomError> {
     let eff = effective_kernel(kernel, dilation).ok_or(GeomError::Overflow)?;
-    let padded = pad
-        .checked_mul(2)
-        .and_then(|p| p.checked_add(len))
-        .ok_or(GeomError::Overflow)?;
+    let padded = pad.checked_mul(2).and_then(|p| p.checked_add(len)).ok_or(GeomError::Overflow)?;
     if padded < eff || stride == 0 {
-        return Err(GeomError::Shrinks {
-            kernel: eff,
-            padded,
-        });
+        return Err(GeomError::Shrinks { kernel: eff, padded });
     }
     Ok((padded - eff) / stride + 1)
 }
@@ -96,26 +84,13 @@ pub fn conv_out_len(
 /// Output length of max/avg pooling along one axis, as `torch.nn.MaxPool2d` computes it: in ceil
 /// mode the count rounds up, but the last window must start inside the input or its left padding
 /// (`(out - 1) * stride < len + pad`).
-pub fn pool_out_len(
-    len: u64,
-    kernel: u64,
-    stride: u64,
-    pad: u64,
-    ceil: bool,
-) -> Result<u64, GeomError> {
-    let padded = pad
-        .checked_mul(2)
-        .and_then(|p| p.checked_add(len))
-        .ok_or(GeomError::Overflow)?;
+pub fn pool_out_len(len: u64, kernel: u64, stride: u64, pad: u64, ceil: bool) -> Result<u64, GeomError> {
+    let padded = pad.checked_mul(2).and_then(|p| p.checked_add(len)).ok_or(GeomError::Overflow)?;
     if padded < kernel || stride == 0 {
         return Err(GeomError::Shrinks { kernel, padded });
     }
     let span = padded - kernel;
-    let mut out = if ceil {
-        span.div_ceil(stride) + 1
-    } else {
-        span / stride + 1
-    };
+    let mut out = if ceil { span.div_ceil(stride) + 1 } else { span / stride + 1 };
     if ceil && (out - 1) * stride >= len + pad {
         out -= 1;
     }
@@ -148,22 +123,11 @@ pub fn adaptive_max_window(len: u64, out: u64) -> u64 {
 
 /// How many trailing rows (or columns) of real input no window reads, given `out` windows.
 /// Windows that only miss right padding drop nothing.
-pub fn dropped_trailing(
-    len: u64,
-    kernel: u64,
-    stride: u64,
-    pad: u64,
-    dilation: u64,
-    out: u64,
-) -> u64 {
+pub fn dropped_trailing(len: u64, kernel: u64, stride: u64, pad: u64, dilation: u64, out: u64) -> u64 {
     let eff = effective_kernel(kernel, dilation).unwrap_or(u64::MAX) as i128;
     let last_read = (out as i128 - 1) * stride as i128 + eff - 1 - pad as i128;
     let last_row = len as i128 - 1;
-    if last_read >= last_row {
-        0
-    } else {
-        (last_row - last_read) as u64
-    }
+    if last_read >= last_row { 0 } else { (last_row - last_read) as u64 }
 }
 
 #[cfg(test)]
@@ -182,13 +146,7 @@ mod tests {
         assert_eq!(conv_out_len(10, 3, 1, 2, 2), Ok(10));
         // Stride that does not divide: floor((8 + 0 - 3) / 2) + 1 = 3.
         assert_eq!(conv_out_len(8, 3, 2, 0, 1), Ok(3));
-        assert_eq!(
-            conv_out_len(5, 11, 4, 2, 1),
-            Err(GeomError::Shrinks {
-                kernel: 11,
-                padded: 9
-            })
-        );
+        assert_eq!(conv_out_len(5, 11, 4, 2, 1), Err(GeomError::Shrinks { kernel: 11, padded: 9 }));
         assert_eq!(conv_out_len(u64::MAX, 3, 1, 1, 1), Err(GeomError::Overflow));
     }
 

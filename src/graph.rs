@@ -107,11 +107,7 @@ impl Op {
     /// A compact description for tables: `conv 3x3/2 64 +relu`.
     pub fn describe(&self) -> String {
         fn dims(d: [u64; 2]) -> String {
-            if d[0] == d[1] {
-                d[0].to_string()
-            } else {
-                format!("{}x{}", d[0], d[1])
-            }
+            if d[0] == d[1] { d[0].to_string() } else { format!("{}x{}", d[0], d[1]) }
         }
         fn kernel(d: [u64; 2]) -> String {
             format!("{}x{}", d[0], d[1])

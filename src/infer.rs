@@ -28,10 +28,7 @@ pub fn at_node(mut d: Diagnostic, node: &Node) -> Diagnostic {
 }
 
 pub fn infer_shapes(net: &Network, input: Input) -> (Shapes, Vec<Diagnostic>) {
-    let mut shapes = Shapes {
-        out: Vec::with_capacity(net.nodes.len()),
-        unflat: Vec::new(),
-    };
+    let mut shapes = Shapes { out: Vec::with_capacity(net.nodes.len()), unflat: Vec::new() };
     let mut diags = Vec::new();
     for node in &net.nodes {
         let ins: Option<Vec<Shape>> = node.inputs.iter().map(|&i| shapes.out[i]).collect();
@@ -45,9 +42,7 @@ pub fn infer_shapes(net: &Network, input: Input) -> (Shapes, Vec<Diagnostic>) {
                             m @ Shape::Map { .. } => Some(m),
                             Shape::Flat { .. } => unflat_in,
                         },
-                        Op::Relu | Op::Dropout { .. } | Op::BatchNorm { .. } | Op::Softmax => {
-                            unflat_in
-                        }
+                        Op::Relu | Op::Dropout { .. } | Op::BatchNorm { .. } | Op::Softmax => unflat_in,
                         _ => None,
                     };
                     match s.elements() {
@@ -76,10 +71,7 @@ fn too_large(node: &Node, s: &Shape) -> Diagnostic {
     Diagnostic::error(
         "E0108",
         node.origin.span,
-        format!(
-            "{} would produce a {s} tensor, more than {MAX_ELEMENTS} values",
-            node.op.keyword()
-        ),
+        format!("{} would produce a {s} tensor, more than {MAX_ELEMENTS} values", node.op.keyword()),
     )
     .with_label("absurdly large")
 }
@@ -93,14 +85,10 @@ fn needs_map(node: &Node, s: Shape) -> Result<(u64, u64, u64), Option<Diagnostic
                 Diagnostic::error(
                     "E0103",
                     node.origin.span,
-                    format!(
-                        "{op} expects a CxHxW feature map but receives a flat vector of {n} values"
-                    ),
+                    format!("{op} expects a CxHxW feature map but receives a flat vector of {n} values"),
                 )
                 .with_label(format!("{op} needs spatial input"))
-                .with_help(format!(
-                    "move `flatten` after the last spatial layer; {op} cannot follow flatten or fc"
-                )),
+                .with_help(format!("move `flatten` after the last spatial layer; {op} cannot follow flatten or fc")),
             ))
         }
     }
@@ -126,11 +114,7 @@ fn shrink_error(node: &Node, axis: &str, len: u64, e: GeomError) -> Diagnostic {
 fn infer_node(node: &Node, ins: &[Shape], input: Input) -> Result<Shape, Option<Diagnostic>> {
     let first = ins.first().copied();
     match &node.op {
-        Op::Input => Ok(Shape::Map {
-            c: input.c,
-            h: input.h,
-            w: input.w,
-        }),
+        Op::Input => Ok(Shape::Map { c: input.c, h: input.h, w: input.w }),
         Op::Invalid => Err(None),
         Op::Conv(c) => {
             let (ch, h, w) = needs_map(node, first.expect("conv has one input"))?;
@@ -153,11 +137,7 @@ fn infer_node(node: &Node, ins: &[Shape], input: Input) -> Result<Shape, Option<
                 .map_err(|e| Some(shrink_error(node, "height", h, e)))?;
             let ow = conv_out_len(w, c.kernel[1], c.stride[1], c.pad[1], c.dilation[1])
                 .map_err(|e| Some(shrink_error(node, "width", w, e)))?;
-            Ok(Shape::Map {
-                c: c.out_channels,
-                h: oh,
-                w: ow,
-            })
+            Ok(Shape::Map { c: c.out_channels, h: oh, w: ow })
         }
         Op::Pool(p) => {
             let (ch, h, w) = needs_map(node, first.expect("pool has one input"))?;
@@ -183,19 +163,11 @@ fn infer_node(node: &Node, ins: &[Shape], input: Input) -> Result<Shape, Option<
                 .map_err(|e| Some(shrink_error(node, "height", h, e)))?;
             let ow = pool_out_len(w, p.kernel[1], p.stride[1], p.pad[1], p.ceil)
                 .map_err(|e| Some(shrink_error(node, "width", w, e)))?;
-            Ok(Shape::Map {
-                c: ch,
-                h: oh,
-                w: ow,
-            })
+            Ok(Shape::Map { c: ch, h: oh, w: ow })
         }
         Op::AdaptiveAvgPool { out } => {
             let (ch, _, _) = needs_map(node, first.expect("pool has one input"))?;
-            Ok(Shape::Map {
-                c: ch,
-                h: out[0],
-                w: out[1],
-            })
+            Ok(Shape::Map { c: ch, h: out[0], w: out[1] })
         }
         Op::Gap => {
             let (ch, _, _) = needs_map(node, first.expect("gap has one input"))?;
@@ -205,14 +177,10 @@ fn infer_node(node: &Node, ins: &[Shape], input: Input) -> Result<Shape, Option<
             needs_map(node, first.expect("lrn has one input"))?;
             Ok(first.expect("checked"))
         }
-        Op::Relu | Op::BatchNorm { .. } | Op::Dropout { .. } | Op::Softmax => {
-            Ok(first.expect("one input"))
-        }
+        Op::Relu | Op::BatchNorm { .. } | Op::Dropout { .. } | Op::Softmax => Ok(first.expect("one input")),
         Op::Flatten => {
             let s = first.expect("flatten has one input");
-            Ok(Shape::Flat {
-                n: s.elements().ok_or(None)?,
-            })
+            Ok(Shape::Flat { n: s.elements().ok_or(None)? })
         }
         Op::Fc(fc) => match first.expect("fc has one input") {
             Shape::Flat { .. } => Ok(Shape::Flat { n: fc.out }),
@@ -240,14 +208,8 @@ fn infer_node(node: &Node, ins: &[Shape], input: Input) -> Result<Shape, Option<
             .with_label("shapes differ");
             if let (Shape::Map { c, h, .. }, Shape::Map { h: sh, .. }) = (body, short) {
                 let stride = if h > 0 && sh % h == 0 { sh / h } else { 1 };
-                let stride = if stride > 1 {
-                    format!(" stride {stride}")
-                } else {
-                    String::new()
-                };
-                d = d.with_help(format!(
-                    "add a projection: `shortcut {{ conv 1x1 {c}{stride} nobias; bn }}`"
-                ));
+                let stride = if stride > 1 { format!(" stride {stride}") } else { String::new() };
+                d = d.with_help(format!("add a projection: `shortcut {{ conv 1x1 {c}{stride} nobias; bn }}`"));
             }
             Err(Some(d))
         }
@@ -255,23 +217,14 @@ fn infer_node(node: &Node, ins: &[Shape], input: Input) -> Result<Shape, Option<
 }
 
 fn concat_shape(node: &Node, ins: &[Shape]) -> Result<Shape, Option<Diagnostic>> {
-    let listing = || {
-        ins.iter()
-            .enumerate()
-            .map(|(i, s)| format!("b{} gives {s}", i + 1))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let listing =
+        || ins.iter().enumerate().map(|(i, s)| format!("b{} gives {s}", i + 1)).collect::<Vec<_>>().join(", ");
     match ins[0] {
         Shape::Map { h, w, .. } => {
             let mut c = 0u64;
             for s in ins {
                 match *s {
-                    Shape::Map {
-                        c: bc,
-                        h: bh,
-                        w: bw,
-                    } if bh == h && bw == w => {
+                    Shape::Map { c: bc, h: bh, w: bw } if bh == h && bw == w => {
                         c = c.checked_add(bc).ok_or(None)?;
                     }
                     _ => {
@@ -282,7 +235,9 @@ fn concat_shape(node: &Node, ins: &[Shape]) -> Result<Shape, Option<Diagnostic>>
                                 format!("concatenated branches must agree on height and width: {}", listing()),
                             )
                             .with_label("branch outputs differ in size")
-                            .with_help("give every branch the same stride and padding (pools in branches often need `pad 1`)"),
+                            .with_help(
+                                "give every branch the same stride and padding (pools in branches often need `pad 1`)",
+                            ),
                         ));
                     }
                 }
@@ -299,10 +254,7 @@ fn concat_shape(node: &Node, ins: &[Shape]) -> Result<Shape, Option<Diagnostic>>
                             Diagnostic::error(
                                 "E0105",
                                 node.origin.span,
-                                format!(
-                                    "concatenated branches must all be maps or all be vectors: {}",
-                                    listing()
-                                ),
+                                format!("concatenated branches must all be maps or all be vectors: {}", listing()),
                             )
                             .with_label("mixed branch outputs"),
                         ));
@@ -344,20 +296,18 @@ pub fn check_fc_inputs(net: &Network, declared: &Shapes, actual: &Shapes) -> Vec
                 .with_label(format!("sized for the declared input {}", net.input))
                 .with_help("put `gap` (or `adaptive_avgpool`) before flatten so the network accepts any input size")
             }
-            Op::Conv(_) | Op::BatchNorm { .. } if exp.channels() != got.channels() => {
-                Diagnostic::error(
-                    "E0102",
-                    node.origin.span,
-                    format!(
-                        "{} expects {} input channels but receives {}",
-                        node.op.keyword(),
-                        exp.channels(),
-                        got.channels()
-                    ),
-                )
-                .with_label(format!("sized for the declared input {}", net.input))
-                .with_help("`--input` may change the height and width, not the channels")
-            }
+            Op::Conv(_) | Op::BatchNorm { .. } if exp.channels() != got.channels() => Diagnostic::error(
+                "E0102",
+                node.origin.span,
+                format!(
+                    "{} expects {} input channels but receives {}",
+                    node.op.keyword(),
+                    exp.channels(),
+                    got.channels()
+                ),
+            )
+            .with_label(format!("sized for the declared input {}", net.input))
+            .with_help("`--input` may change the height and width, not the channels"),
             _ => continue,
         };
         diags.push(at_node(d, node));

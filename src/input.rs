@@ -17,44 +17,19 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     #[error("cannot read {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("{path} is not a readable PNG or JPEG image: {reason}")]
     NotImage { path: String, reason: String },
     #[error("{path} has {found} colour channels but the network takes {expected}{hint}")]
-    Channels {
-        path: String,
-        found: usize,
-        expected: u64,
-        hint: &'static str,
-    },
-    #[error(
-        "{path} holds {found} values; cnnc reads float32 .npy files (save with `arr.astype(np.float32)`)"
-    )]
+    Channels { path: String, found: usize, expected: u64, hint: &'static str },
+    #[error("{path} holds {found} values; cnnc reads float32 .npy files (save with `arr.astype(np.float32)`)")]
     NpyDtype { path: String, found: String },
-    #[error(
-        "{path} has shape {found:?}; the network takes [C, H, W] or [N, C, H, W] with C = {channels}"
-    )]
-    NpyShape {
-        path: String,
-        found: Vec<usize>,
-        channels: u64,
-    },
+    #[error("{path} has shape {found:?}; the network takes [C, H, W] or [N, C, H, W] with C = {channels}")]
+    NpyShape { path: String, found: Vec<usize>, channels: u64 },
     #[error("{path} is not a valid .npy file: {reason}")]
     NpyCorrupt { path: String, reason: String },
-    #[error(
-        "{path} is {found_h}x{found_w} but {first} is {h}x{w}: inputs in one batch must share a size"
-    )]
-    Mismatch {
-        path: String,
-        found_h: usize,
-        found_w: usize,
-        first: String,
-        h: usize,
-        w: usize,
-    },
+    #[error("{path} is {found_h}x{found_w} but {first} is {h}x{w}: inputs in one batch must share a size")]
+    Mismatch { path: String, found_h: usize, found_w: usize, first: String, h: usize, w: usize },
 }
 
 /// Images larger than this are refused before decoding rather than risking an enormous buffer.
@@ -62,14 +37,8 @@ const MAX_IMAGE_SIDE: u32 = 16_384;
 
 /// Loads one input as a batch (N, C, H, W): an image gives N = 1.
 pub fn load_input(path: &Path, net: &Network) -> Result<Array4<f32>, InputError> {
-    let is_npy = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
-    if is_npy {
-        load_npy(path, net.input.c)
-    } else {
-        load_image(path, net)
-    }
+    let is_npy = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if is_npy { load_npy(path, net.input.c) } else { load_image(path, net) }
 }
 
 /// Loads every input and stacks them into one batch. All must share H and W.
@@ -99,37 +68,21 @@ pub fn load_batch(paths: &[&Path], net: &Network) -> Result<Array4<f32>, InputEr
 
 fn load_npy(path: &Path, channels: u64) -> Result<Array4<f32>, InputError> {
     let shown = path.display().to_string();
-    let io = |source| InputError::Io {
-        path: shown.clone(),
-        source,
-    };
+    let io = |source| InputError::Io { path: shown.clone(), source };
     let file_len = std::fs::metadata(path).map_err(io)?.len();
     let mut file = std::fs::File::open(path).map_err(io)?;
     // Read the header first: a crafted header must not make us allocate more than the file holds.
-    let header = ndarray_npy::npy::header::Header::from_reader(&mut file).map_err(|e| {
-        InputError::NpyCorrupt {
-            path: shown.clone(),
-            reason: e.to_string(),
-        }
-    })?;
+    let header = ndarray_npy::npy::header::Header::from_reader(&mut file)
+        .map_err(|e| InputError::NpyCorrupt { path: shown.clone(), reason: e.to_string() })?;
     let descr = header.type_descriptor.to_string();
     if !matches!(descr.as_str(), "'<f4'" | "'=f4'" | "'|f4'") {
-        return Err(InputError::NpyDtype {
-            path: shown,
-            found: descr.trim_matches('\'').to_string(),
-        });
+        return Err(InputError::NpyDtype { path: shown, found: descr.trim_matches('\'').to_string() });
     }
-    let count = header
-        .shape
-        .iter()
-        .try_fold(1u64, |a, &d| a.checked_mul(d as u64));
+    let count = header.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
     if count.is_none_or(|n| n.saturating_mul(4) > file_len) {
         return Err(InputError::NpyCorrupt {
             path: shown,
-            reason: format!(
-                "the header promises {:?} values but the file is {file_len} bytes",
-                header.shape
-            ),
+            reason: format!("the header promises {:?} values but the file is {file_len} bytes", header.shape),
         });
     }
     let shape_ok = match header.shape.as_slice() {
@@ -137,46 +90,23 @@ fn load_npy(path: &Path, channels: u64) -> Result<Array4<f32>, InputError> {
         _ => false,
     };
     if !shape_ok {
-        return Err(InputError::NpyShape {
-            path: shown,
-            found: header.shape,
-            channels,
-        });
+        return Err(InputError::NpyShape { path: shown, found: header.shape, channels });
     }
-    let data: ArrayD<f32> = ndarray_npy::read_npy(path).map_err(|e| InputError::NpyCorrupt {
-        path: shown.clone(),
-        reason: e.to_string(),
-    })?;
-    let data = if data.ndim() == 3 {
-        data.insert_axis(ndarray::Axis(0))
-    } else {
-        data
-    };
-    let data = data
-        .into_dimensionality::<Ix4>()
-        .map_err(|e| InputError::NpyCorrupt {
-            path: shown,
-            reason: e.to_string(),
-        })?;
+    let data: ArrayD<f32> = ndarray_npy::read_npy(path)
+        .map_err(|e| InputError::NpyCorrupt { path: shown.clone(), reason: e.to_string() })?;
+    let data = if data.ndim() == 3 { data.insert_axis(ndarray::Axis(0)) } else { data };
+    let data =
+        data.into_dimensionality::<Ix4>().map_err(|e| InputError::NpyCorrupt { path: shown, reason: e.to_string() })?;
     Ok(data.as_standard_layout().into_owned())
 }
 
 fn load_image(path: &Path, net: &Network) -> Result<Array4<f32>, InputError> {
     let shown = path.display().to_string();
-    let not_image = |reason: String| InputError::NotImage {
-        path: shown.clone(),
-        reason,
-    };
+    let not_image = |reason: String| InputError::NotImage { path: shown.clone(), reason };
     let mut reader = ImageReader::open(path)
-        .map_err(|source| InputError::Io {
-            path: shown.clone(),
-            source,
-        })?
+        .map_err(|source| InputError::Io { path: shown.clone(), source })?
         .with_guessed_format()
-        .map_err(|source| InputError::Io {
-            path: shown.clone(),
-            source,
-        })?;
+        .map_err(|source| InputError::Io { path: shown.clone(), source })?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
@@ -216,19 +146,13 @@ fn load_image(path: &Path, net: &Network) -> Result<Array4<f32>, InputError> {
         rgb
     } else {
         // torchvision's Resize(round(H*256/224)) + CenterCrop(H), generalised to HxW.
-        let (th, tw) = (
-            (h as f64 * 256.0 / 224.0).round(),
-            (w as f64 * 256.0 / 224.0).round(),
-        );
+        let (th, tw) = ((h as f64 * 256.0 / 224.0).round(), (w as f64 * 256.0 / 224.0).round());
         let scale = (th / ih as f64).max(tw / iw as f64);
         // Truncate like torchvision's int(); the epsilon keeps the shorter side at exactly S.
         let side = |len: u32| ((len as f64 * scale + 1e-6).floor() as u32).max(1);
         let (rw, rh) = (side(iw).max(w), side(ih).max(h));
         let resized = image::imageops::resize(&rgb, rw, rh, FilterType::Triangle);
-        let (left, top) = (
-            ((rw - w) as f64 / 2.0).round() as u32,
-            ((rh - h) as f64 / 2.0).round() as u32,
-        );
+        let (left, top) = (((rw - w) as f64 / 2.0).round() as u32, ((rh - h) as f64 / 2.0).round() as u32);
         image::imageops::crop_imm(&resized, left, top, w, h).to_image()
     };
     let mut out = Array4::<f32>::zeros((1, planes, h as usize, w as usize));
@@ -244,6 +168,5 @@ fn load_image(path: &Path, net: &Network) -> Result<Array4<f32>, InputError> {
 
 /// A colour image whose three channels are equal everywhere (a greyscale picture saved as RGB).
 fn is_effectively_grey(img: &DynamicImage) -> bool {
-    img.pixels()
-        .all(|(_, _, p)| p.0[0] == p.0[1] && p.0[1] == p.0[2])
+    img.pixels().all(|(_, _, p)| p.0[0] == p.0[1] && p.0[1] == p.0[2])
 }

@@ -28,10 +28,7 @@ impl Tensor {
             Tensor::Flat(a) => a.clone(),
             Tensor::Map(a) => {
                 let (n, c, h, w) = a.dim();
-                a.as_standard_layout()
-                    .to_owned()
-                    .into_shape_with_order((n, c * h * w))
-                    .expect("contiguous reshape")
+                a.as_standard_layout().to_owned().into_shape_with_order((n, c * h * w)).expect("contiguous reshape")
             }
         }
     }
@@ -48,24 +45,29 @@ impl Tensor {
 
 /// Runs the network on `input` (N, C, H, W) and returns the outputs of the nodes in `keep`
 /// (the network's output is the last node). Tensors are dropped after their last reader.
-pub fn forward(
+pub fn forward(net: &Network, weights: &Weights, input: Array4<f32>, keep: &[NodeId]) -> Vec<Tensor> {
+    run(net, weights, input, keep, None)
+}
+
+/// The output of the network, adding each node's wall time (seconds) to `seconds`.
+pub fn forward_timed(net: &Network, weights: &Weights, input: Array4<f32>, seconds: &mut [f64]) -> Tensor {
+    run(net, weights, input, &[net.output()], Some(seconds)).remove(0)
+}
+
+fn run(
     net: &Network,
     weights: &Weights,
     input: Array4<f32>,
     keep: &[NodeId],
+    mut seconds: Option<&mut [f64]>,
 ) -> Vec<Tensor> {
     let consumers = net.consumers();
-    let last_use: Vec<NodeId> = (0..net.nodes.len())
-        .map(|t| consumers[t].iter().copied().max().unwrap_or(t))
-        .collect();
+    let last_use: Vec<NodeId> = (0..net.nodes.len()).map(|t| consumers[t].iter().copied().max().unwrap_or(t)).collect();
     let mut values: Vec<Option<Tensor>> = vec![None; net.nodes.len()];
     let mut input = Some(input);
     for (id, node) in net.nodes.iter().enumerate() {
-        let arg = |k: usize| {
-            values[node.inputs[k]]
-                .as_ref()
-                .expect("inputs are computed before use")
-        };
+        let started = seconds.is_some().then(std::time::Instant::now);
+        let arg = |k: usize| values[node.inputs[k]].as_ref().expect("inputs are computed before use");
         let param = |kind: &str| weights.get(&format!("{}.{kind}", node.name));
         let out = match &node.op {
             Op::Input => Tensor::Map(input.take().expect("one input node")),
@@ -74,19 +76,12 @@ pub fn forward(
                 Tensor::Map(conv2d(arg(0).map("conv"), param("weight"), b, c))
             }
             Op::Pool(p) => Tensor::Map(pool2d(arg(0).map("pool"), p)),
-            Op::AdaptiveAvgPool { out } => {
-                Tensor::Map(adaptive_avg_pool(arg(0).map("adaptive_avgpool"), *out))
-            }
+            Op::AdaptiveAvgPool { out } => Tensor::Map(adaptive_avg_pool(arg(0).map("adaptive_avgpool"), *out)),
             Op::Gap => Tensor::Map(adaptive_avg_pool(arg(0).map("gap"), [1, 1])),
             Op::Relu => relu(arg(0).clone()),
             Op::BatchNorm { eps } => batch_norm(
                 arg(0),
-                [
-                    param("weight"),
-                    param("bias"),
-                    param("running_mean"),
-                    param("running_var"),
-                ],
+                [param("weight"), param("bias"), param("running_mean"), param("running_var")],
                 *eps as f32,
             ),
             Op::Lrn(l) => Tensor::Map(lrn(arg(0).map("lrn"), l)),
@@ -99,26 +94,23 @@ pub fn forward(
                 Tensor::Flat(linear(x, param("weight"), f.bias.then(|| param("bias")), f))
             }
             Op::Softmax => softmax(arg(0)),
-            Op::Concat => concat(
-                &node
-                    .inputs
-                    .iter()
-                    .map(|&i| values[i].as_ref().expect("computed"))
-                    .collect::<Vec<_>>(),
-            ),
+            Op::Concat => {
+                concat(&node.inputs.iter().map(|&i| values[i].as_ref().expect("computed")).collect::<Vec<_>>())
+            }
             Op::Add => add(arg(0), arg(1)),
             Op::Invalid => panic!("the interpreter was given a network that failed to check"),
         };
         values[id] = Some(out);
+        if let (Some(s), Some(t)) = (seconds.as_deref_mut(), started) {
+            s[id] += t.elapsed().as_secs_f64();
+        }
         for &i in &node.inputs {
             if last_use[i] == id && !keep.contains(&i) {
                 values[i] = None;
             }
         }
     }
-    keep.iter()
-        .map(|&k| values[k].clone().expect("kept tensors stay alive"))
-        .collect()
+    keep.iter().map(|&k| values[k].clone().expect("kept tensors stay alive")).collect()
 }
 
 /// Direct convolution, PyTorch's `conv2d`: weight [out, in/groups, kh, kw], zero padding.
@@ -172,10 +164,10 @@ fn conv2d(x: &Array4<f32>, weight: &[f32], bias: Option<&[f32]>, c: &Conv) -> Ar
 /// the window clipped to the padded input (`count_include_pad=True`).
 fn pool2d(x: &Array4<f32>, p: &Pool) -> Array4<f32> {
     let (n, c, h, w) = x.dim();
-    let oh = crate::geometry::pool_out_len(h as u64, p.kernel[0], p.stride[0], p.pad[0], p.ceil)
-        .expect("checked") as usize;
-    let ow = crate::geometry::pool_out_len(w as u64, p.kernel[1], p.stride[1], p.pad[1], p.ceil)
-        .expect("checked") as usize;
+    let oh =
+        crate::geometry::pool_out_len(h as u64, p.kernel[0], p.stride[0], p.pad[0], p.ceil).expect("checked") as usize;
+    let ow =
+        crate::geometry::pool_out_len(w as u64, p.kernel[1], p.stride[1], p.pad[1], p.ceil).expect("checked") as usize;
     let (kh, kw) = (p.kernel[0] as isize, p.kernel[1] as isize);
     let (sh, sw) = (p.stride[0] as isize, p.stride[1] as isize);
     let (ph, pw) = (p.pad[0] as isize, p.pad[1] as isize);
@@ -358,12 +350,8 @@ fn concat(parts: &[&Tensor]) -> Tensor {
 
 fn add(a: &Tensor, b: &Tensor) -> Tensor {
     match (a, b) {
-        (Tensor::Map(x), Tensor::Map(y)) => {
-            Tensor::Map(Zip::from(x).and(y).map_collect(|p, q| p + q))
-        }
-        (Tensor::Flat(x), Tensor::Flat(y)) => {
-            Tensor::Flat(Zip::from(x).and(y).map_collect(|p, q| p + q))
-        }
+        (Tensor::Map(x), Tensor::Map(y)) => Tensor::Map(Zip::from(x).and(y).map_collect(|p, q| p + q)),
+        (Tensor::Flat(x), Tensor::Flat(y)) => Tensor::Flat(Zip::from(x).and(y).map_collect(|p, q| p + q)),
         _ => {
             panic!("residual sum of a map and a vector: shape inference should have rejected this")
         }

@@ -31,11 +31,7 @@ pub struct ArgValue {
 /// Evaluates the arguments of a statement in the current block environment. A bare name that is
 /// an option of this op stays a name even if a block parameter has the same spelling: in
 /// `lrn 5 k 2` inside `block conv_bn(c, k)`, `k` is LRN's option.
-pub fn eval_args(
-    args: &[Arg],
-    env: &Env,
-    is_option: impl Fn(&str) -> bool,
-) -> Result<Vec<ArgValue>, Vec<Diagnostic>> {
+pub fn eval_args(args: &[Arg], env: &Env, is_option: impl Fn(&str) -> bool) -> Result<Vec<ArgValue>, Vec<Diagnostic>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for arg in args {
@@ -43,31 +39,18 @@ pub fn eval_args(
             ArgKind::Float(f) => Ok(Value::Float(*f)),
             ArgKind::Str(s) => Ok(Value::Str(s.clone())),
             ArgKind::Word(w) => Ok(Value::Word(w.clone())),
-            ArgKind::Dims(ds) => ds
-                .iter()
-                .map(|e| eval_expr(e, env))
-                .collect::<Result<_, _>>()
-                .map(Value::Dims),
+            ArgKind::Dims(ds) => ds.iter().map(|e| eval_expr(e, env)).collect::<Result<_, _>>().map(Value::Dims),
             ArgKind::Expr(e) => match e.as_ident() {
-                Some(id) if env.get(&id.name).is_none() || is_option(&id.name) => {
-                    Ok(Value::Name(id.name.clone()))
-                }
+                Some(id) if env.get(&id.name).is_none() || is_option(&id.name) => Ok(Value::Name(id.name.clone())),
                 _ => eval_expr(e, env).map(Value::Int),
             },
         };
         match value {
-            Ok(value) => out.push(ArgValue {
-                value,
-                span: arg.span,
-            }),
+            Ok(value) => out.push(ArgValue { value, span: arg.span }),
             Err(d) => errors.push(d),
         }
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,16 +91,8 @@ const CONV_OPTIONS: &[OptSpec] = &[
     opt("nobias", Takes::Flag),
     opt("relu", Takes::Flag),
 ];
-const POOL_OPTIONS: &[OptSpec] = &[
-    opt("stride", Takes::Pair),
-    opt("pad", Takes::Pair),
-    opt("ceil", Takes::Flag),
-];
-const FC_OPTIONS: &[OptSpec] = &[
-    opt("bias", Takes::Flag),
-    opt("nobias", Takes::Flag),
-    opt("relu", Takes::Flag),
-];
+const POOL_OPTIONS: &[OptSpec] = &[opt("stride", Takes::Pair), opt("pad", Takes::Pair), opt("ceil", Takes::Flag)];
+const FC_OPTIONS: &[OptSpec] = &[opt("bias", Takes::Flag), opt("nobias", Takes::Flag), opt("relu", Takes::Flag)];
 
 const OPS: &[OpSpec] = &[
     OpSpec {
@@ -148,36 +123,14 @@ const OPS: &[OpSpec] = &[
         options: &[],
         example: "adaptive_avgpool 7x7",
     },
-    OpSpec {
-        name: "gap",
-        positional: &[],
-        required: 0,
-        options: &[],
-        example: "gap",
-    },
-    OpSpec {
-        name: "relu",
-        positional: &[],
-        required: 0,
-        options: &[],
-        example: "relu",
-    },
-    OpSpec {
-        name: "bn",
-        positional: &[],
-        required: 0,
-        options: &[opt("eps", Takes::Float)],
-        example: "bn eps 0.001",
-    },
+    OpSpec { name: "gap", positional: &[], required: 0, options: &[], example: "gap" },
+    OpSpec { name: "relu", positional: &[], required: 0, options: &[], example: "relu" },
+    OpSpec { name: "bn", positional: &[], required: 0, options: &[opt("eps", Takes::Float)], example: "bn eps 0.001" },
     OpSpec {
         name: "lrn",
         positional: &[("size", Takes::Int)],
         required: 1,
-        options: &[
-            opt("alpha", Takes::Float),
-            opt("beta", Takes::Float),
-            opt("k", Takes::Float),
-        ],
+        options: &[opt("alpha", Takes::Float), opt("beta", Takes::Float), opt("k", Takes::Float)],
         example: "lrn 5 alpha 0.0001 beta 0.75 k 2",
     },
     OpSpec {
@@ -187,13 +140,7 @@ const OPS: &[OpSpec] = &[
         options: &[],
         example: "dropout 0.5",
     },
-    OpSpec {
-        name: "flatten",
-        positional: &[],
-        required: 0,
-        options: &[],
-        example: "flatten",
-    },
+    OpSpec { name: "flatten", positional: &[], required: 0, options: &[], example: "flatten" },
     OpSpec {
         name: "fc",
         positional: &[("output features", Takes::Int)],
@@ -201,13 +148,7 @@ const OPS: &[OpSpec] = &[
         options: FC_OPTIONS,
         example: "fc 4096 relu",
     },
-    OpSpec {
-        name: "softmax",
-        positional: &[],
-        required: 0,
-        options: &[],
-        example: "softmax",
-    },
+    OpSpec { name: "softmax", positional: &[], required: 0, options: &[], example: "softmax" },
 ];
 
 /// Statements that belong to the file header rather than the network body.
@@ -221,9 +162,7 @@ pub fn op_names() -> impl Iterator<Item = &'static str> {
 /// Words that block parameters and block names may not take: op names and the structural and
 /// header keywords. (Option names such as `k` or `stride` are allowed; see `eval_args`.)
 pub fn is_keyword(name: &str) -> bool {
-    OPS.iter().any(|s| s.name == name)
-        || HEADER_KEYWORDS.contains(&name)
-        || STRUCTURE_KEYWORDS.contains(&name)
+    OPS.iter().any(|s| s.name == name) || HEADER_KEYWORDS.contains(&name) || STRUCTURE_KEYWORDS.contains(&name)
 }
 
 /// Positional and option values of one statement, checked against its spec.
@@ -238,43 +177,24 @@ impl Parsed {
     }
 
     fn option(&self, name: &str) -> Option<&ArgValue> {
-        self.options
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .and_then(|(_, v, _)| v.as_ref())
+        self.options.iter().find(|(n, _, _)| *n == name).and_then(|(_, v, _)| v.as_ref())
     }
 
     fn option_span(&self, name: &str) -> Option<Span> {
-        self.options
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .map(|&(_, _, s)| s)
+        self.options.iter().find(|(n, _, _)| *n == name).map(|&(_, _, s)| s)
     }
 }
 
-fn split_args(
-    spec: &OpSpec,
-    op: &Ident,
-    args: Vec<ArgValue>,
-    env: &Env,
-    errors: &mut Vec<Diagnostic>,
-) -> Parsed {
-    let mut parsed = Parsed {
-        positional: Vec::new(),
-        options: Vec::new(),
-    };
+fn split_args(spec: &OpSpec, op: &Ident, args: Vec<ArgValue>, env: &Env, errors: &mut Vec<Diagnostic>) -> Parsed {
+    let mut parsed = Parsed { positional: Vec::new(), options: Vec::new() };
     let mut iter = args.into_iter().peekable();
     while let Some(arg) = iter.next() {
         if let Value::Name(name) = &arg.value {
             if let Some(o) = spec.options.iter().find(|o| o.name == name) {
                 if parsed.options.iter().any(|(n, _, _)| *n == o.name) {
                     errors.push(
-                        Diagnostic::error(
-                            "E0004",
-                            arg.span,
-                            format!("`{}` is given twice", o.name),
-                        )
-                        .with_label("repeated option"),
+                        Diagnostic::error("E0004", arg.span, format!("`{}` is given twice", o.name))
+                            .with_label("repeated option"),
                     );
                 }
                 let value = if o.takes == Takes::Flag {
@@ -286,13 +206,9 @@ fn split_args(
                         }
                         _ => {
                             errors.push(
-                                Diagnostic::error(
-                                    "E0004",
-                                    arg.span,
-                                    format!("`{}` needs a value", o.name),
-                                )
-                                .with_label("no value follows")
-                                .with_help(format!("for example: `{}`", spec.example)),
+                                Diagnostic::error("E0004", arg.span, format!("`{}` needs a value", o.name))
+                                    .with_label("no value follows")
+                                    .with_help(format!("for example: `{}`", spec.example)),
                             );
                             None
                         }
@@ -305,9 +221,7 @@ fn split_args(
             // `strid 2`: the value most likely belongs to the misspelt option; skip it rather than
             // also reporting it as an extra positional argument.
             if parsed.positional.len() >= spec.positional.len()
-                && iter
-                    .peek()
-                    .is_some_and(|v| !matches!(v.value, Value::Name(_)))
+                && iter.peek().is_some_and(|v| !matches!(v.value, Value::Name(_)))
             {
                 iter.next();
             }
@@ -321,46 +235,30 @@ fn split_args(
                 1 => format!("1 positional argument ({})", spec.positional[0].0),
                 n => format!(
                     "{n} positional arguments ({})",
-                    spec.positional
-                        .iter()
-                        .map(|p| p.0)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    spec.positional.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
                 ),
             };
             errors.push(
-                Diagnostic::error(
-                    "E0004",
-                    arg.span,
-                    format!("{} takes {expected}; this one is extra", spec.name),
-                )
-                .with_label("unexpected argument")
-                .with_help(format!("for example: `{}`", spec.example)),
+                Diagnostic::error("E0004", arg.span, format!("{} takes {expected}; this one is extra", spec.name))
+                    .with_label("unexpected argument")
+                    .with_help(format!("for example: `{}`", spec.example)),
             );
         }
     }
     if parsed.positional.len() < spec.required {
         let missing = spec.positional[parsed.positional.len()].0;
         errors.push(
-            Diagnostic::error(
-                "E0004",
-                op.span,
-                format!("{} needs its {missing}", spec.name),
-            )
-            .with_label(format!("missing {missing}"))
-            .with_help(format!("for example: `{}`", spec.example)),
+            Diagnostic::error("E0004", op.span, format!("{} needs its {missing}", spec.name))
+                .with_label(format!("missing {missing}"))
+                .with_help(format!("for example: `{}`", spec.example)),
         );
     }
     parsed
 }
 
 fn unknown_option(spec: &OpSpec, op: &Ident, name: &str, span: Span, env: &Env) -> Diagnostic {
-    let mut d = Diagnostic::error(
-        "E0003",
-        span,
-        format!("unknown parameter `{name}` for {}", op.name),
-    )
-    .with_label("not a parameter of this op");
+    let mut d = Diagnostic::error("E0003", span, format!("unknown parameter `{name}` for {}", op.name))
+        .with_label("not a parameter of this op");
     let candidates = spec.options.iter().map(|o| o.name).chain(env.names());
     if let Some(c) = closest(name, candidates) {
         d = d.with_help(format!("did you mean `{c}`?"));
@@ -369,33 +267,19 @@ fn unknown_option(spec: &OpSpec, op: &Ident, name: &str, span: Span, env: &Env) 
     } else if spec.options.is_empty() {
         d = d.with_help(format!("{} takes no options", spec.name));
     } else {
-        let all: Vec<_> = spec
-            .options
-            .iter()
-            .map(|o| format!("`{}`", o.name))
-            .collect();
+        let all: Vec<_> = spec.options.iter().map(|o| format!("`{}`", o.name)).collect();
         d = d.with_help(format!("{} accepts {}", spec.name, all.join(", ")));
     }
     d
 }
 
-fn int_in_range(
-    what: &str,
-    op: &str,
-    v: &ArgValue,
-    min: i64,
-    errors: &mut Vec<Diagnostic>,
-) -> Option<u64> {
+fn int_in_range(what: &str, op: &str, v: &ArgValue, min: i64, errors: &mut Vec<Diagnostic>) -> Option<u64> {
     let ints: Vec<i64> = match &v.value {
         Value::Int(i) => vec![*i],
         _ => {
             errors.push(
-                Diagnostic::error(
-                    "E0004",
-                    v.span,
-                    format!("{op} {what} must be an integer; found {}", show(&v.value)),
-                )
-                .with_label("expected an integer"),
+                Diagnostic::error("E0004", v.span, format!("{op} {what} must be an integer; found {}", show(&v.value)))
+                    .with_label("expected an integer"),
             );
             return None;
         }
@@ -413,18 +297,10 @@ fn check_range(
 ) -> Option<Vec<u64>> {
     for &x in vals {
         if x < min || x > MAX_SIZE {
-            let bound = if x < min {
-                format!("at least {min}")
-            } else {
-                format!("at most {MAX_SIZE}")
-            };
+            let bound = if x < min { format!("at least {min}") } else { format!("at most {MAX_SIZE}") };
             errors.push(
-                Diagnostic::error(
-                    "E0004",
-                    span,
-                    format!("{op} {what} must be {bound}; found {x}"),
-                )
-                .with_label("out of range"),
+                Diagnostic::error("E0004", span, format!("{op} {what} must be {bound}; found {x}"))
+                    .with_label("out of range"),
             );
             return None;
         }
@@ -432,13 +308,7 @@ fn check_range(
     Some(vals.iter().map(|&x| x as u64).collect())
 }
 
-fn pair(
-    what: &str,
-    op: &str,
-    v: &ArgValue,
-    min: i64,
-    errors: &mut Vec<Diagnostic>,
-) -> Option<[u64; 2]> {
+fn pair(what: &str, op: &str, v: &ArgValue, min: i64, errors: &mut Vec<Diagnostic>) -> Option<[u64; 2]> {
     let vals = match &v.value {
         Value::Int(i) => vec![*i, *i],
         Value::Dims(d) if d.len() == 2 => d.clone(),
@@ -447,10 +317,7 @@ fn pair(
                 Diagnostic::error(
                     "E0004",
                     v.span,
-                    format!(
-                        "{op} {what} must be an integer or HxW; found {}",
-                        show(other)
-                    ),
+                    format!("{op} {what} must be an integer or HxW; found {}", show(other)),
                 )
                 .with_label("expected `3` or `3x3`"),
             );
@@ -466,12 +333,8 @@ fn float(what: &str, op: &str, v: &ArgValue, errors: &mut Vec<Diagnostic>) -> Op
         Value::Int(i) => Some(i as f64),
         ref other => {
             errors.push(
-                Diagnostic::error(
-                    "E0004",
-                    v.span,
-                    format!("{op} {what} must be a number; found {}", show(other)),
-                )
-                .with_label("expected a number"),
+                Diagnostic::error("E0004", v.span, format!("{op} {what} must be a number; found {}", show(other)))
+                    .with_label("expected a number"),
             );
             None
         }
@@ -481,11 +344,7 @@ fn float(what: &str, op: &str, v: &ArgValue, errors: &mut Vec<Diagnostic>) -> Op
 pub fn show(v: &Value) -> String {
     match v {
         Value::Int(i) => i.to_string(),
-        Value::Dims(d) => d
-            .iter()
-            .map(|x| x.to_string())
-            .collect::<Vec<_>>()
-            .join("x"),
+        Value::Dims(d) => d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("x"),
         Value::Float(f) => f.to_string(),
         Value::Str(s) => format!("\"{s}\""),
         Value::Word(w) | Value::Name(w) => format!("`{w}`"),
@@ -505,18 +364,10 @@ pub fn build_op(op: &Ident, args: &[Arg], env: &Env) -> Result<Op, Vec<Diagnosti
     let built = match name {
         "conv" => conv(&p, op, &mut errors),
         "maxpool" | "avgpool" => {
-            let kind = if name == "maxpool" {
-                PoolKind::Max
-            } else {
-                PoolKind::Avg
-            };
+            let kind = if name == "maxpool" { PoolKind::Max } else { PoolKind::Avg };
             let kernel = pos(0).and_then(|v| pair("kernel", name, v, 1, &mut errors));
-            let stride = p
-                .option("stride")
-                .and_then(|v| pair("stride", name, v, 1, &mut errors));
-            let pad = p
-                .option("pad")
-                .and_then(|v| pair("padding", name, v, 0, &mut errors));
+            let stride = p.option("stride").and_then(|v| pair("stride", name, v, 1, &mut errors));
+            let pad = p.option("pad").and_then(|v| pair("padding", name, v, 0, &mut errors));
             kernel.map(|kernel| {
                 Op::Pool(Pool {
                     kind,
@@ -527,17 +378,16 @@ pub fn build_op(op: &Ident, args: &[Arg], env: &Env) -> Result<Op, Vec<Diagnosti
                 })
             })
         }
-        "adaptive_avgpool" => pos(0)
-            .and_then(|v| pair("output size", name, v, 1, &mut errors))
-            .map(|out| Op::AdaptiveAvgPool { out }),
+        "adaptive_avgpool" => {
+            pos(0).and_then(|v| pair("output size", name, v, 1, &mut errors)).map(|out| Op::AdaptiveAvgPool { out })
+        }
         "gap" => Some(Op::Gap),
         "relu" => Some(Op::Relu),
         "flatten" => Some(Op::Flatten),
         "softmax" => Some(Op::Softmax),
         "bn" => {
             let eps = match p.option("eps") {
-                Some(v) => float("eps", name, v, &mut errors)
-                    .filter(|&e| positive(e, "eps", v.span, &mut errors)),
+                Some(v) => float("eps", name, v, &mut errors).filter(|&e| positive(e, "eps", v.span, &mut errors)),
                 None => Some(1e-5),
             };
             eps.map(|eps| Op::BatchNorm { eps })
@@ -553,12 +403,7 @@ pub fn build_op(op: &Ident, args: &[Arg], env: &Env) -> Result<Op, Vec<Diagnosti
             let beta = get("beta", 0.75, &mut errors);
             let k = get("k", 1.0, &mut errors);
             match (size, alpha, beta, k) {
-                (Some(size), Some(alpha), Some(beta), Some(k)) => Some(Op::Lrn(Lrn {
-                    size,
-                    alpha,
-                    beta,
-                    k,
-                })),
+                (Some(size), Some(alpha), Some(beta), Some(k)) => Some(Op::Lrn(Lrn { size, alpha, beta, k })),
                 _ => None,
             }
         }
@@ -585,13 +430,7 @@ pub fn build_op(op: &Ident, args: &[Arg], env: &Env) -> Result<Op, Vec<Diagnosti
         "fc" => {
             let out = pos(0).and_then(|v| int_in_range("output features", name, v, 1, &mut errors));
             let bias = bias_flag(&p, &mut errors);
-            out.map(|out| {
-                Op::Fc(Fc {
-                    out,
-                    bias,
-                    relu: p.flag("relu"),
-                })
-            })
+            out.map(|out| Op::Fc(Fc { out, bias, relu: p.flag("relu") }))
         }
         other => unreachable!("op catalogue entry without a builder: {other}"),
     };
@@ -606,8 +445,7 @@ fn positive(x: f64, what: &str, span: Span, errors: &mut Vec<Diagnostic>) -> boo
         return true;
     }
     errors.push(
-        Diagnostic::error("E0004", span, format!("{what} must be positive; found {x}"))
-            .with_label("out of range"),
+        Diagnostic::error("E0004", span, format!("{what} must be positive; found {x}")).with_label("out of range"),
     );
     false
 }
@@ -616,67 +454,37 @@ fn bias_flag(p: &Parsed, errors: &mut Vec<Diagnostic>) -> bool {
     if p.flag("bias") && p.flag("nobias") {
         let span = p.option_span("nobias").unwrap_or_default();
         errors.push(
-            Diagnostic::error("E0004", span, "`bias` and `nobias` contradict each other")
-                .with_label("remove one"),
+            Diagnostic::error("E0004", span, "`bias` and `nobias` contradict each other").with_label("remove one"),
         );
     }
     !p.flag("nobias")
 }
 
 fn conv(p: &Parsed, _op: &Ident, errors: &mut Vec<Diagnostic>) -> Option<Op> {
-    let kernel = p
-        .positional
-        .first()
-        .and_then(|v| pair("kernel", "conv", v, 1, errors));
-    let out_channels = p
-        .positional
-        .get(1)
-        .and_then(|v| int_in_range("output channels", "conv", v, 1, errors));
-    let stride = p
-        .option("stride")
-        .map_or(Some([1, 1]), |v| pair("stride", "conv", v, 1, errors));
-    let dilation = p
-        .option("dilation")
-        .map_or(Some([1, 1]), |v| pair("dilation", "conv", v, 1, errors));
-    let groups = p
-        .option("groups")
-        .map_or(Some(1), |v| int_in_range("groups", "conv", v, 1, errors));
+    let kernel = p.positional.first().and_then(|v| pair("kernel", "conv", v, 1, errors));
+    let out_channels = p.positional.get(1).and_then(|v| int_in_range("output channels", "conv", v, 1, errors));
+    let stride = p.option("stride").map_or(Some([1, 1]), |v| pair("stride", "conv", v, 1, errors));
+    let dilation = p.option("dilation").map_or(Some([1, 1]), |v| pair("dilation", "conv", v, 1, errors));
+    let groups = p.option("groups").map_or(Some(1), |v| int_in_range("groups", "conv", v, 1, errors));
     let bias = bias_flag(p, errors);
-    let (kernel, out_channels, stride, dilation, groups) =
-        (kernel?, out_channels?, stride?, dilation?, groups?);
+    let (kernel, out_channels, stride, dilation, groups) = (kernel?, out_channels?, stride?, dilation?, groups?);
     let pad = match p.option("pad") {
-        Some(ArgValue {
-            value: Value::Name(n),
-            ..
-        }) if n == "valid" => [0, 0],
+        Some(ArgValue { value: Value::Name(n), .. }) if n == "valid" => [0, 0],
         Some(v) => pair("padding", "conv", v, 0, errors)?,
         // floor(k/2) of the effective (dilated) kernel: "same" size at stride 1 for odd kernels.
         None => [0, 1].map(|i| (dilation[i] * (kernel[i] - 1) + 1) / 2),
     };
-    Some(Op::Conv(Conv {
-        kernel,
-        out_channels,
-        stride,
-        pad,
-        dilation,
-        groups,
-        bias,
-        relu: p.flag("relu"),
-    }))
+    Some(Op::Conv(Conv { kernel, out_channels, stride, pad, dilation, groups, bias, relu: p.flag("relu") }))
 }
 
 pub fn unknown_op(op: &Ident) -> Diagnostic {
-    let mut d = Diagnostic::error("E0002", op.span, format!("unknown layer `{}`", op.name))
-        .with_label("not a layer");
+    let mut d = Diagnostic::error("E0002", op.span, format!("unknown layer `{}`", op.name)).with_label("not a layer");
     if let Some(c) = closest(&op.name, op_names()) {
         d = d.with_help(format!("did you mean `{c}`?"));
     } else if STRUCTURE_KEYWORDS.contains(&op.name.as_str()) {
         d = d.with_help(format!("`{}` needs a `{{ ... }}` body", op.name));
     } else {
-        d = d.with_note(format!(
-            "the layers are: {}",
-            op_names().collect::<Vec<_>>().join(", ")
-        ));
+        d = d.with_note(format!("the layers are: {}", op_names().collect::<Vec<_>>().join(", ")));
     }
     d
 }

@@ -4,16 +4,19 @@
 //! (for running) weights -> interpreter or JIT.
 
 pub mod ast;
+pub mod bench;
 pub mod check;
 pub mod cost;
 pub mod diag;
 pub mod elaborate;
 pub mod expr;
+pub mod fusion;
 pub mod geometry;
 pub mod graph;
 pub mod infer;
 pub mod input;
 pub mod interp;
+pub mod jit;
 pub mod layer_args;
 pub mod lint;
 pub mod memplan;

@@ -11,9 +11,7 @@ pub fn lint(net: &Network, shapes: &[Shape]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for rule in &net.rules {
         match rule {
-            DesignRule::DoubleChannels { max, span } => {
-                out.extend(double_channels(net, shapes, *max, *span))
-            }
+            DesignRule::DoubleChannels { max, span } => out.extend(double_channels(net, shapes, *max, *span)),
         }
     }
     out.extend(pooling_drops(net, shapes));
@@ -25,12 +23,7 @@ pub fn lint(net: &Network, shapes: &[Shape]) -> Vec<Diagnostic> {
 /// VGG's rule: convs at one resolution share a channel count, and the first conv after a
 /// downsampling has twice the channels of the resolution before it, capped at `max`. Only convs
 /// on the main path count (inception branches legitimately differ).
-fn double_channels(
-    net: &Network,
-    shapes: &[Shape],
-    max: Option<u64>,
-    rule_span: crate::ast::Span,
-) -> Vec<Diagnostic> {
+fn double_channels(net: &Network, shapes: &[Shape], max: Option<u64>, rule_span: crate::ast::Span) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     // (resolution, channels the rule expects there, name of the first conv there)
     let mut group: Option<((u64, u64), u64, String)> = None;
@@ -41,27 +34,14 @@ fn double_channels(
         }
         let res = shapes[id].spatial();
         let (expected, why, starts_group) = match &group {
-            Some((prev, ch, first)) if *prev == res => (
-                *ch,
-                format!("the same as {first}, the first conv at {}x{}", res.0, res.1),
-                false,
-            ),
+            Some((prev, ch, first)) if *prev == res => {
+                (*ch, format!("the same as {first}, the first conv at {}x{}", res.0, res.1), false)
+            }
             Some((prev, ch, _)) if res.0 * res.1 < prev.0 * prev.1 => {
                 let doubled = ch.saturating_mul(2);
                 let e = max.map_or(doubled, |m| doubled.min(m));
-                let cap = if e < doubled {
-                    format!(", capped at {e}")
-                } else {
-                    String::new()
-                };
-                (
-                    e,
-                    format!(
-                        "2 x {ch} after the downsampling to {}x{}{cap}",
-                        res.0, res.1
-                    ),
-                    true,
-                )
+                let cap = if e < doubled { format!(", capped at {e}") } else { String::new() };
+                (e, format!("2 x {ch} after the downsampling to {}x{}{cap}", res.0, res.1), true)
             }
             // The first conv, or the resolution grew: the rule starts from what is there.
             _ => (c.out_channels, String::new(), true),
@@ -93,9 +73,7 @@ fn pooling_drops(net: &Network, shapes: &[Shape]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (id, node) in net.nodes.iter().enumerate() {
         let Op::Pool(p) = &node.op else { continue };
-        let (Shape::Map { h, w, .. }, Shape::Map { h: oh, w: ow, .. }) =
-            (shapes[node.inputs[0]], shapes[id])
-        else {
+        let (Shape::Map { h, w, .. }, Shape::Map { h: oh, w: ow, .. }) = (shapes[node.inputs[0]], shapes[id]) else {
             continue;
         };
         let rows = dropped_trailing(h, p.kernel[0], p.stride[0], p.pad[0], 1, oh);
@@ -104,11 +82,7 @@ fn pooling_drops(net: &Network, shapes: &[Shape]) -> Vec<Diagnostic> {
             continue;
         }
         let plural = |n: u64, what: &str| {
-            if n == 1 {
-                format!("1 {what}")
-            } else {
-                format!("{n} {what}s")
-            }
+            if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
         };
         let what = match (rows, cols) {
             (0, c) => plural(c, "column"),
@@ -119,15 +93,9 @@ fn pooling_drops(net: &Network, shapes: &[Shape]) -> Vec<Diagnostic> {
             Diagnostic::warning(
                 "W0002",
                 node.origin.span,
-                format!(
-                    "{} {} ignores the last {what} of its {h}x{w} input",
-                    node.name,
-                    node.op.describe()
-                ),
+                format!("{} {} ignores the last {what} of its {h}x{w} input", node.name, node.op.describe()),
             )
-            .with_label(format!(
-                "the windows stop before the end of the {h}x{w} input"
-            ))
+            .with_label(format!("the windows stop before the end of the {h}x{w} input"))
             .with_help("use `ceil` mode, padding, or an input size the stride divides"),
             node,
         ));
@@ -153,10 +121,7 @@ fn kernel_larger_than_input(net: &Network, shapes: &[Shape]) -> Vec<Diagnostic> 
                 Diagnostic::warning(
                     "W0003",
                     node.origin.span,
-                    format!(
-                        "{} has a {kh}x{kw} kernel but its input is only {h}x{w}",
-                        node.name
-                    ),
+                    format!("{} has a {kh}x{kw} kernel but its input is only {h}x{w}", node.name),
                 )
                 .with_label("most of each window reads padding")
                 .with_help("use a smaller kernel here, or a larger input"),
@@ -175,15 +140,9 @@ fn after_softmax(net: &Network) -> Vec<Diagnostic> {
         };
         if net.nodes[src].op == Op::Softmax {
             out.push(at_node(
-                Diagnostic::warning(
-                    "W0005",
-                    node.origin.span,
-                    format!("{} comes after softmax", node.name),
-                )
-                .with_label(format!("{} reads probabilities", node.op.keyword()))
-                .with_help(
-                    "softmax belongs at the very end; move it after this layer or remove it",
-                ),
+                Diagnostic::warning("W0005", node.origin.span, format!("{} comes after softmax", node.name))
+                    .with_label(format!("{} reads probabilities", node.op.keyword()))
+                    .with_help("softmax belongs at the very end; move it after this layer or remove it"),
                 node,
             ));
         }

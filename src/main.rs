@@ -11,11 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "cnnc",
-    version,
-    about = "A compiler for a compact language that describes convolutional networks"
-)]
+#[command(name = "cnnc", version, about = "A compiler for a compact language that describes convolutional networks")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,7 +25,19 @@ enum ColorChoice {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum DumpPass {
+    /// Scalar loop nests per fused layer, over logical coordinates.
+    Lowered,
+    /// After scheduling: register tiles, vectors, unrolled reductions, parallel tasks.
+    Scheduled,
+    /// Cranelift IR of every kernel.
+    Clif,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum BackendArg {
+    /// Cranelift-compiled loop nests (the default).
+    Jit,
     /// The ndarray reference interpreter.
     Interp,
 }
@@ -70,10 +78,34 @@ enum Command {
         /// Print a JSON list with one object per input.
         #[arg(long)]
         json: bool,
-        #[arg(long, value_enum, default_value = "interp")]
+        #[arg(long, value_enum, default_value = "jit")]
         backend: BackendArg,
         #[arg(long, value_enum, default_value = "auto")]
         color: ColorChoice,
+    },
+    /// Time the forward pass: per-layer ms and GFLOP/s, compile time, median and minimum.
+    Bench {
+        model: PathBuf,
+        /// Weights (default: <model>.safetensors beside the .cnn file, else seeded random ones).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        /// Threads for the JIT (default: all hardware threads).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long, value_enum, default_value = "jit")]
+        backend: BackendArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JIT's IR after a pass: the lowered loop nests, the scheduled ones, or Cranelift IR.
+    Compile {
+        model: PathBuf,
+        #[arg(long, value_enum, default_value = "scheduled")]
+        dump: DumpPass,
+        #[arg(long)]
+        weights: Option<PathBuf>,
     },
     /// List every weight tensor: canonical name, shape and kind, in file order.
     Params {
@@ -103,50 +135,28 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check {
-            model,
-            input,
-            json,
-            deny_warnings,
-            color,
-        } => cmd_check(&model, input, json, deny_warnings, color),
-        Command::Run {
-            model,
-            inputs,
-            weights,
-            top,
-            labels,
-            json,
-            backend,
-            color,
-        } => {
+        Command::Check { model, input, json, deny_warnings, color } => {
+            cmd_check(&model, input, json, deny_warnings, color)
+        }
+        Command::Run { model, inputs, weights, top, labels, json, backend, color } => {
             let backend = match backend {
                 BackendArg::Interp => Backend::Interp,
+                BackendArg::Jit => Backend::Jit { threads: cnnc::run::default_threads() },
             };
-            Ok(report_run(
-                cmd_run(
-                    &model,
-                    &inputs,
-                    weights.as_deref(),
-                    top,
-                    labels.as_deref(),
-                    json,
-                    backend,
-                ),
-                color,
-            ))
+            Ok(report_run(cmd_run(&model, &inputs, weights.as_deref(), top, labels.as_deref(), json, backend), color))
         }
-        Command::Params { model, json } => {
-            Ok(report_run(cmd_params(&model, json), ColorChoice::Auto))
+        Command::Bench { model, weights, iters, threads, backend, json } => {
+            let backend = match backend {
+                BackendArg::Interp => Backend::Interp,
+                BackendArg::Jit => Backend::Jit { threads: threads.unwrap_or_else(cnnc::run::default_threads) },
+            };
+            Ok(report_run(cmd_bench(&model, weights.as_deref(), iters, backend, json), ColorChoice::Auto))
         }
-        Command::Init {
-            model,
-            output,
-            seed,
-        } => Ok(report_run(
-            cmd_init(&model, &output, seed),
-            ColorChoice::Auto,
-        )),
+        Command::Compile { model, dump, weights } => {
+            Ok(report_run(cmd_compile(&model, dump, weights.as_deref()), ColorChoice::Auto))
+        }
+        Command::Params { model, json } => Ok(report_run(cmd_params(&model, json), ColorChoice::Auto)),
+        Command::Init { model, output, seed } => Ok(report_run(cmd_init(&model, &output, seed), ColorChoice::Auto)),
     };
     match result {
         Ok(code) => code,
@@ -158,15 +168,10 @@ fn main() -> ExitCode {
 }
 
 fn read_source(path: &Path) -> Result<Result<String, Diagnostic>, UsageError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
     Ok(String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
-        Diagnostic::error(
-            "E0001",
-            cnnc::ast::Span::new(at, at),
-            format!("the file is not valid UTF-8 (byte {at})"),
-        )
+        Diagnostic::error("E0001", cnnc::ast::Span::new(at, at), format!("the file is not valid UTF-8 (byte {at})"))
     }))
 }
 
@@ -174,9 +179,7 @@ fn use_color(choice: ColorChoice) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => {
-            std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-        }
+        ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     }
 }
 
@@ -194,10 +197,7 @@ fn cmd_check(
     deny_warnings: bool,
     color: ColorChoice,
 ) -> Result<ExitCode, UsageError> {
-    let input = input
-        .map(|s| parse_input_dims(&s))
-        .transpose()
-        .map_err(UsageError)?;
+    let input = input.map(|s| parse_input_dims(&s)).transpose().map_err(UsageError)?;
     let display_name = model.display().to_string();
     let source = match read_source(model)? {
         Ok(s) => s,
@@ -206,17 +206,12 @@ fn cmd_check(
             return Ok(ExitCode::from(1));
         }
     };
-    let stem = model
-        .file_stem()
-        .map_or("network".into(), |s| s.to_string_lossy().into_owned());
+    let stem = model.file_stem().map_or("network".into(), |s| s.to_string_lossy().into_owned());
     let report = check_source(&source, &stem, input);
     let failed = report.errors() > 0 || (deny_warnings && report.warnings() > 0);
     if json {
         let value = cnnc::report::to_json(&report, &source);
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
     } else {
         print_diagnostics(model, &source, &report.diagnostics, use_color(color));
         if let Some(checked) = &report.checked.as_ref().filter(|_| report.errors() == 0) {
@@ -224,14 +219,8 @@ fn cmd_check(
         }
         let (e, w) = (report.errors(), report.warnings());
         if e > 0 || w > 0 {
-            let plural =
-                |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
-            eprintln!(
-                "{}: {}, {}",
-                display_name,
-                plural(e, "error"),
-                plural(w, "warning")
-            );
+            let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+            eprintln!("{}: {}, {}", display_name, plural(e, "error"), plural(w, "warning"));
         }
     }
     Ok(ExitCode::from(u8::from(failed)))
@@ -241,21 +230,12 @@ fn cmd_check(
 fn report_run(result: Result<(), RunError>, color: ColorChoice) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(RunError::Model {
-            path,
-            source_text,
-            diagnostics,
-        }) => {
+        Err(RunError::Model { path, source_text, diagnostics }) => {
             print_diagnostics(&path, &source_text, &diagnostics, use_color(color));
             eprintln!("error: {} has errors; see `cnnc check`", path.display());
             ExitCode::from(1)
         }
-        Err(RunError::WeightShape {
-            path,
-            source_text,
-            diagnostic,
-            ..
-        }) => {
+        Err(RunError::WeightShape { path, source_text, diagnostic, .. }) => {
             print_diagnostics(&path, &source_text, &[*diagnostic], use_color(color));
             ExitCode::from(1)
         }
@@ -300,15 +280,11 @@ fn cmd_run(
             model_path.with_extension("safetensors").display()
         );
     }
-    let predictions = cnnc::run::predict(&model, &weights, inputs, top, backend)?;
+    let predictions = cnnc::run::predict(&model, weights, inputs, top, backend)?;
     let outputs = predictions.first().map_or(0, |p| p.probs.len());
-    let label_path = labels.map(Path::to_path_buf).or_else(|| {
-        model
-            .network()
-            .labels
-            .as_ref()
-            .map(|l| model_path.parent().unwrap_or(Path::new(".")).join(l))
-    });
+    let label_path = labels
+        .map(Path::to_path_buf)
+        .or_else(|| model.network().labels.as_ref().map(|l| model_path.parent().unwrap_or(Path::new(".")).join(l)));
     let labels = match &label_path {
         Some(p) => {
             let l = cnnc::run::read_labels(p, outputs)?;
@@ -335,21 +311,13 @@ fn cmd_run(
                 })
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&list).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
     } else {
         for p in &predictions {
             println!("{}", p.input);
             for (rank, &(k, prob)) in p.top.iter().enumerate() {
                 let label = label_of(k).unwrap_or_default();
-                println!(
-                    "  {:>2}. {k:>5}  {:<32} {:>7.3}%",
-                    rank + 1,
-                    label,
-                    prob * 100.0
-                );
+                println!("  {:>2}. {k:>5}  {:<32} {:>7.3}%", rank + 1, label, prob * 100.0);
             }
         }
     }
@@ -361,25 +329,15 @@ fn cmd_params(model_path: &Path, json: bool) -> Result<(), RunError> {
     let specs = model.params();
     if json {
         // One tensor per line: easy to read and to diff.
-        let lines: Vec<String> = specs
-            .iter()
-            .map(|s| format!("  {}", serde_json::to_string(s).unwrap_or_default()))
-            .collect();
+        let lines: Vec<String> =
+            specs.iter().map(|s| format!("  {}", serde_json::to_string(s).unwrap_or_default())).collect();
         println!("[\n{}\n]", lines.join(",\n"));
         return Ok(());
     }
     let width = specs.iter().map(|s| s.name.len()).max().unwrap_or(4).max(4);
-    println!(
-        "{:<width$}  {:<20}  {:<12}  {:>12}",
-        "name", "shape", "kind", "values"
-    );
+    println!("{:<width$}  {:<20}  {:<12}  {:>12}", "name", "shape", "kind", "values");
     for s in &specs {
-        let shape = s
-            .shape
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join("x");
+        let shape = s.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
         println!(
             "{:<width$}  {:<20}  {:<12}  {:>12}",
             s.name,
@@ -389,11 +347,7 @@ fn cmd_params(model_path: &Path, json: bool) -> Result<(), RunError> {
         );
     }
     let total: usize = specs.iter().map(|s| s.elements()).sum();
-    println!(
-        "{} tensors, {} values",
-        specs.len(),
-        cnnc::report::thousands(total as u64)
-    );
+    println!("{} tensors, {} values", specs.len(), cnnc::report::thousands(total as u64));
     Ok(())
 }
 
@@ -410,20 +364,47 @@ fn cmd_init(model_path: &Path, output: &Path, seed: u64) -> Result<(), RunError>
         )));
     }
     let weights = cnnc::weights::random_weights(&specs, seed);
-    let metadata = HashMap::from([
-        ("network".to_string(), model.network().name.clone()),
-        (
-            "generator".to_string(),
-            format!("cnnc init --seed {seed} (He normal, fan-in)"),
-        ),
-    ]);
+    // One key: safetensors writes metadata in hash-map order, and the same seed must give the
+    // same file byte for byte.
+    let metadata = HashMap::from([(
+        "generator".to_string(),
+        format!("cnnc init --seed {seed} for network {} (He normal, fan-in)", model.network().name),
+    )]);
     cnnc::weights::save_safetensors(output, &specs, &weights, metadata)
         .map_err(|e| RunError::Weights(e.to_string()))?;
-    eprintln!(
-        "wrote {} tensors ({}) to {}",
-        specs.len(),
-        cnnc::report::human_bytes(bytes),
-        output.display()
-    );
+    eprintln!("wrote {} tensors ({}) to {}", specs.len(), cnnc::report::human_bytes(bytes), output.display());
+    Ok(())
+}
+
+fn cmd_bench(
+    model_path: &Path,
+    weights: Option<&Path>,
+    iters: usize,
+    backend: Backend,
+    json: bool,
+) -> Result<(), RunError> {
+    let model = load_model(model_path, None)?;
+    let (weights, source, _) = cnnc::run::resolve_weights(&model, weights)?;
+    if let WeightsSource::Random { seed } = source {
+        eprintln!("note: timing with random He-initialised weights (seed {seed})");
+    }
+    let report = cnnc::bench::bench(&model, weights, iters, backend)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json()).unwrap_or_default());
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(())
+}
+
+fn cmd_compile(model_path: &Path, pass: DumpPass, weights: Option<&Path>) -> Result<(), RunError> {
+    let model = load_model(model_path, None)?;
+    let (weights, _, _) = cnnc::run::resolve_weights(&model, weights)?;
+    let pass = match pass {
+        DumpPass::Lowered => "lowered",
+        DumpPass::Scheduled => "scheduled",
+        DumpPass::Clif => "clif",
+    };
+    print!("{}", cnnc::jit::dump(model.network(), &model.checked.shapes, weights, pass)?);
     Ok(())
 }

@@ -1,18 +1,25 @@
 //! The static memory plan: which tensors share storage, when each storage is live, and the peak.
-//! The checker reports `peak_bytes`; the JIT lays out the same storages in one arena.
+//! It plans the fused execution (`fusion::fuse`), so the checker's peak is exactly what the
+//! JIT's arena must hold (the JIT adds only layout padding and alignment).
 //!
-//! Storage model (per image; a batch multiplies every size by N):
+//! Storage model (per image):
+//! - a step is a fusion group; tensors inside a group (a conv's output before its fused relu)
+//!   never exist in memory;
 //! - `flatten` and `dropout` are views of their input: no storage, no work;
-//! - `relu`, `bn` and `softmax` work in place when nothing reads their input afterwards;
-//! - a residual `add` writes into the body's storage (or the shortcut's) under the same rule;
-//! - a concatenation owns one storage, and each branch whose result is read by nothing else
-//!   writes straight into its channel slice; other branches are copied in;
-//! - every other op writes a fresh storage.
+//! - a standalone `relu`, `bn` or `softmax` works in place when nothing reads its input later;
+//! - a fused residual sum writes into the shortcut's storage under the same rule (unless the
+//!   conv also reads that storage);
+//! - a concatenation owns one storage, and each branch whose result nothing else reads writes
+//!   straight into its channel slice; other branches are copied in (so is a branch whose
+//!   channel count is not a multiple of 4: the JIT stores blocks of 4 channels, and such a
+//!   branch would overwrite the first channels of the next);
+//! - every other group writes a fresh storage.
 //!
 //! A storage is live from the step that first writes it to the last step that reads any tensor
-//! in it; the network output stays live to the end. The peak is the largest sum of live storages
-//! over the steps, the step's inputs and output included.
+//! in it; the network's outputs stay live to the end. The peak is the largest sum of live
+//! storages over the steps, each step's inputs and output included.
 
+use crate::fusion::{Group, fuse, source_of};
 use crate::geometry::Shape;
 use crate::graph::{Network, NodeId, Op};
 
@@ -20,154 +27,147 @@ use crate::graph::{Network, NodeId, Op};
 pub struct Storage {
     /// Size of one image's worth, in f32 elements.
     pub elements: u64,
-    pub first: NodeId,
-    pub last: NodeId,
+    /// First and last step (group index) at which the storage is live.
+    pub first: usize,
+    pub last: usize,
     /// Merged into a concatenation's storage: no longer allocated on its own.
     pub merged: bool,
+    /// The tensor it was created for (every tensor in it has the same height and width).
+    pub creator: NodeId,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Placement {
     pub storage: usize,
-    /// Element offset of the tensor within one image of its storage (a concat channel slice).
-    pub offset: u64,
+    /// Channel offset of the tensor within its storage (a concatenation slice).
+    pub channel_offset: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MemoryPlan {
+    pub groups: Vec<Group>,
     pub storages: Vec<Storage>,
-    /// Where each node's output lives.
-    pub placement: Vec<Placement>,
-    /// Elementwise nodes that overwrite their input.
+    /// Where each node's output lives; `None` for values internal to a fused group. Views
+    /// share their source's placement.
+    pub placement: Vec<Option<Placement>>,
+    /// Groups whose output overwrites one of their inputs.
     pub in_place: Vec<bool>,
-    /// (concat node, input index) pairs whose branch result must be copied into the slice.
+    /// (concat node, input index) pairs whose branch result is copied into the slice.
     pub concat_copies: Vec<(NodeId, usize)>,
     /// Peak of live storage, in bytes, at batch 1.
     pub peak_bytes: u64,
 }
 
+/// The tensors a run keeps to the end: the output, and the logits before a trailing softmax.
+pub fn kept_outputs(net: &Network) -> Vec<NodeId> {
+    let last = net.output();
+    let mut kept = vec![source_of(net, last)];
+    if net.nodes[last].op == Op::Softmax {
+        kept.push(source_of(net, net.nodes[last].inputs[0]));
+    }
+    kept
+}
+
 pub fn plan_memory(net: &Network, shapes: &[Shape]) -> MemoryPlan {
+    let groups = fuse(net, shapes);
+    let n_steps = groups.len();
     let n = net.nodes.len();
-    let consumers = net.consumers();
-    let output = net.output();
-    // The last step that reads each tensor (the output: past the end).
-    let last_read: Vec<NodeId> = (0..n)
-        .map(|t| {
-            if t == output {
-                n
-            } else {
-                consumers[t].iter().copied().max().unwrap_or(t)
-            }
-        })
-        .collect();
     let elems = |t: NodeId| shapes[t].elements().unwrap_or(0);
+    // The last step that reads each (source) tensor; kept outputs: past the end.
+    let mut last_read = vec![0usize; n];
+    for (step, g) in groups.iter().enumerate() {
+        last_read[g.output] = last_read[g.output].max(step);
+        for &i in &g.inputs {
+            last_read[i] = last_read[i].max(step);
+        }
+    }
+    for t in kept_outputs(net) {
+        last_read[t] = n_steps;
+    }
 
     let mut storages: Vec<Storage> = Vec::new();
     let mut members: Vec<Vec<NodeId>> = Vec::new();
-    let mut placement = vec![
-        Placement {
-            storage: 0,
-            offset: 0
-        };
-        n
-    ];
-    let mut in_place = vec![false; n];
+    let mut placement: Vec<Option<Placement>> = vec![None; n];
+    let mut in_place = vec![false; n_steps];
     let mut concat_copies = Vec::new();
 
-    let fresh = |t: NodeId, storages: &mut Vec<Storage>, members: &mut Vec<Vec<NodeId>>| {
-        storages.push(Storage {
-            elements: elems(t),
-            first: t,
-            last: last_read[t],
-            merged: false,
-        });
-        members.push(vec![t]);
-        Placement {
-            storage: storages.len() - 1,
-            offset: 0,
-        }
-    };
-    let join =
-        |t: NodeId, p: Placement, storages: &mut Vec<Storage>, members: &mut Vec<Vec<NodeId>>| {
-            storages[p.storage].last = storages[p.storage].last.max(last_read[t]);
-            members[p.storage].push(t);
-            p
+    for (step, g) in groups.iter().enumerate() {
+        let t = g.output;
+        let fresh = |storages: &mut Vec<Storage>, members: &mut Vec<Vec<NodeId>>| {
+            storages.push(Storage { elements: elems(t), first: step, last: last_read[t], merged: false, creator: t });
+            members.push(vec![t]);
+            Placement { storage: storages.len() - 1, channel_offset: 0 }
         };
-
-    for (t, node) in net.nodes.iter().enumerate() {
-        let input = node.inputs.first().map(|&i| placement[i]);
-        placement[t] = match (&node.op, input) {
-            (Op::Flatten | Op::Dropout { .. }, Some(p)) => join(t, p, &mut storages, &mut members),
-            (Op::Relu | Op::BatchNorm { .. } | Op::Softmax, Some(p))
-                if storages[p.storage].last == t =>
-            {
-                in_place[t] = true;
-                join(t, p, &mut storages, &mut members)
+        let reusable = |p: Option<Placement>, storages: &Vec<Storage>| {
+            p.filter(|p| {
+                p.channel_offset == 0 && storages[p.storage].last == step && storages[p.storage].elements == elems(t)
+            })
+        };
+        let anchor = &net.nodes[g.anchor()].op;
+        let single = g.nodes.len() == 1;
+        let chosen = match anchor {
+            Op::Relu | Op::BatchNorm { .. } | Op::Softmax if single => reusable(placement[g.inputs[0]], &storages),
+            Op::Conv(_) | Op::Fc(_) if g.nodes.iter().any(|&m| net.nodes[m].op == Op::Add) => {
+                let shortcut = *g.inputs.last().expect("a fused add reads its shortcut");
+                let main_storage = placement[g.inputs[0]].map(|p| p.storage);
+                reusable(placement[shortcut], &storages).filter(|p| Some(p.storage) != main_storage)
             }
-            (Op::Add, _) => {
-                let reusable = node.inputs.iter().map(|&i| placement[i]).find(|p| {
-                    storages[p.storage].last == t
-                        && storages[p.storage].elements == elems(t)
-                        && p.offset == 0
-                });
-                match reusable {
-                    Some(p) => {
-                        in_place[t] = true;
-                        join(t, p, &mut storages, &mut members)
-                    }
-                    None => fresh(t, &mut storages, &mut members),
-                }
+            _ => None,
+        };
+        let p = match (anchor, chosen) {
+            (_, Some(p)) => {
+                in_place[step] = true;
+                storages[p.storage].last = storages[p.storage].last.max(last_read[t]);
+                members[p.storage].push(t);
+                p
             }
-            (Op::Concat, _) => {
-                let target = fresh(t, &mut storages, &mut members);
-                let (h, w) = shapes[t].spatial();
-                let mut offset = 0u64;
-                for (k, &b) in node.inputs.iter().enumerate() {
-                    let p = placement[b];
-                    let whole = p.offset == 0 && storages[p.storage].elements == elems(b);
-                    let shared = node.inputs[..k]
-                        .iter()
-                        .any(|&o| placement[o].storage == p.storage);
-                    if whole && !shared && storages[p.storage].last == t && p.storage != 0 {
+            (Op::Concat, None) => {
+                let target = fresh(&mut storages, &mut members);
+                let mut channel = 0u64;
+                for (k, &b) in g.inputs.iter().enumerate() {
+                    let p = placement[b].expect("branch results are stored");
+                    let whole = p.channel_offset == 0 && storages[p.storage].elements == elems(b);
+                    let shared = g.inputs[..k].iter().any(|&o| placement[o].map(|q| q.storage) == Some(p.storage));
+                    let blocks = shapes[b].channels() % 4 == 0;
+                    if whole && !shared && blocks && storages[p.storage].last == step && p.storage != 0 {
                         // Redirect every tensor of the branch's storage into the slice.
-                        let moved = std::mem::take(&mut members[p.storage]);
-                        for &m in &moved {
-                            placement[m] = Placement {
+                        for &m in &std::mem::take(&mut members[p.storage]) {
+                            let old = placement[m].expect("members are placed");
+                            placement[m] = Some(Placement {
                                 storage: target.storage,
-                                offset: offset + placement[m].offset,
-                            };
+                                channel_offset: channel + old.channel_offset,
+                            });
+                            members[target.storage].push(m);
                         }
-                        storages[target.storage].first = storages[target.storage]
-                            .first
-                            .min(storages[p.storage].first);
+                        storages[target.storage].first = storages[target.storage].first.min(storages[p.storage].first);
                         storages[p.storage].merged = true;
-                        members[target.storage].extend(moved);
                     } else {
                         concat_copies.push((t, k));
                     }
-                    offset += shapes[b].channels() * h * w;
+                    channel += shapes[b].channels();
                 }
                 target
             }
-            _ => fresh(t, &mut storages, &mut members),
+            _ => fresh(&mut storages, &mut members),
         };
+        placement[t] = Some(p);
     }
-    let peak_elements = peak(&storages, n);
-    MemoryPlan {
-        storages,
-        placement,
-        in_place,
-        concat_copies,
-        peak_bytes: peak_elements.saturating_mul(4),
+    // Views share their source's placement.
+    for id in 0..n {
+        if placement[id].is_none() && crate::fusion::is_view(&net.nodes[id].op) {
+            placement[id] = placement[source_of(net, id)];
+        }
     }
+    let peak_elements = peak(storages.iter().filter(|s| !s.merged).map(|s| (s.elements, s.first, s.last)), n_steps);
+    MemoryPlan { groups, storages, placement, in_place, concat_copies, peak_bytes: peak_elements.saturating_mul(4) }
 }
 
-/// The largest sum of live (unmerged) storage sizes over steps `0..n`.
-fn peak(storages: &[Storage], n: usize) -> u64 {
-    let mut delta = vec![0i128; n + 2];
-    for s in storages.iter().filter(|s| !s.merged) {
-        delta[s.first] += s.elements as i128;
-        delta[(s.last + 1).min(n + 1)] -= s.elements as i128;
+/// The largest sum of live sizes over steps `0..=n_steps`, given (size, first, last) intervals.
+pub fn peak(intervals: impl Iterator<Item = (u64, usize, usize)>, n_steps: usize) -> u64 {
+    let mut delta = vec![0i128; n_steps + 2];
+    for (size, first, last) in intervals {
+        delta[first] += size as i128;
+        delta[(last + 1).min(n_steps + 1)] -= size as i128;
     }
     let mut live = 0i128;
     let mut best = 0i128;

@@ -56,15 +56,7 @@ pub fn param_specs(net: &Network, shapes: &[Shape]) -> Vec<ParamSpec> {
         let input = node.inputs.first().map(|&i| shapes[i]);
         match (&node.op, input) {
             (Op::Conv(c), Some(inp)) => {
-                push(
-                    ParamKind::Weight,
-                    vec![
-                        c.out_channels,
-                        inp.channels() / c.groups,
-                        c.kernel[0],
-                        c.kernel[1],
-                    ],
-                );
+                push(ParamKind::Weight, vec![c.out_channels, inp.channels() / c.groups, c.kernel[0], c.kernel[1]]);
                 if c.bias {
                     push(ParamKind::Bias, vec![c.out_channels]);
                 }
@@ -77,12 +69,7 @@ pub fn param_specs(net: &Network, shapes: &[Shape]) -> Vec<ParamSpec> {
             }
             (Op::BatchNorm { .. }, _) => {
                 let c = shapes[id].channels();
-                for kind in [
-                    ParamKind::Weight,
-                    ParamKind::Bias,
-                    ParamKind::RunningMean,
-                    ParamKind::RunningVar,
-                ] {
+                for kind in [ParamKind::Weight, ParamKind::Bias, ParamKind::RunningMean, ParamKind::RunningVar] {
                     push(kind, vec![c]);
                 }
             }

@@ -26,26 +26,16 @@ pub fn parse_file(source: &str) -> Result<File, Vec<Diagnostic>> {
         return Err(vec![Diagnostic::error(
             "E0001",
             Span::new(0, 0),
-            format!(
-                "the file is {} bytes; a .cnn file may be at most {MAX_SOURCE_BYTES} bytes",
-                source.len()
-            ),
+            format!("the file is {} bytes; a .cnn file may be at most {MAX_SOURCE_BYTES} bytes", source.len()),
         )]);
     }
     check_nesting(source)?;
     pest::set_call_limit(NonZeroUsize::new(PEST_CALL_LIMIT));
-    let mut pairs =
-        CnnParser::parse(Rule::file, source).map_err(|e| vec![syntax_error(source, e)])?;
+    let mut pairs = CnnParser::parse(Rule::file, source).map_err(|e| vec![syntax_error(source, e)])?;
     let mut builder = Builder { errors: Vec::new() };
-    let file_pair = pairs
-        .next()
-        .expect("grammar: `file` always yields one pair");
+    let file_pair = pairs.next().expect("grammar: `file` always yields one pair");
     let items = builder.items(file_pair.into_inner());
-    if builder.errors.is_empty() {
-        Ok(File { items })
-    } else {
-        Err(builder.errors)
-    }
+    if builder.errors.is_empty() { Ok(File { items }) } else { Err(builder.errors) }
 }
 
 fn check_nesting(source: &str) -> Result<(), Vec<Diagnostic>> {
@@ -113,9 +103,7 @@ fn syntax_error(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
     };
     let end = pos + source[pos..].chars().next().map_or(0, char::len_utf8);
     let mut expected: Vec<&str> = match &e.variant {
-        ErrorVariant::ParsingError { positives, .. } => {
-            positives.iter().map(|r| describe_rule(*r)).collect()
-        }
+        ErrorVariant::ParsingError { positives, .. } => positives.iter().map(|r| describe_rule(*r)).collect(),
         ErrorVariant::CustomError { .. } => Vec::new(),
     };
     expected.sort();
@@ -124,13 +112,9 @@ fn syntax_error(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
         (ErrorVariant::CustomError { message }, _) => message.clone(),
         (_, []) => format!("syntax error: unexpected {found}"),
         (_, [one]) => format!("syntax error: expected {one}, found {found}"),
-        (_, many) => format!(
-            "syntax error: expected one of {}, found {found}",
-            many.join(", ")
-        ),
+        (_, many) => format!("syntax error: expected one of {}, found {found}", many.join(", ")),
     };
-    let mut d =
-        Diagnostic::error("E0001", Span::new(pos, end), message).with_label("unexpected here");
+    let mut d = Diagnostic::error("E0001", Span::new(pos, end), message).with_label("unexpected here");
     if found == "end of file" {
         if let Some(open) = unclosed_brace(source) {
             d = d
@@ -170,18 +154,12 @@ struct Builder {
 /// underlines stop at the last character of the construct.
 fn span_of(p: &Pair<Rule>) -> Span {
     let start = p.as_span().start();
-    Span::new(
-        start,
-        start + p.as_str().trim_end_matches([' ', '\t']).len(),
-    )
+    Span::new(start, start + p.as_str().trim_end_matches([' ', '\t']).len())
 }
 
 impl Builder {
     fn items<'i>(&mut self, pairs: impl Iterator<Item = Pair<'i, Rule>>) -> Vec<Item> {
-        pairs
-            .filter(|p| p.as_rule() == Rule::item)
-            .map(|p| self.item(p))
-            .collect()
+        pairs.filter(|p| p.as_rule() == Rule::item).map(|p| self.item(p)).collect()
     }
 
     fn body(&mut self, pair: Pair<Rule>) -> Vec<Item> {
@@ -189,10 +167,7 @@ impl Builder {
     }
 
     fn ident(&self, pair: Pair<Rule>) -> Ident {
-        Ident {
-            name: pair.as_str().to_string(),
-            span: span_of(&pair),
-        }
+        Ident { name: pair.as_str().to_string(), span: span_of(&pair) }
     }
 
     fn item(&mut self, pair: Pair<Rule>) -> Item {
@@ -205,11 +180,7 @@ impl Builder {
                 _ => stmt = Some(self.statement(p)),
             }
         }
-        Item {
-            label,
-            stmt: stmt.expect("grammar: an item holds a statement"),
-            span,
-        }
+        Item { label, stmt: stmt.expect("grammar: an item holds a statement"), span }
     }
 
     fn statement(&mut self, pair: Pair<Rule>) -> Stmt {
@@ -251,14 +222,8 @@ impl Builder {
             Rule::residual => {
                 let keyword = span_of(&inner.next().expect("grammar: residual keyword"));
                 let body = self.body(inner.next().expect("grammar: residual body"));
-                let shortcut = inner
-                    .find(|p| p.as_rule() == Rule::body)
-                    .map(|p| self.body(p));
-                Stmt::Residual {
-                    keyword,
-                    body,
-                    shortcut,
-                }
+                let shortcut = inner.find(|p| p.as_rule() == Rule::body).map(|p| self.body(p));
+                Stmt::Residual { keyword, body, shortcut }
             }
             Rule::group => {
                 let body = self.body(inner.next().expect("grammar: group body"));
@@ -276,11 +241,7 @@ impl Builder {
                         _ => {}
                     }
                 }
-                Stmt::Call {
-                    callee,
-                    args,
-                    repeat,
-                }
+                Stmt::Call { callee, args, repeat }
             }
             Rule::layer => {
                 let op = self.ident(inner.next().expect("grammar: op name"));
@@ -324,21 +285,13 @@ impl Builder {
                 Ok(v) if v.is_finite() => ArgKind::Float(v),
                 _ => {
                     self.errors.push(
-                        Diagnostic::error(
-                            "E0004",
-                            span,
-                            format!("`{}` is not a finite number", pair.as_str()),
-                        )
-                        .with_label("out of range"),
+                        Diagnostic::error("E0004", span, format!("`{}` is not a finite number", pair.as_str()))
+                            .with_label("out of range"),
                     );
                     ArgKind::Float(0.0)
                 }
             },
-            Rule::string => ArgKind::Str(
-                pair.into_inner()
-                    .next()
-                    .map_or(String::new(), |p| p.as_str().to_string()),
-            ),
+            Rule::string => ArgKind::Str(pair.into_inner().next().map_or(String::new(), |p| p.as_str().to_string())),
             Rule::word => ArgKind::Word(pair.as_str().to_string()),
             Rule::expr => ArgKind::Expr(self.expr(pair)),
             other => unreachable!("grammar: unexpected argument rule {other:?}"),
@@ -349,19 +302,8 @@ impl Builder {
     /// `( expr )`: the parentheses are kept as a factor so the span covers them.
     fn paren(&mut self, pair: Pair<Rule>) -> Expr {
         let span = span_of(&pair);
-        let inner = self.expr(
-            pair.into_inner()
-                .next()
-                .expect("grammar: parenthesised expression"),
-        );
-        Expr {
-            first: Term {
-                first: Factor::Paren(Box::new(inner)),
-                rest: Vec::new(),
-            },
-            rest: Vec::new(),
-            span,
-        }
+        let inner = self.expr(pair.into_inner().next().expect("grammar: parenthesised expression"));
+        Expr { first: Term { first: Factor::Paren(Box::new(inner)), rest: Vec::new() }, rest: Vec::new(), span }
     }
 
     fn int_value(&mut self, pair: &Pair<Rule>) -> i64 {
@@ -369,12 +311,8 @@ impl Builder {
             Ok(v) => v,
             Err(_) => {
                 self.errors.push(
-                    Diagnostic::error(
-                        "E0004",
-                        span_of(pair),
-                        format!("the integer {} is too large", pair.as_str()),
-                    )
-                    .with_label("does not fit in 64 bits"),
+                    Diagnostic::error("E0004", span_of(pair), format!("the integer {} is too large", pair.as_str()))
+                        .with_label("does not fit in 64 bits"),
                 );
                 0
             }
@@ -384,14 +322,7 @@ impl Builder {
     fn int_expr(&mut self, pair: &Pair<Rule>) -> Expr {
         let span = span_of(pair);
         let value = self.int_value(pair);
-        Expr {
-            first: Term {
-                first: Factor::Int(value, span),
-                rest: Vec::new(),
-            },
-            rest: Vec::new(),
-            span,
-        }
+        Expr { first: Term { first: Factor::Int(value, span), rest: Vec::new() }, rest: Vec::new(), span }
     }
 
     fn expr(&mut self, pair: Pair<Rule>) -> Expr {
@@ -400,11 +331,7 @@ impl Builder {
         let first = self.term(inner.next().expect("grammar: expression term"));
         let mut rest = Vec::new();
         while let (Some(op), Some(term)) = (inner.next(), inner.next()) {
-            let op = if op.as_str() == "+" {
-                AddOp::Add
-            } else {
-                AddOp::Sub
-            };
+            let op = if op.as_str() == "+" { AddOp::Add } else { AddOp::Sub };
             rest.push((op, self.term(term)));
         }
         Expr { first, rest, span }
@@ -429,9 +356,7 @@ impl Builder {
         match pair.as_rule() {
             Rule::int => Factor::Int(self.int_value(&pair), span_of(&pair)),
             Rule::ident => Factor::Var(self.ident(pair)),
-            _ => Factor::Paren(Box::new(
-                self.expr(pair.into_inner().next().expect("grammar: paren")),
-            )),
+            _ => Factor::Paren(Box::new(self.expr(pair.into_inner().next().expect("grammar: paren")))),
         }
     }
 }

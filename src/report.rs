@@ -27,32 +27,16 @@ pub fn human_bytes(bytes: u64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[unit]) }
 }
 
 fn percent(part: u64, whole: u64) -> String {
-    if whole == 0 {
-        "-".into()
-    } else {
-        format!("{:.1}%", part as f64 * 100.0 / whole as f64)
-    }
+    if whole == 0 { "-".into() } else { format!("{:.1}%", part as f64 * 100.0 / whole as f64) }
 }
 
 fn rf_text(rf: [u64; 2], jump: [u64; 2]) -> String {
-    let size = if rf[0] == rf[1] {
-        rf[0].to_string()
-    } else {
-        format!("{}x{}", rf[0], rf[1])
-    };
-    let stride = if jump[0] == jump[1] {
-        jump[0].to_string()
-    } else {
-        format!("{}x{}", jump[0], jump[1])
-    };
+    let size = if rf[0] == rf[1] { rf[0].to_string() } else { format!("{}x{}", rf[0], rf[1]) };
+    let stride = if jump[0] == jump[1] { jump[0].to_string() } else { format!("{}x{}", jump[0], jump[1]) };
     format!("{size} /{stride}")
 }
 
@@ -69,15 +53,7 @@ pub fn feature_receptive_field(c: &Checked) -> [u64; 2] {
 
 pub fn render_table(c: &Checked) -> String {
     let net = &c.network;
-    let header = [
-        "layer",
-        "op",
-        "output",
-        "params",
-        "MACs",
-        "activations",
-        "RF /stride",
-    ];
+    let header = ["layer", "op", "output", "params", "MACs", "activations", "RF /stride"];
     let mut rows: Vec<[String; 7]> = Vec::new();
     let mut subtotal_after: Vec<Option<usize>> = Vec::new();
     for (i, (node, cost)) in net.nodes.iter().zip(&c.costs).enumerate() {
@@ -90,8 +66,7 @@ pub fn render_table(c: &Checked) -> String {
             human_bytes(cost.activation_bytes),
             rf_text(cost.rf, cost.jump),
         ]);
-        let stage_ends =
-            node.stage.is_some() && net.nodes.get(i + 1).is_none_or(|n| n.stage != node.stage);
+        let stage_ends = node.stage.is_some() && net.nodes.get(i + 1).is_none_or(|n| n.stage != node.stage);
         subtotal_after.push(if stage_ends { node.stage } else { None });
     }
     let mut widths = header.map(str::len);
@@ -137,69 +112,34 @@ pub fn render_totals(c: &Checked) -> String {
     let t = &c.totals;
     let mut out = String::new();
     let row = |label: &str, value: String, note: &str| format!("{label:<22}{value:>18}  {note}\n");
-    out += &row(
-        "params",
-        thousands(t.params),
-        "weights and biases, BN gamma and beta (as torchvision counts)",
-    );
+    out += &row("params", thousands(t.params), "weights and biases, BN gamma and beta (as torchvision counts)");
     for k in &t.by_kind {
         if k.params > 0 {
-            out += &row(
-                &format!("  {}", k.kind),
-                thousands(k.params),
-                &percent(k.params, t.params),
-            );
+            out += &row(&format!("  {}", k.kind), thousands(k.params), &percent(k.params, t.params));
         }
     }
-    out += &row(
-        "buffers",
-        thousands(t.buffers),
-        "BN running mean and variance (not parameters)",
-    );
-    out += &row(
-        "MACs",
-        thousands(t.macs),
-        "multiply-accumulates of conv and fc",
-    );
+    out += &row("buffers", thousands(t.buffers), "BN running mean and variance (not parameters)");
+    out += &row("MACs", thousands(t.macs), "multiply-accumulates of conv and fc");
     for k in &t.by_kind {
         if k.macs > 0 {
-            out += &row(
-                &format!("  {}", k.kind),
-                thousands(k.macs),
-                &percent(k.macs, t.macs),
-            );
+            out += &row(&format!("  {}", k.kind), thousands(k.macs), &percent(k.macs, t.macs));
         }
     }
     out += &row("FLOPs", thousands(t.macs.saturating_mul(2)), "2 x MACs");
-    out += &row(
-        "depth",
-        t.depth.to_string(),
-        "conv and fc layers on the longest path",
-    );
+    out += &row("depth", t.depth.to_string(), "conv and fc layers on the longest path");
     out += &row(
         "peak activations",
         human_bytes(c.peak_activation_bytes),
-        &format!(
-            "{} bytes at batch 1, from tensor lifetimes",
-            thousands(c.peak_activation_bytes)
-        ),
+        &format!("{} bytes at batch 1, from tensor lifetimes", thousands(c.peak_activation_bytes)),
     );
     let rf = feature_receptive_field(c);
-    out += &row(
-        "receptive field",
-        format!("{}x{}", rf[0], rf[1]),
-        "of the last conv or pooling layer",
-    );
+    out += &row("receptive field", format!("{}x{}", rf[0], rf[1]), "of the last conv or pooling layer");
     out
 }
 
 pub fn to_json(report: &CheckReport, source: &str) -> serde_json::Value {
     let index = LineIndex::new(source);
-    let diagnostics: Vec<_> = report
-        .diagnostics
-        .iter()
-        .map(|d| d.to_json(&index))
-        .collect();
+    let diagnostics: Vec<_> = report.diagnostics.iter().map(|d| d.to_json(&index)).collect();
     let Some(c) = &report.checked else {
         return json!({ "ok": false, "diagnostics": diagnostics });
     };

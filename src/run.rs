@@ -19,42 +19,36 @@ pub const DEFAULT_MEMORY_LIMIT_BYTES: u64 = 8 << 30;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Interp,
+    /// The Cranelift JIT with this many threads.
+    Jit {
+        threads: usize,
+    },
+}
+
+/// The machine's hardware threads (the default for the JIT).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("{} has errors", path.display())]
-    Model {
-        path: PathBuf,
-        source_text: String,
-        diagnostics: Vec<Diagnostic>,
-    },
+    Model { path: PathBuf, source_text: String, diagnostics: Vec<Diagnostic> },
     #[error("{0}")]
     Weights(String),
     #[error("{}: {message}", path.display())]
-    WeightShape {
-        path: PathBuf,
-        source_text: String,
-        message: String,
-        diagnostic: Box<Diagnostic>,
-    },
+    WeightShape { path: PathBuf, source_text: String, message: String, diagnostic: Box<Diagnostic> },
     #[error(transparent)]
     Input(#[from] InputError),
     #[error(
         "{inputs} input(s) need {} of activations ({} per image, from the memory plan); the limit is {}",
         human_bytes(*needed), human_bytes(*per_image), human_bytes(*limit)
     )]
-    TooLarge {
-        inputs: usize,
-        needed: u64,
-        per_image: u64,
-        limit: u64,
-    },
+    TooLarge { inputs: usize, needed: u64, per_image: u64, limit: u64 },
     #[error("cannot read {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("jit: {0}")]
+    Jit(#[from] crate::jit::compile::JitError),
 }
 
 /// A checked network ready to run: the source it came from and the `Checked` result.
@@ -77,30 +71,14 @@ impl Model {
 /// Reads and checks a `.cnn` file, at `input` if given. Errors carry the rendered-ready
 /// diagnostics; warnings are returned alongside the model.
 pub fn load_model(path: &Path, input: Option<Input>) -> Result<(Model, Vec<Diagnostic>), RunError> {
-    let bytes = std::fs::read(path).map_err(|source| RunError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| RunError::Io { path: path.to_path_buf(), source })?;
     let source = String::from_utf8_lossy(&bytes).into_owned();
-    let stem = path
-        .file_stem()
-        .map_or("network".into(), |s| s.to_string_lossy().into_owned());
+    let stem = path.file_stem().map_or("network".into(), |s| s.to_string_lossy().into_owned());
     let report = check_source(&source, &stem, input);
     let errors = report.errors();
     match report.checked {
-        Some(checked) if errors == 0 => Ok((
-            Model {
-                path: path.to_path_buf(),
-                source,
-                checked,
-            },
-            report.diagnostics,
-        )),
-        _ => Err(RunError::Model {
-            path: path.to_path_buf(),
-            source_text: source,
-            diagnostics: report.diagnostics,
-        }),
+        Some(checked) if errors == 0 => Ok((Model { path: path.to_path_buf(), source, checked }, report.diagnostics)),
+        _ => Err(RunError::Model { path: path.to_path_buf(), source_text: source, diagnostics: report.diagnostics }),
     }
 }
 
@@ -121,11 +99,7 @@ pub fn resolve_weights(
         Some(p) => p.to_path_buf(),
         None if beside.exists() => beside,
         None => {
-            return Ok((
-                random_weights(&model.params(), 0),
-                WeightsSource::Random { seed: 0 },
-                Vec::new(),
-            ));
+            return Ok((random_weights(&model.params(), 0), WeightsSource::Random { seed: 0 }, Vec::new()));
         }
     };
     let specs = model.params();
@@ -139,13 +113,7 @@ pub fn resolve_weights(
                     path.display(),
                     loaded.unused.len(),
                     model.network().name,
-                    loaded
-                        .unused
-                        .iter()
-                        .take(8)
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    loaded.unused.iter().take(8).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
                 )]
             };
             Ok((loaded.weights, WeightsSource::File(path), warnings))
@@ -156,14 +124,11 @@ pub fn resolve_weights(
 
 fn weights_error(model: &Model, errors: Vec<WeightsError>) -> RunError {
     // A shape mismatch points at the layer's line in the .cnn file; report the first such.
-    if let Some(WeightsError::Shape { node, .. }) = errors
-        .iter()
-        .find(|e| matches!(e, WeightsError::Shape { .. }))
-    {
+    if let Some(WeightsError::Shape { node, .. }) = errors.iter().find(|e| matches!(e, WeightsError::Shape { .. })) {
         let n = &model.network().nodes[*node];
         let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        let mut d = Diagnostic::error("E0201", n.origin.span, all[0].clone())
-            .with_label(format!("{} is defined here", n.name));
+        let mut d =
+            Diagnostic::error("E0201", n.origin.span, all[0].clone()).with_label(format!("{} is defined here", n.name));
         for extra in all.iter().skip(1) {
             d = d.with_note(extra.clone());
         }
@@ -176,13 +141,7 @@ fn weights_error(model: &Model, errors: Vec<WeightsError>) -> RunError {
             diagnostic: Box::new(d),
         };
     }
-    RunError::Weights(
-        errors
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("\n"),
-    )
+    RunError::Weights(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))
 }
 
 /// One row of output per input image.
@@ -198,7 +157,7 @@ pub struct Prediction {
 /// Runs the model on `inputs` (image or .npy paths) and returns one prediction per image.
 pub fn predict(
     model: &Model,
-    weights: &Weights,
+    weights: Weights,
     inputs: &[PathBuf],
     top_k: usize,
     backend: Backend,
@@ -209,23 +168,10 @@ pub fn predict(
     let batch = load_batch(&paths, model.network())?;
     let n = batch.dim().0;
     check_memory(model, n)?;
-    let net = model.network();
-    let last = net.output();
-    let softmax_last = matches!(net.nodes[last].op, Op::Softmax);
-    let logits_node = if softmax_last {
-        net.nodes[last].inputs[0]
-    } else {
-        last
-    };
-    let outputs = match backend {
-        Backend::Interp => forward(net, weights, batch, &[logits_node, last]),
-    };
-    let logits = outputs[0].to_rows();
-    let probs = if softmax_last {
-        outputs[1].to_rows()
-    } else {
-        softmax_rows(&logits)
-    };
+    let softmax_last = matches!(model.network().nodes[model.network().output()].op, Op::Softmax);
+    let (logits, output) = run_backend(model, weights, batch, backend)?;
+    let logits = logits.to_rows();
+    let probs = if softmax_last { output.to_rows() } else { softmax_rows(&logits) };
     let names = input_names(inputs, n);
     Ok((0..n)
         .map(|i| {
@@ -242,6 +188,33 @@ pub fn predict(
         .collect())
 }
 
+/// Runs a batch on a backend; returns (logits, output), the logits being the input of a
+/// trailing softmax (or the output itself).
+pub fn run_backend(
+    model: &Model,
+    weights: Weights,
+    batch: ndarray::Array4<f32>,
+    backend: Backend,
+) -> Result<(Tensor, Tensor), RunError> {
+    let net = model.network();
+    let last = net.output();
+    let softmax_last = matches!(net.nodes[last].op, Op::Softmax);
+    let logits_node = if softmax_last { net.nodes[last].inputs[0] } else { last };
+    match backend {
+        Backend::Interp => {
+            let mut outputs = forward(net, &weights, batch, &[logits_node, last]);
+            let output = outputs.pop().expect("two outputs");
+            Ok((outputs.pop().expect("two outputs"), output))
+        }
+        Backend::Jit { threads } => {
+            let mut jit = crate::jit::JitModel::compile(net, &model.checked.shapes, weights, threads)?;
+            let out = jit.forward(&batch);
+            let logits = out.logits.unwrap_or_else(|| out.output.clone());
+            Ok((logits, out.output))
+        }
+    }
+}
+
 /// Names each batch element: the path, with `[k]` for the images of a batched .npy.
 fn input_names(inputs: &[PathBuf], n: usize) -> Vec<String> {
     if inputs.len() == n {
@@ -255,12 +228,7 @@ pub fn check_memory(model: &Model, batch: usize) -> Result<(), RunError> {
     let per_image = model.checked.peak_activation_bytes;
     let needed = per_image.saturating_mul(batch as u64);
     if needed > DEFAULT_MEMORY_LIMIT_BYTES {
-        return Err(RunError::TooLarge {
-            inputs: batch,
-            needed,
-            per_image,
-            limit: DEFAULT_MEMORY_LIMIT_BYTES,
-        });
+        return Err(RunError::TooLarge { inputs: batch, needed, per_image, limit: DEFAULT_MEMORY_LIMIT_BYTES });
     }
     Ok(())
 }
@@ -278,39 +246,30 @@ pub fn softmax_rows(x: &Array2<f32>) -> Array2<f32> {
 
 /// Class names, one per line. `None` when the file does not have one per output.
 pub fn read_labels(path: &Path, outputs: usize) -> Result<Option<Vec<String>>, RunError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RunError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let labels: Vec<String> = text
-        .lines()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect();
+    let text = std::fs::read_to_string(path).map_err(|source| RunError::Io { path: path.to_path_buf(), source })?;
+    let labels: Vec<String> = text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
     Ok((labels.len() == outputs).then_some(labels))
 }
 
 /// The input size a batch of `.npy` files asks for, if it differs from the declared one; images
 /// are always resized to the declared size.
 pub fn npy_input_override(inputs: &[PathBuf], declared: Input) -> Option<Input> {
-    let first = inputs
-        .iter()
-        .find(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")))?;
+    let first = inputs.iter().find(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")))?;
     let mut file = std::fs::File::open(first).ok()?;
     let header = ndarray_npy::npy::header::Header::from_reader(&mut file).ok()?;
     let (h, w) = match header.shape.as_slice() {
         [_, h, w] | [_, _, h, w] => (*h as u64, *w as u64),
         _ => return None,
     };
-    ((h, w) != (declared.h, declared.w) && h > 0 && w > 0).then_some(Input {
-        c: declared.c,
-        h,
-        w,
-    })
+    ((h, w) != (declared.h, declared.w) && h > 0 && w > 0).then_some(Input { c: declared.c, h, w })
 }
 
 /// The output of the last layer as a Tensor, for callers comparing backends.
-pub fn forward_output(model: &Model, weights: &Weights, batch: ndarray::Array4<f32>) -> Tensor {
-    let last = model.network().output();
-    forward(model.network(), weights, batch, &[last]).remove(0)
+pub fn forward_output(
+    model: &Model,
+    weights: Weights,
+    batch: ndarray::Array4<f32>,
+    backend: Backend,
+) -> Result<Tensor, RunError> {
+    run_backend(model, weights, batch, backend).map(|(_, output)| output)
 }

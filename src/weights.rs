@@ -19,9 +19,13 @@ impl Weights {
     /// The data of a tensor that `param_specs` lists. Loading validated every such tensor, so
     /// a miss here is a bug in the caller, not a user error.
     pub fn get(&self, name: &str) -> &[f32] {
-        self.tensors
-            .get(name)
-            .unwrap_or_else(|| panic!("weights validated at load time lack `{name}`"))
+        self.tensors.get(name).unwrap_or_else(|| panic!("weights validated at load time lack `{name}`"))
+    }
+
+    /// Removes and returns a tensor (the JIT packs weights in place, in the memory they were
+    /// loaded into).
+    pub fn take(&mut self, name: &str) -> Vec<f32> {
+        self.tensors.remove(name).unwrap_or_else(|| panic!("weights validated at load time lack `{name}`"))
     }
 
     pub fn insert(&mut self, name: String, data: Vec<f32>) {
@@ -32,42 +36,22 @@ impl Weights {
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     #[error("cannot read {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("{path} is not a valid safetensors file: {reason}")]
     Corrupt { path: String, reason: String },
-    #[error(
-        "{path}: tensor `{name}` has dtype {dtype}, which cnnc cannot read (it reads f32, f16, bf16 and f64)"
-    )]
-    Dtype {
-        path: String,
-        name: String,
-        dtype: String,
-    },
+    #[error("{path}: tensor `{name}` has dtype {dtype}, which cnnc cannot read (it reads f32, f16, bf16 and f64)")]
+    Dtype { path: String, name: String, dtype: String },
     #[error("{path} lacks {} tensor(s) this network needs: {}", names.len(), list(names))]
     Missing { path: String, names: Vec<String> },
     #[error("{path}: tensor `{name}` has shape {found:?} but the network needs {expected:?}")]
-    Shape {
-        path: String,
-        name: String,
-        found: Vec<usize>,
-        expected: Vec<usize>,
-        node: usize,
-    },
+    Shape { path: String, name: String, found: Vec<usize>, expected: Vec<usize>, node: usize },
     #[error("cannot write {path}: {reason}")]
     Write { path: String, reason: String },
 }
 
 fn list(names: &[String]) -> String {
     const SHOWN: usize = 8;
-    let mut s = names
-        .iter()
-        .take(SHOWN)
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut s = names.iter().take(SHOWN).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
     if names.len() > SHOWN {
         s += &format!(" and {} more", names.len() - SHOWN);
     }
@@ -83,18 +67,9 @@ pub struct Loaded {
 fn to_f32(view: &TensorView) -> Option<Vec<f32>> {
     let bytes = view.data();
     Some(match view.dtype() {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
+        Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         Dtype::F64 => bytes
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
@@ -107,18 +82,9 @@ fn to_f32(view: &TensorView) -> Option<Vec<f32>> {
 /// Returns every problem found, not just the first.
 pub fn load_safetensors(path: &Path, specs: &[ParamSpec]) -> Result<Loaded, Vec<WeightsError>> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| {
-        vec![WeightsError::Io {
-            path: shown.clone(),
-            source,
-        }]
-    })?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| {
-        vec![WeightsError::Corrupt {
-            path: shown.clone(),
-            reason: e.to_string(),
-        }]
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| vec![WeightsError::Io { path: shown.clone(), source }])?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| vec![WeightsError::Corrupt { path: shown.clone(), reason: e.to_string() }])?;
     let mut errors = Vec::new();
     let mut weights = Weights::default();
     let mut missing = Vec::new();
@@ -150,24 +116,13 @@ pub fn load_safetensors(path: &Path, specs: &[ParamSpec]) -> Result<Loaded, Vec<
         }
     }
     if !missing.is_empty() {
-        errors.insert(
-            0,
-            WeightsError::Missing {
-                path: shown.clone(),
-                names: missing,
-            },
-        );
+        errors.insert(0, WeightsError::Missing { path: shown.clone(), names: missing });
     }
     if !errors.is_empty() {
         return Err(errors);
     }
     let needed: std::collections::HashSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-    let mut unused: Vec<String> = file
-        .names()
-        .into_iter()
-        .filter(|n| !needed.contains(n))
-        .map(String::from)
-        .collect();
+    let mut unused: Vec<String> = file.names().into_iter().filter(|n| !needed.contains(n)).map(String::from).collect();
     unused.sort();
     Ok(Loaded { weights, unused })
 }
@@ -203,28 +158,15 @@ pub fn save_safetensors(
 ) -> Result<(), WeightsError> {
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = specs
         .iter()
-        .map(|s| {
-            (
-                s.name.clone(),
-                weights
-                    .get(&s.name)
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect(),
-                s.shape.clone(),
-            )
-        })
+        .map(|s| (s.name.clone(), weights.get(&s.name).iter().flat_map(|v| v.to_le_bytes()).collect(), s.shape.clone()))
         .collect();
     let views: Result<Vec<_>, _> = bytes
         .iter()
-        .map(|(name, data, shape)| {
-            TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (name.clone(), v))
-        })
+        .map(|(name, data, shape)| TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (name.clone(), v)))
         .collect();
     let write_err = |e: safetensors::SafeTensorError| WeightsError::Write {
         path: path.display().to_string(),
         reason: e.to_string(),
     };
-    safetensors::serialize_to_file(views.map_err(write_err)?, Some(metadata), path)
-        .map_err(write_err)
+    safetensors::serialize_to_file(views.map_err(write_err)?, Some(metadata), path).map_err(write_err)
 }

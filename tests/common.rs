@@ -24,11 +24,7 @@ pub fn cnn_files(dir: &str) -> Vec<PathBuf> {
 }
 
 pub fn cnnc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cnnc"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("cnnc runs")
+    Command::new(env!("CARGO_BIN_EXE_cnnc")).args(args).current_dir(repo()).output().expect("cnnc runs")
 }
 
 pub fn check_json(args: &[&str]) -> (serde_json::Value, i32) {
@@ -36,10 +32,7 @@ pub fn check_json(args: &[&str]) -> (serde_json::Value, i32) {
     full.extend_from_slice(args);
     let out = cnnc(&full);
     let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "cnnc check --json {args:?} printed invalid JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
+        panic!("cnnc check --json {args:?} printed invalid JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
     });
     (value, out.status.code().unwrap_or(-1))
 }

@@ -13,28 +13,14 @@ fn each_error_example_gives_its_snapshot_diagnostic() {
         let source = std::fs::read_to_string(&f).expect("readable");
         let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
         let report = check_source(&source, &stem, None);
-        assert_eq!(
-            report.diagnostics.len(),
-            1,
-            "{}: {:#?}",
-            f.display(),
-            report.diagnostics
-        );
+        assert_eq!(report.diagnostics.len(), 1, "{}: {:#?}", f.display(), report.diagnostics);
         let d = &report.diagnostics[0];
         // The first line of each file names the code it demonstrates.
         let first_line = source.lines().next().unwrap_or("");
-        assert!(
-            first_line.contains(d.code),
-            "{}: expected {first_line}, got {}",
-            f.display(),
-            d.code
-        );
+        assert!(first_line.contains(d.code), "{}: expected {first_line}, got {}", f.display(), d.code);
         let shown = format!("examples/errors/{stem}.cnn");
         let rendered = d.render(&shown, &source, false);
-        assert!(
-            rendered.contains(&format!("{shown}:")),
-            "file:line:col is shown"
-        );
+        assert!(rendered.contains(&format!("{shown}:")), "file:line:col is shown");
         insta::assert_snapshot!(stem, rendered);
     }
 }
@@ -61,22 +47,8 @@ fn json_diagnostics_carry_line_and_column() {
 
 #[test]
 fn warnings_fail_only_under_deny_warnings() {
-    assert_eq!(
-        cnnc(&["check", "examples/errors/doubling_rule.cnn"])
-            .status
-            .code(),
-        Some(0)
-    );
-    assert_eq!(
-        cnnc(&[
-            "check",
-            "--deny-warnings",
-            "examples/errors/doubling_rule.cnn"
-        ])
-        .status
-        .code(),
-        Some(1)
-    );
+    assert_eq!(cnnc(&["check", "examples/errors/doubling_rule.cnn"]).status.code(), Some(0));
+    assert_eq!(cnnc(&["check", "--deny-warnings", "examples/errors/doubling_rule.cnn"]).status.code(), Some(1));
 }
 
 #[test]
@@ -84,8 +56,5 @@ fn errors_inside_blocks_show_the_call_site() {
     let source = std::fs::read_to_string(example("errors/inception_branch_sizes.cnn")).unwrap();
     let d = &check_source(&source, "x", None).diagnostics[0];
     assert_eq!(d.secondary.len(), 1);
-    assert_eq!(
-        &source[d.secondary[0].0.start..d.secondary[0].0.end],
-        "inception3a: inception(64, 128, 32)"
-    );
+    assert_eq!(&source[d.secondary[0].0.start..d.secondary[0].0.end], "inception3a: inception(64, 128, 32)");
 }

@@ -6,52 +6,30 @@ use common::*;
 
 #[test]
 fn heldout_predictions_match_pytorch_and_are_accurate() {
-    let fixture: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(repo().join("tests/fixtures/digits_heldout.json")).unwrap(),
-    )
-    .unwrap();
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("tests/fixtures/digits_heldout.json")).unwrap())
+            .unwrap();
     let images = fixture["images"].as_array().unwrap();
     assert!(images.len() >= 300);
     let dir = repo().join("tests/fixtures/digits_heldout");
-    let paths: Vec<String> = images
-        .iter()
-        .map(|r| dir.join(r["file"].as_str().unwrap()).display().to_string())
-        .collect();
+    let paths: Vec<String> =
+        images.iter().map(|r| dir.join(r["file"].as_str().unwrap()).display().to_string()).collect();
     let mut args = vec!["run", "examples/digits.cnn", "--json", "--top", "1"];
     args.extend(paths.iter().map(String::as_str));
     let out = cnnc(&args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let got: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(got.len(), images.len());
     let mut correct = 0;
     for (g, r) in got.iter().zip(images) {
         let pred = g["top"][0]["index"].as_u64().unwrap();
-        assert_eq!(
-            pred,
-            r["torch_prediction"].as_u64().unwrap(),
-            "{}",
-            r["file"]
-        );
+        assert_eq!(pred, r["torch_prediction"].as_u64().unwrap(), "{}", r["file"]);
         correct += usize::from(pred == r["label"].as_u64().unwrap());
         // Logits agree too (PyTorch's are rounded to 6 decimals in the fixture).
-        let ref_logits: Vec<f64> = r["torch_logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
+        let ref_logits: Vec<f64> = r["torch_logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         let scale = ref_logits.iter().fold(0.0f64, |a, b| a.max(b.abs()));
         for (a, b) in g["logits"].as_array().unwrap().iter().zip(&ref_logits) {
-            assert!(
-                (a.as_f64().unwrap() - b).abs() <= 1e-4 * scale + 1e-5,
-                "{}: logit {a} vs {b}",
-                r["file"]
-            );
+            assert!((a.as_f64().unwrap() - b).abs() <= 1e-4 * scale + 1e-5, "{}: logit {a} vs {b}", r["file"]);
         }
     }
     let accuracy = correct as f64 / images.len() as f64;
@@ -85,12 +63,7 @@ fn json_output_has_the_documented_keys() {
     assert_eq!(list.len(), 2);
     for item in list {
         assert_eq!(item["logits"].as_array().unwrap().len(), 10);
-        let probs: f64 = item["probs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_f64().unwrap())
-            .sum();
+        let probs: f64 = item["probs"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).sum();
         assert!((probs - 1.0).abs() < 1e-4);
         let top = item["top"].as_array().unwrap();
         assert_eq!(top.len(), 3);
@@ -129,30 +102,11 @@ fn init_writes_loadable_seeded_weights() {
     let (a, b) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
     for p in [&a, &b] {
         assert_eq!(
-            cnnc(&[
-                "init",
-                "examples/digits.cnn",
-                "-o",
-                p.to_str().unwrap(),
-                "--seed",
-                "7"
-            ])
-            .status
-            .code(),
+            cnnc(&["init", "examples/digits.cnn", "-o", p.to_str().unwrap(), "--seed", "7"]).status.code(),
             Some(0)
         );
     }
-    assert_eq!(
-        std::fs::read(&a).unwrap(),
-        std::fs::read(&b).unwrap(),
-        "same seed, same file"
-    );
-    let out = cnnc(&[
-        "run",
-        "examples/digits.cnn",
-        "examples/images/digit_3.png",
-        "--weights",
-        a.to_str().unwrap(),
-    ]);
+    assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(), "same seed, same file");
+    let out = cnnc(&["run", "examples/digits.cnn", "examples/images/digit_3.png", "--weights", a.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
 }

@@ -44,26 +44,15 @@ fn every_example_checks_cleanly_without_warnings() {
         let path = f.to_string_lossy().into_owned();
         let (json, code) = check_json(&["--deny-warnings", &path]);
         assert_eq!(code, 0, "{path}: {:#}", json["diagnostics"]);
-        assert_eq!(
-            json["diagnostics"].as_array().map(Vec::len),
-            Some(0),
-            "{path}"
-        );
+        assert_eq!(json["diagnostics"].as_array().map(Vec::len), Some(0), "{path}");
     }
 }
 
 #[test]
 fn every_vgg_example_opts_into_the_doubling_rule() {
-    for f in cnn_files("examples")
-        .iter()
-        .filter(|f| f.to_string_lossy().contains("vgg"))
-    {
+    for f in cnn_files("examples").iter().filter(|f| f.to_string_lossy().contains("vgg")) {
         let text = std::fs::read_to_string(f).expect("readable");
-        assert!(
-            text.contains("rule double-channels max 512"),
-            "{}",
-            f.display()
-        );
+        assert!(text.contains("rule double-channels max 512"), "{}", f.display());
     }
 }
 
@@ -74,37 +63,17 @@ fn googlenet_buffers_and_breakdown() {
     assert_eq!(json["total_buffers"], 14_560);
     assert_eq!(json["input"], serde_json::json!([3, 224, 224]));
     assert_eq!(json["output"], serde_json::json!([1000]));
-    let names: Vec<&str> = json["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["name"].as_str().unwrap())
-        .collect();
-    for expected in [
-        "stem.1.1",
-        "inception3a.b2.1.1",
-        "inception3a.b4.1",
-        "inception3a.cat",
-        "head.4",
-    ] {
-        assert!(
-            names.contains(&expected),
-            "missing canonical name {expected}"
-        );
+    let names: Vec<&str> = json["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    for expected in ["stem.1.1", "inception3a.b2.1.1", "inception3a.b4.1", "inception3a.cat", "head.4"] {
+        assert!(names.contains(&expected), "missing canonical name {expected}");
     }
 }
 
 #[test]
 fn vgg16_keeps_most_parameters_in_fc_layers() {
     let (json, _) = check_json(&["examples/vgg16.cnn"]);
-    let fc = json["by_kind"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kind"] == "fc")
-        .unwrap()["params"]
-        .as_u64()
-        .unwrap();
+    let fc =
+        json["by_kind"].as_array().unwrap().iter().find(|k| k["kind"] == "fc").unwrap()["params"].as_u64().unwrap();
     let share = fc as f64 / json["total_params"].as_u64().unwrap() as f64;
     assert!((0.89..0.90).contains(&share), "fc share {share}");
 }
@@ -112,53 +81,24 @@ fn vgg16_keeps_most_parameters_in_fc_layers() {
 #[test]
 fn resnet18_names_follow_the_scheme() {
     let (json, _) = check_json(&["examples/resnet18.cnn"]);
-    let names: Vec<&str> = json["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["name"].as_str().unwrap())
-        .collect();
-    for expected in [
-        "stem.1",
-        "layer1.1.1",
-        "layer1.1.add",
-        "layer1.1.6",
-        "layer2.1.sc1",
-        "layer2.1.sc2",
-        "head.3",
-    ] {
-        assert!(
-            names.contains(&expected),
-            "missing canonical name {expected}: {names:?}"
-        );
+    let names: Vec<&str> = json["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    for expected in ["stem.1", "layer1.1.1", "layer1.1.add", "layer1.1.6", "layer2.1.sc1", "layer2.1.sc2", "head.3"] {
+        assert!(names.contains(&expected), "missing canonical name {expected}: {names:?}");
     }
 }
 
 #[test]
 fn vgg16_at_320_fails_at_the_first_fc() {
-    let out = cnnc(&[
-        "check",
-        "--color",
-        "never",
-        "examples/vgg16.cnn",
-        "--input",
-        "3x320x320",
-    ]);
+    let out = cnnc(&["check", "--color", "never", "examples/vgg16.cnn", "--input", "3x320x320"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("fc expects 25088 inputs (512x7x7) but receives 51200 (512x10x10)"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("fc expects 25088 inputs (512x7x7) but receives 51200 (512x10x10)"), "{stderr}");
     // The first fc of vgg16.cnn is on line 14, column 29.
     assert!(stderr.contains("examples/vgg16.cnn:14:29"), "{stderr}");
     let (json, code) = check_json(&["examples/vgg16.cnn", "--input", "3x320x320"]);
     assert_eq!(code, 1);
     let d = &json["diagnostics"][0];
-    assert_eq!(
-        (d["code"].as_str(), d["line"].as_u64(), d["column"].as_u64()),
-        (Some("E0102"), Some(14), Some(29))
-    );
+    assert_eq!((d["code"].as_str(), d["line"].as_u64(), d["column"].as_u64()), (Some("E0102"), Some(14), Some(29)));
 }
 
 #[test]
@@ -176,28 +116,13 @@ fn googlenet_at_320_passes() {
 fn input_override_cannot_change_channels() {
     let (json, code) = check_json(&["examples/resnet18.cnn", "--input", "1x224x224"]);
     assert_eq!(code, 1);
-    assert!(
-        json["diagnostics"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("expects 3 input channels but receives 1")
-    );
+    assert!(json["diagnostics"][0]["message"].as_str().unwrap().contains("expects 3 input channels but receives 1"));
 }
 
 #[test]
 fn bad_usage_exits_2() {
-    assert_eq!(
-        cnnc(&["check", "examples/does_not_exist.cnn"])
-            .status
-            .code(),
-        Some(2)
-    );
-    assert_eq!(
-        cnnc(&["check", "examples/vgg16.cnn", "--input", "3x320"])
-            .status
-            .code(),
-        Some(2)
-    );
+    assert_eq!(cnnc(&["check", "examples/does_not_exist.cnn"]).status.code(), Some(2));
+    assert_eq!(cnnc(&["check", "examples/vgg16.cnn", "--input", "3x320"]).status.code(), Some(2));
     assert_eq!(cnnc(&["check"]).status.code(), Some(2));
 }
 

@@ -19,11 +19,7 @@ fn cases() -> Vec<std::path::PathBuf> {
 
 pub fn max_rel_diff(got: &[f32], expected: &[f32]) -> (f32, f32) {
     assert_eq!(got.len(), expected.len(), "output sizes differ");
-    let diff = got
-        .iter()
-        .zip(expected)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let diff = got.iter().zip(expected).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     let scale = expected.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
     (diff, scale)
 }
@@ -33,25 +29,15 @@ fn run_case(path: &std::path::Path, backend: Backend) -> (f32, f32) {
     let stem = path.with_extension("");
     let weights_path = stem.with_extension("safetensors");
     let weights = if weights_path.exists() {
-        load_safetensors(&weights_path, &model.params())
-            .unwrap_or_else(|e| panic!("{e:?}"))
-            .weights
+        load_safetensors(&weights_path, &model.params()).unwrap_or_else(|e| panic!("{e:?}")).weights
     } else {
-        assert!(
-            model.params().is_empty(),
-            "{}: weights missing",
-            path.display()
-        );
+        assert!(model.params().is_empty(), "{}: weights missing", path.display());
         Weights::default()
     };
-    let input: ArrayD<f32> =
-        ndarray_npy::read_npy(format!("{}.input.npy", stem.display())).unwrap();
-    let expected: ArrayD<f32> =
-        ndarray_npy::read_npy(format!("{}.expected.npy", stem.display())).unwrap();
+    let input: ArrayD<f32> = ndarray_npy::read_npy(format!("{}.input.npy", stem.display())).unwrap();
+    let expected: ArrayD<f32> = ndarray_npy::read_npy(format!("{}.expected.npy", stem.display())).unwrap();
     let input: Array4<f32> = input.into_dimensionality().unwrap();
-    let got = match backend {
-        Backend::Interp => forward_output(&model, &weights, input),
-    };
+    let got = forward_output(&model, weights, input, backend).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let got = got.to_rows();
     let expected = expected.as_standard_layout();
     max_rel_diff(got.as_slice().unwrap(), expected.as_slice().unwrap())
@@ -63,10 +49,22 @@ fn interpreter_matches_pytorch_on_every_fixture() {
     for case in cases() {
         let (diff, scale) = run_case(&case, Backend::Interp);
         if diff > 1e-4 * scale + 1e-6 {
-            failures.push(format!(
-                "{}: max|diff| {diff} vs max|expected| {scale}",
-                case.display()
-            ));
+            failures.push(format!("{}: max|diff| {diff} vs max|expected| {scale}", case.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn jit_matches_pytorch_on_every_fixture() {
+    let mut failures = Vec::new();
+    for case in cases() {
+        for threads in [1, 2] {
+            let (diff, scale) = run_case(&case, Backend::Jit { threads });
+            if diff > 1e-4 * scale + 1e-6 {
+                failures
+                    .push(format!("{} ({threads} threads): max|diff| {diff} vs max|expected| {scale}", case.display()));
+            }
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");

@@ -12,15 +12,9 @@ fn check_str(s: &str) {
 
 #[test]
 fn every_truncation_of_every_example_is_handled() {
-    for f in cnn_files("examples")
-        .into_iter()
-        .chain(cnn_files("examples/errors"))
-    {
+    for f in cnn_files("examples").into_iter().chain(cnn_files("examples/errors")) {
         let text = std::fs::read_to_string(&f).unwrap();
-        for cut in (0..text.len())
-            .filter(|&i| text.is_char_boundary(i))
-            .step_by(3)
-        {
+        for cut in (0..text.len()).filter(|&i| text.is_char_boundary(i)).step_by(3) {
             check_str(&text[..cut]);
         }
     }
@@ -46,23 +40,12 @@ fn huge_numbers_and_sizes_are_errors() {
 
 #[test]
 fn deep_nesting_is_an_error_not_a_stack_overflow() {
-    let src = format!(
-        "input 3x8x8\nstage a {{ {} relu {} }}",
-        "{ ".repeat(100_000),
-        "} ".repeat(100_000)
-    );
+    let src = format!("input 3x8x8\nstage a {{ {} relu {} }}", "{ ".repeat(100_000), "} ".repeat(100_000));
     let report = check_source(&src, "deep", None);
     assert_eq!(report.diagnostics[0].code, "E0001");
-    let expr = format!(
-        "input 3x8x8\nstage a {{ conv 3x3 {}1{} }}",
-        "(".repeat(100_000),
-        ")".repeat(100_000)
-    );
+    let expr = format!("input 3x8x8\nstage a {{ conv 3x3 {}1{} }}", "(".repeat(100_000), ")".repeat(100_000));
     assert!(check_source(&expr, "deep", None).errors() > 0);
-    let long_sum = format!(
-        "input 3x8x8\nstage a {{ conv 3x3 {}1 }}",
-        "1+".repeat(100_000)
-    );
+    let long_sum = format!("input 3x8x8\nstage a {{ conv 3x3 {}1 }}", "1+".repeat(100_000));
     assert!(check_source(&long_sum, "long", None).errors() == 0);
 }
 

@@ -1,0 +1,97 @@
+//! exp and ln on f32x4, generated as Cranelift instructions (Cranelift has no transcendental
+//! instructions, and the JIT must not call Rust for compute). Softmax and LRN (through
+//! `pow(x, b) = exp(b ln x)`) use them.
+//!
+//! exp: x = k ln2 + r with k = round(x / ln2), |r| <= ln2/2 (Cody-Waite split of ln2), e^r by its
+//! degree-7 Taylor polynomial (truncation error r^8/8! < 6e-9), 2^k built in the exponent bits.
+//! ln: x = m 2^e with m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(t) with t = (m-1)/(m+1),
+//! |t| < 0.172, summed to t^11 (error < 1e-9). Both stay within a few ulps of libm on the ranges
+//! softmax and LRN use, far inside the 1e-4 tolerance the backends are held to.
+
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::types::{F32X4, I32, I32X4};
+use cranelift_codegen::ir::{Endianness, InstBuilder, MemFlagsData, Value};
+use cranelift_frontend::FunctionBuilder;
+
+fn splat_f(b: &mut FunctionBuilder, v: f32) -> Value {
+    let c = b.ins().f32const(v);
+    b.ins().splat(F32X4, c)
+}
+
+fn splat_i(b: &mut FunctionBuilder, v: i32) -> Value {
+    let c = b.ins().iconst(I32, v as i64);
+    b.ins().splat(I32X4, c)
+}
+
+fn little() -> MemFlagsData {
+    MemFlagsData::new().with_endianness(Endianness::Little)
+}
+
+pub fn exp_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
+    // e^x overflows f32 above 88.72 and is 0 below -103.97; clamp so 2^k stays representable.
+    let hi = splat_f(b, 88.0);
+    let lo = splat_f(b, -87.0);
+    let x = b.ins().fmin(x, hi);
+    let x = b.ins().fmax(x, lo);
+    let log2e = splat_f(b, std::f32::consts::LOG2_E);
+    let t = b.ins().fmul(x, log2e);
+    let k = b.ins().nearest(t);
+    // r = x - k ln2, with ln2 split into a high part exact in f32 and a low correction.
+    let ln2_hi = splat_f(b, -0.693_359_375);
+    let ln2_lo = splat_f(b, 2.121_944_4e-4);
+    let r = b.ins().fma(k, ln2_hi, x);
+    let r = b.ins().fma(k, ln2_lo, r);
+    // Horner: 1 + r(1 + r(1/2 + r(1/6 + r(1/24 + r(1/120 + r(1/720 + r/5040))))))
+    let coeffs = [1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
+    let mut p = splat_f(b, coeffs[0]);
+    for &c in &coeffs[1..] {
+        let cv = splat_f(b, c);
+        p = b.ins().fma(p, r, cv);
+    }
+    // 2^k: (k + 127) << 23 in the exponent field.
+    let ki = b.ins().fcvt_to_sint_sat(I32X4, k);
+    let bias = splat_i(b, 127);
+    let e = b.ins().iadd(ki, bias);
+    let e = b.ins().ishl_imm_s(e, 23);
+    let scale = b.ins().bitcast(F32X4, little(), e);
+    b.ins().fmul(p, scale)
+}
+
+pub fn ln_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
+    let bits = b.ins().bitcast(I32X4, little(), x);
+    // Exponent and mantissa in [1, 2).
+    let e = b.ins().ushr_imm_s(bits, 23);
+    let bias = splat_i(b, 127);
+    let e = b.ins().isub(e, bias);
+    let mant_mask = splat_i(b, 0x007f_ffff);
+    let one_bits = splat_i(b, 0x3f80_0000);
+    let m = b.ins().band(bits, mant_mask);
+    let m = b.ins().bor(m, one_bits);
+    let m = b.ins().bitcast(F32X4, little(), m);
+    let mut ef = b.ins().fcvt_from_sint(F32X4, e);
+    // Bring m into [sqrt(1/2), sqrt(2)): halve it (and bump the exponent) above sqrt(2).
+    let sqrt2 = splat_f(b, std::f32::consts::SQRT_2);
+    let big = b.ins().fcmp(FloatCC::GreaterThan, m, sqrt2);
+    let half = splat_f(b, 0.5);
+    let one = splat_f(b, 1.0);
+    let m_half = b.ins().fmul(m, half);
+    let m = b.ins().bitselect(big, m_half, m);
+    let ef_plus = b.ins().fadd(ef, one);
+    ef = b.ins().bitselect(big, ef_plus, ef);
+    // ln m = 2 (t + t^3/3 + ... + t^11/11), t = (m - 1) / (m + 1).
+    let num = b.ins().fsub(m, one);
+    let den = b.ins().fadd(m, one);
+    let t = b.ins().fdiv(num, den);
+    let t2 = b.ins().fmul(t, t);
+    let coeffs = [1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0];
+    let mut p = splat_f(b, coeffs[0]);
+    for &c in &coeffs[1..] {
+        let cv = splat_f(b, c);
+        p = b.ins().fma(p, t2, cv);
+    }
+    let two = splat_f(b, 2.0);
+    let lnm = b.ins().fmul(p, t);
+    let lnm = b.ins().fmul(lnm, two);
+    let ln2 = splat_f(b, std::f32::consts::LN_2);
+    b.ins().fma(ef, ln2, lnm)
+}

@@ -1,0 +1,237 @@
+//! The Cranelift JIT backend. Passes, each printable with `cnnc compile --dump`:
+//!
+//! 1. `fusion` (shared with the checker): layers that run as one loop nest;
+//! 2. `lower`: per group, the algorithm as scalar loop nests over logical coordinates
+//!    (`--dump lowered`), with storage layouts and arena offsets from `memplan`;
+//! 3. `schedule`: register tiles, vectors, unrolled reductions, task splits
+//!    (`--dump scheduled`);
+//! 4. `codegen`: loop IR -> Cranelift IR (`--dump clif`), compiled by `compile`;
+//! 5. `runtime`: the thread pool and the allocation-free forward pass.
+
+pub mod codegen;
+pub mod compile;
+pub mod conv;
+pub mod ir;
+pub mod lower;
+pub mod mathfn;
+pub mod ops;
+pub mod runtime;
+pub mod schedule;
+
+use crate::geometry::Shape;
+use crate::graph::Network;
+use crate::interp::Tensor;
+use crate::weights::Weights;
+use compile::{JitError, compile_all};
+use lower::{Binding, JitPlan, plan};
+use ndarray::{Array2, Array4};
+use runtime::{Aligned, Call, Executor, ThreadPool};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// Timing and size facts about a compiled model.
+#[derive(Clone, Debug)]
+pub struct StepInfo {
+    pub name: String,
+    pub macs: u64,
+    pub tasks: i64,
+    pub parallel: bool,
+}
+
+pub struct JitModel {
+    executor: Executor,
+    // The memory the pointer tables point into; kept alive (and never reallocated) here.
+    arena: Aligned,
+    _params: Vec<Vec<f32>>,
+    image: Aligned,
+    results: Vec<Aligned>,
+    result_shapes: Vec<Shape>,
+    pub steps: Vec<StepInfo>,
+    pub compile_ms: f64,
+    pub kernels_compiled: usize,
+    pub arena_bytes: u64,
+    pub checker_peak_bytes: u64,
+    pub padded_peak_bytes: u64,
+}
+
+/// The network's output and, before a trailing softmax, its logits.
+pub struct JitOutputs {
+    pub output: Tensor,
+    pub logits: Option<Tensor>,
+}
+
+impl JitModel {
+    /// Lowers, schedules and compiles `net` for its input shape (the shapes of a clean check).
+    /// Consumes `weights`: they are packed in place.
+    pub fn compile(net: &Network, shapes: &[Shape], weights: Weights, threads: usize) -> Result<JitModel, JitError> {
+        let start = Instant::now();
+        let p = plan(net, shapes, weights, threads, false)?;
+        let planned = start.elapsed();
+        // Identical kernels (VGG's repeated layers) are compiled once. Kernels are moved, not
+        // cloned: their trees are large.
+        let mut p = p;
+        let step_tasks: Vec<i64> = p.steps.iter().map(|s| s.scheduled.tasks).collect();
+        let infos: Vec<StepInfo> = p
+            .steps
+            .iter()
+            .map(|s| StepInfo {
+                name: s.name.clone(),
+                macs: s.scheduled.macs,
+                tasks: s.scheduled.tasks,
+                parallel: s.parallel,
+            })
+            .collect();
+        let mut unique: Vec<ir::Kernel> = Vec::new();
+        let mut by_hash: HashMap<u64, Vec<usize>> = HashMap::new();
+        let mut kernel_index = Vec::with_capacity(p.steps.len());
+        for s in &mut p.steps {
+            let candidates = by_hash.entry(s.scheduled.structure_hash()).or_default();
+            let i = match candidates.iter().find(|&&i| unique[i].same_code(&s.scheduled)) {
+                Some(&i) => i,
+                None => {
+                    unique.push(std::mem::take(&mut s.scheduled));
+                    candidates.push(unique.len() - 1);
+                    unique.len() - 1
+                }
+            };
+            kernel_index.push(i);
+        }
+        let keyed = start.elapsed();
+        let code = compile_all(&unique, threads)?;
+        let kernels_compiled = unique.len();
+        // Freeing the IR trees takes a while; it need not delay the caller.
+        std::thread::spawn(move || drop(unique));
+        if std::env::var_os("CNNC_TIME_COMPILE").is_some() {
+            eprintln!(
+                "plan {:?}, dedup {:?}, codegen {:?} for {} kernels",
+                planned,
+                keyed - planned,
+                start.elapsed() - keyed,
+                kernels_compiled
+            );
+        }
+        let JitPlan { steps, params, arena_bytes, checker_peak_bytes, padded_peak_bytes, image_len, results } = p;
+        let mut arena = Aligned::zeroed((arena_bytes / 4) as usize);
+        // Packed parameters are used where they were built (no copy): vector offsets are
+        // multiples of 16 bytes, and the allocator's 16-byte alignment keeps loads within lines.
+        let mut params = params;
+        let mut image = Aligned::zeroed(image_len);
+        let mut result_bufs: Vec<Aligned> = results.iter().map(|&(_, len)| Aligned::zeroed(len)).collect();
+        let arena_ptr = arena.ptr();
+        let calls = steps
+            .iter()
+            .zip(&kernel_index)
+            .enumerate()
+            .map(|(i, (s, &k))| Call {
+                func: code.functions[k],
+                table: s
+                    .bindings
+                    .iter()
+                    .map(|b| match *b {
+                        // SAFETY (all arms): offsets were assigned within the arena's size.
+                        Binding::Arena(off) => unsafe { arena_ptr.add((off / 4) as usize) },
+                        Binding::Param(i) => params[i].as_mut_ptr(),
+                        Binding::Image => image.ptr(),
+                        Binding::Result(i) => result_bufs[i].ptr(),
+                        Binding::Stack => std::ptr::null_mut(),
+                    })
+                    .collect(),
+                tasks: step_tasks[i],
+                parallel: s.parallel,
+            })
+            .collect();
+
+        let result_shapes = results.iter().map(|&(n, _)| shapes[n]).collect();
+        Ok(JitModel {
+            executor: Executor { code, calls, pool: ThreadPool::new(threads) },
+            arena,
+            _params: params,
+            image,
+            results: result_bufs,
+            result_shapes,
+            steps: infos,
+            compile_ms: start.elapsed().as_secs_f64() * 1e3,
+            kernels_compiled,
+            arena_bytes,
+            checker_peak_bytes,
+            padded_peak_bytes,
+        })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.executor.pool.threads()
+    }
+
+    /// Runs one image (C*H*W values, NCHW order). Allocates nothing.
+    pub fn run_image(&mut self, image: &[f32]) {
+        self.image.slice_mut().copy_from_slice(image);
+        self.executor.run();
+    }
+
+    /// Runs one image and adds each step's wall time (seconds) to `seconds`.
+    pub fn run_image_timed(&mut self, image: &[f32], seconds: &mut [f64]) {
+        self.image.slice_mut().copy_from_slice(image);
+        self.executor.run_timed(seconds);
+    }
+
+    /// The network's results for the last image run: output, then logits if any.
+    pub fn result(&self, k: usize) -> &[f32] {
+        self.results[k].slice()
+    }
+
+    /// Runs a batch (N, C, H, W), one image at a time through the same arena.
+    pub fn forward(&mut self, batch: &Array4<f32>) -> JitOutputs {
+        let n = batch.dim().0;
+        let per_image: Vec<usize> = self.results.iter().map(|r| r.slice().len()).collect();
+        let mut collected: Vec<Vec<f32>> = per_image.iter().map(|&l| Vec::with_capacity(l * n)).collect();
+        let batch = batch.as_standard_layout();
+        let data = batch.as_slice().expect("standard layout");
+        let image_len = self.image.slice().len();
+        for i in 0..n {
+            self.run_image(&data[i * image_len..(i + 1) * image_len]);
+            for (k, out) in collected.iter_mut().enumerate() {
+                out.extend_from_slice(self.result(k));
+            }
+        }
+        let mut tensors: Vec<Tensor> = collected
+            .into_iter()
+            .zip(&self.result_shapes)
+            .map(|(data, shape)| match *shape {
+                Shape::Map { c, h, w } => Tensor::Map(
+                    Array4::from_shape_vec((n, c as usize, h as usize, w as usize), data)
+                        .expect("result sizes match shapes"),
+                ),
+                Shape::Flat { n: f } => {
+                    Tensor::Flat(Array2::from_shape_vec((n, f as usize), data).expect("result sizes match shapes"))
+                }
+            })
+            .collect();
+        let logits = if tensors.len() > 1 { tensors.pop() } else { None };
+        JitOutputs { output: tensors.remove(0), logits }
+    }
+
+    pub fn arena(&self) -> &[f32] {
+        self.arena.slice()
+    }
+}
+
+/// The IR of every step after a pass, for `cnnc compile --dump`.
+pub fn dump(net: &Network, shapes: &[Shape], weights: Weights, pass: &str) -> Result<String, JitError> {
+    let p = plan(net, shapes, weights, 1, pass == "lowered")?;
+    let mut out = String::new();
+    for s in &p.steps {
+        let text = match pass {
+            "lowered" => s.lowered.as_ref().map_or_else(String::new, |k| k.to_string()),
+            "scheduled" => s.scheduled.to_string(),
+            "clif" => compile::clif_text(&s.scheduled)?,
+            other => return Err(JitError::Unsupported(format!("unknown pass `{other}`"))),
+        };
+        out += &format!(
+            "# step {} ({}){}\n{text}\n",
+            s.name,
+            s.nodes.iter().map(|&n| net.nodes[n].op.keyword()).collect::<Vec<_>>().join(" + "),
+            if s.parallel { ", parallel" } else { "" }
+        );
+    }
+    Ok(out)
+}

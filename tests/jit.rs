@@ -1,0 +1,313 @@
+//! The JIT against the interpreter (the specification): every example network at a reduced
+//! input size, randomly generated small networks, edge shapes, thread-count independence, the
+//! memory plan, and the `bench` and `compile` commands.
+//!
+//! Tolerance: max|diff| <= 1e-4 * max|reference|. The JIT folds batch norm into the weights and
+//! sums in a different order; both move f32 results by ~1e-6 relative, while a wrong index or
+//! window moves them by O(1).
+
+mod common;
+use cnnc::check::check_source;
+use cnnc::graph::Input;
+use cnnc::interp::{Tensor, forward};
+use cnnc::jit::JitModel;
+use cnnc::params::{ParamKind, param_specs};
+use cnnc::weights::{Weights, random_weights};
+use common::*;
+use ndarray::Array4;
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// He-initialised weights with non-trivial biases and batch-norm statistics, so that folding
+/// and epilogues are exercised.
+fn interesting_weights(net: &cnnc::graph::Network, shapes: &[cnnc::geometry::Shape], seed: u64) -> Weights {
+    let specs = param_specs(net, shapes);
+    let mut w = random_weights(&specs, seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    for s in &specs {
+        let n = s.elements();
+        let data: Option<Vec<f32>> = match s.kind {
+            ParamKind::Bias => Some((0..n).map(|_| rng.random_range(-0.2..0.2)).collect()),
+            ParamKind::RunningMean => Some((0..n).map(|_| rng.random_range(-0.3..0.3)).collect()),
+            ParamKind::RunningVar => Some((0..n).map(|_| rng.random_range(0.5..2.0)).collect()),
+            ParamKind::Weight if s.shape.len() == 1 => Some((0..n).map(|_| rng.random_range(0.5..1.5)).collect()),
+            ParamKind::Weight => None,
+        };
+        if let Some(d) = data {
+            w.insert(s.name.clone(), d);
+        }
+    }
+    w
+}
+
+fn image(input: Input, batch: usize, seed: u64) -> Array4<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Array4::from_shape_fn((batch, input.c as usize, input.h as usize, input.w as usize), |_| {
+        rng.random_range(-1.5..1.5)
+    })
+}
+
+fn rows(t: &Tensor) -> Vec<f32> {
+    t.to_rows().iter().copied().collect()
+}
+
+/// Runs `source` (at `input` if given) on both backends; returns (max|diff|, max|reference|).
+fn compare(source: &str, input: Option<Input>, batch: usize, threads: usize) -> (f32, f32) {
+    let report = check_source(source, "case", input);
+    let checked = report.checked.unwrap_or_else(|| panic!("does not check: {:#?}\n{source}", report.diagnostics));
+    let (net, shapes) = (&checked.network, &checked.shapes);
+    let weights = interesting_weights(net, shapes, 7);
+    let x = image(checked.input, batch, 11);
+    let reference = forward(net, &weights, x.clone(), &[net.output()]).remove(0);
+    let mut jit = JitModel::compile(net, shapes, weights, threads).unwrap_or_else(|e| panic!("{e}\n{source}"));
+    let got = jit.forward(&x).output;
+    let (r, g) = (rows(&reference), rows(&got));
+    assert_eq!(r.len(), g.len());
+    let diff = r.iter().zip(&g).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let scale = r.iter().fold(0.0f32, |a, b| a.max(b.abs()));
+    (diff, scale)
+}
+
+fn assert_close(source: &str, input: Option<Input>, batch: usize, threads: usize) {
+    let (diff, scale) = compare(source, input, batch, threads);
+    assert!(diff <= 1e-4 * scale + 1e-6, "max|diff| {diff} vs max|reference| {scale} ({threads} threads)\n{source}");
+    assert!(diff.is_finite() && scale.is_finite() && scale > 0.0, "degenerate output\n{source}");
+}
+
+#[test]
+fn jit_matches_interpreter_on_every_example() {
+    for file in cnn_files("examples") {
+        let mut source = std::fs::read_to_string(&file).unwrap();
+        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+        // Reduced inputs keep the interpreter fast. Networks whose flatten feeds fc directly get
+        // an adaptive pool there (fc's weights keep their shape), as torchvision's VGG has.
+        let input = match name.as_str() {
+            "digits" | "inception_naive" | "inception_reduced" => None,
+            n if n.starts_with("vgg") => {
+                source =
+                    source.replace("stage classifier { flatten;", "stage classifier { adaptive_avgpool 7x7; flatten;");
+                Some(Input { c: 3, h: 32, w: 32 })
+            }
+            "zfnet" => {
+                source =
+                    source.replace("stage classifier { flatten;", "stage classifier { adaptive_avgpool 6x6; flatten;");
+                Some(Input { c: 3, h: 64, w: 64 })
+            }
+            "alexnet" => Some(Input { c: 3, h: 67, w: 67 }),
+            // Its final 7x7 average pool needs the full size.
+            "googlenet_paper" => None,
+            _ => Some(Input { c: 3, h: 64, w: 64 }),
+        };
+        let source = if name.starts_with("inception_") {
+            // 256 channels at 28x28 is slow in the interpreter; the module is the same at 12x12.
+            source.replace("input 256x28x28", "input 256x12x12")
+        } else {
+            source
+        };
+        assert_close(&source, input, 2, 2);
+    }
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let source = std::fs::read_to_string(example("googlenet.cnn")).unwrap();
+    let report = check_source(&source, "googlenet", Some(Input { c: 3, h: 64, w: 64 }));
+    let checked = report.checked.unwrap();
+    let weights = interesting_weights(&checked.network, &checked.shapes, 3);
+    let x = image(checked.input, 1, 5);
+    let outputs: Vec<Vec<f32>> = [1, 2, 3]
+        .iter()
+        .map(|&t| {
+            let mut jit = JitModel::compile(&checked.network, &checked.shapes, weights.clone(), t).unwrap();
+            rows(&jit.forward(&x).output)
+        })
+        .collect();
+    assert!(outputs[0] == outputs[1] && outputs[1] == outputs[2], "bitwise identical for 1, 2 and 3 threads");
+}
+
+#[test]
+fn edge_shapes() {
+    let cases = [
+        // A single channel, odd sizes, a 1x1 output.
+        "input 1x7x5\nconv 3x3 3 relu\nconv 3x3 5 stride 2\nmaxpool 2 ceil\nconv 2x2 7 pad 0",
+        // 1x1 spatial from the start.
+        "input 6x1x1\nconv 1x1 10 relu\nconv 3x3 5\nflatten\nfc 3",
+        // Channel counts that are not multiples of 4 everywhere, concatenation included.
+        "input 3x9x9\nbranch { conv 1x1 5 }\nbranch { conv 3x3 7 relu }\nbranch { maxpool 3 stride 1 pad 1 }\nconv 3x3 6\ngap\nflatten\nfc 9",
+        // Residual on odd sizes with a projection.
+        "input 5x11x13\nresidual { conv 3x3 6 stride 2 nobias; bn; relu; conv 3x3 6 nobias; bn } shortcut { conv 1x1 6 stride 2 nobias; bn }\nrelu\ngap\nflatten\nfc 2",
+        // Softmax over channels of a map, and lrn.
+        "input 7x4x4\nlrn 3 alpha 0.1 beta 0.6 k 1.5\nsoftmax",
+        // fc straight after flatten of a map with a halo-padded producer.
+        "input 2x6x6\nconv 3x3 4\nflatten\nrelu\nfc 5\nsoftmax",
+    ];
+    for src in cases {
+        for batch in [1, 3] {
+            assert_close(src, None, batch, 2);
+        }
+    }
+}
+
+#[test]
+fn the_arena_is_the_liveness_peak_of_the_padded_layouts() {
+    for file in cnn_files("examples") {
+        let source = std::fs::read_to_string(&file).unwrap();
+        let checked = check_source(&source, "x", None).checked.unwrap();
+        let weights = random_weights(&param_specs(&checked.network, &checked.shapes), 0);
+        let jit = JitModel::compile(&checked.network, &checked.shapes, weights, 1).unwrap();
+        // The checker's figure is the plan's; the arena adds only layout padding and alignment.
+        assert_eq!(jit.checker_peak_bytes, checked.peak_activation_bytes, "{}", file.display());
+        assert_eq!(jit.arena_bytes, jit.padded_peak_bytes, "{}: offsets waste space", file.display());
+    }
+}
+
+#[test]
+fn bench_json_reports_the_documented_keys() {
+    let out = cnnc(&["bench", "examples/digits.cnn", "--iters", "2", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["compile_ms", "forward_ms_median", "forward_ms_min", "gflops"] {
+        assert!(v[key].as_f64().is_some_and(|x| x >= 0.0), "{key}: {v}");
+    }
+    let layers = v["layers"].as_array().unwrap();
+    assert!(layers.iter().any(|l| l["name"] == "conv1.1.3" && l["gflops"].as_f64().unwrap() > 0.0), "{v}");
+    for l in layers {
+        assert!(l["name"].is_string() && l["ms"].is_f64() && l["gflops"].is_f64());
+    }
+    let interp = cnnc(&["bench", "examples/digits.cnn", "--iters", "1", "--backend", "interp", "--json"]);
+    assert_eq!(interp.status.code(), Some(0));
+}
+
+#[test]
+fn compile_dumps_each_pass() {
+    for (pass, needle) in [("lowered", "for ci"), ("scheduled", "parallel"), ("clif", "fma")] {
+        let out = cnnc(&["compile", "examples/digits.cnn", "--dump", pass]);
+        assert_eq!(out.status.code(), Some(0), "{pass}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(needle) && text.contains("conv1.1"), "{pass}: {}", &text[..text.len().min(400)]);
+    }
+}
+
+#[test]
+fn run_defaults_to_the_jit_and_both_backends_agree() {
+    let jit = cnnc(&["run", "examples/digits.cnn", "examples/images/digit_5.png", "--json"]);
+    let interp = cnnc(&["run", "examples/digits.cnn", "examples/images/digit_5.png", "--json", "--backend", "interp"]);
+    let (a, b): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_slice(&jit.stdout).unwrap(), serde_json::from_slice(&interp.stdout).unwrap());
+    assert_eq!(a[0]["top"][0]["index"], 5);
+    assert_eq!(a[0]["top"][0]["index"], b[0]["top"][0]["index"]);
+}
+
+// ---- random networks ------------------------------------------------------------------------
+
+/// Writes a random small network that checks: convolutions with every kind of kernel, stride,
+/// padding, dilation and grouping, odd channel counts, pools with ceil mode, batch norm, LRN,
+/// inception-style branches, residuals with and without projections, and an fc head.
+fn random_network(seed: u64) -> String {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    let mut c: u64 = [1, 2, 3, 4, 5, 8][r.random_range(0..6)];
+    let (mut h, mut w) = (r.random_range(6..18u64), r.random_range(6..18u64));
+    let mut src = format!("input {c}x{h}x{w}\n");
+    let conv_len =
+        |len: u64, k: u64, s: u64, p: u64, d: u64| (len + 2 * p).checked_sub(d * (k - 1) + 1).map(|v| v / s + 1);
+    for _ in 0..r.random_range(1..5) {
+        match r.random_range(0..8) {
+            0 | 1 => {
+                let k = [1u64, 2, 3, 5][r.random_range(0..4)];
+                let s = r.random_range(1..3u64);
+                let d = if k > 1 && r.random_bool(0.25) { 2 } else { 1 };
+                let p = match r.random_range(0..3) {
+                    0 => (d * (k - 1) + 1) / 2,
+                    1 => 0,
+                    _ => r.random_range(0..3),
+                };
+                let groups = [1u64, 2, 3, 4][r.random_range(0..4)];
+                let (cin, cout) =
+                    if c % groups == 0 { (c, groups * r.random_range(1..5u64)) } else { (c, r.random_range(1..13)) };
+                let g = if cin % groups == 0 && cout % groups == 0 { groups } else { 1 };
+                let (Some(oh), Some(ow)) = (conv_len(h, k, s, p, d), conv_len(w, k, s, p, d)) else { continue };
+                let mut line = format!("conv {k}x{k} {cout} stride {s} pad {p} dilation {d} groups {g}");
+                if r.random_bool(0.3) {
+                    line += " nobias";
+                }
+                if r.random_bool(0.5) {
+                    line += " relu";
+                }
+                src += &line;
+                src += "\n";
+                if r.random_bool(0.4) {
+                    src += "bn eps 0.001\n";
+                }
+                (c, h, w) = (cout, oh, ow);
+            }
+            2 => {
+                let k = r.random_range(2..4u64);
+                let s = r.random_range(1..4u64);
+                let p = r.random_range(0..=k / 2);
+                let ceil = r.random_bool(0.5);
+                let kind = if r.random_bool(0.5) { "maxpool" } else { "avgpool" };
+                let (Ok(oh), Ok(ow)) =
+                    (cnnc::geometry::pool_out_len(h, k, s, p, ceil), cnnc::geometry::pool_out_len(w, k, s, p, ceil))
+                else {
+                    continue;
+                };
+                src += &format!("{kind} {k} stride {s} pad {p}{}\n", if ceil { " ceil" } else { "" });
+                (h, w) = (oh, ow);
+            }
+            3 => src += ["relu\n", "bn\n", "lrn 3 alpha 0.01 beta 0.75 k 2\n"][r.random_range(0..3)],
+            4 | 5 => {
+                // Inception-style branches at stride 1, in a group of their own (consecutive
+                // branches would otherwise join the previous unit's concatenation).
+                src += "{\n";
+                let mut total = 0;
+                for _ in 0..r.random_range(2..4) {
+                    let out = r.random_range(1..10u64);
+                    match r.random_range(0..3) {
+                        0 => src += &format!("branch {{ conv 1x1 {out} relu }}\n"),
+                        1 => src += &format!("branch {{ conv 1x1 {out}; conv 3x3 {out} relu }}\n"),
+                        _ => src += &format!("branch {{ maxpool 3 stride 1 pad 1 ceil; conv 1x1 {out} }}\n"),
+                    }
+                    total += out;
+                }
+                src += "}\n";
+                c = total;
+            }
+            _ => {
+                let project = r.random_bool(0.5);
+                let s = if project && h >= 4 && w >= 4 { 2 } else { 1 };
+                let out = if project { r.random_range(2..9u64) } else { c };
+                let shortcut = if project {
+                    format!(" shortcut {{ conv 1x1 {out} stride {s} nobias; bn }}")
+                } else {
+                    String::new()
+                };
+                src += &format!(
+                    "residual {{ conv 3x3 {out} stride {s} nobias; bn; relu; conv 3x3 {out} nobias; bn }}{shortcut}\nrelu\n"
+                );
+                if project {
+                    (c, h, w) = (out, (h - 1) / s + 1, (w - 1) / s + 1);
+                }
+            }
+        }
+    }
+    src += match r.random_range(0..4) {
+        0 => "gap\nflatten\nfc 5 relu\nfc 3\n",
+        1 => "flatten\nfc 7\nsoftmax\n",
+        2 => "adaptive_avgpool 2x3\nflatten\ndropout 0.5\nfc 4\n",
+        _ => "",
+    };
+    let _ = (c, h, w);
+    src
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn jit_matches_interpreter_on_random_networks(seed in any::<u64>(), threads in 1usize..3) {
+        let source = random_network(seed);
+        let (diff, scale) = compare(&source, None, 2, threads);
+        prop_assert!(diff <= 1e-4 * scale + 1e-6, "max|diff| {} vs {} on\n{}", diff, scale, source);
+    }
+}
