@@ -15,7 +15,10 @@ use std::time::Instant;
 
 pub struct LayerTime {
     pub name: String,
+    /// Mean over the timed iterations.
     pub ms: f64,
+    /// Fastest timed iteration: the steadier figure on a shared machine.
+    pub ms_min: f64,
     pub macs: u64,
 }
 
@@ -60,7 +63,14 @@ impl BenchReport {
             "forward_ms_min": self.min_ms(),
             "gflops": gflops(self.total_macs, self.median_ms()),
             "macs": self.total_macs,
-            "layers": self.layers.iter().map(|l| json!({"name": l.name, "ms": l.ms, "gflops": gflops(l.macs, l.ms), "macs": l.macs})).collect::<Vec<_>>(),
+            "layers": self.layers.iter().map(|l| json!({
+                "name": l.name,
+                "ms": l.ms,
+                "ms_min": l.ms_min,
+                "gflops": gflops(l.macs, l.ms),
+                "gflops_best": gflops(l.macs, l.ms_min),
+                "macs": l.macs,
+            })).collect::<Vec<_>>(),
         })
     }
 
@@ -68,10 +78,21 @@ impl BenchReport {
         let width = self.layers.iter().map(|l| l.name.len()).max().unwrap_or(5).max(5);
         let mut out =
             format!("{}  backend {}  threads {}  iters {}\n\n", self.network, self.backend, self.threads, self.iters);
-        out += &format!("{:<width$}  {:>9}  {:>8}  {:>15}\n", "layer", "ms", "GFLOP/s", "MACs");
+        out += &format!(
+            "{:<width$}  {:>9}  {:>8}  {:>9}  {:>8}  {:>15}\n",
+            "layer", "ms", "GFLOP/s", "min ms", "best", "MACs"
+        );
         for l in &self.layers {
-            let g = if l.macs > 0 { format!("{:.1}", gflops(l.macs, l.ms)) } else { "-".into() };
-            out += &format!("{:<width$}  {:>9.3}  {:>8}  {:>15}\n", l.name, l.ms, g, crate::report::thousands(l.macs));
+            let g = |ms: f64| if l.macs > 0 { format!("{:.1}", gflops(l.macs, ms)) } else { "-".into() };
+            out += &format!(
+                "{:<width$}  {:>9.3}  {:>8}  {:>9.3}  {:>8}  {:>15}\n",
+                l.name,
+                l.ms,
+                g(l.ms),
+                l.ms_min,
+                g(l.ms_min),
+                crate::report::thousands(l.macs)
+            );
         }
         let layer_sum: f64 = self.layers.iter().map(|l| l.ms).sum();
         out += &format!("{:<width$}  {:>9.3}  (sum of the timed variant's layers)\n\n", "", layer_sum);
@@ -114,14 +135,26 @@ pub fn bench(model: &Model, weights: Weights, iters: usize, backend: Backend) ->
                 forward_ms.push(t.elapsed().as_secs_f64() * 1e3);
             }
             let mut seconds = vec![0.0; jit.steps.len()];
+            let mut fastest = vec![f64::INFINITY; jit.steps.len()];
+            let mut once = vec![0.0; jit.steps.len()];
             for _ in 0..iters {
-                jit.run_image_timed(&data, &mut seconds);
+                once.iter_mut().for_each(|s| *s = 0.0);
+                jit.run_image_timed(&data, &mut once);
+                for ((total, best), &t) in seconds.iter_mut().zip(&mut fastest).zip(&once) {
+                    *total += t;
+                    *best = best.min(t);
+                }
             }
             let layers = jit
                 .steps
                 .iter()
-                .zip(&seconds)
-                .map(|(s, &sec)| LayerTime { name: s.name.clone(), ms: sec * 1e3 / iters as f64, macs: s.macs })
+                .zip(seconds.iter().zip(&fastest))
+                .map(|(s, (&sec, &best))| LayerTime {
+                    name: s.name.clone(),
+                    ms: sec * 1e3 / iters as f64,
+                    ms_min: best * 1e3,
+                    macs: s.macs,
+                })
                 .collect();
             Ok(BenchReport {
                 network: net.name.clone(),
@@ -147,7 +180,12 @@ pub fn bench(model: &Model, weights: Weights, iters: usize, backend: Backend) ->
                 .iter()
                 .zip(&model.checked.costs)
                 .zip(&seconds)
-                .map(|((n, c), &sec)| LayerTime { name: n.name.clone(), ms: sec * 1e3 / iters as f64, macs: c.macs })
+                .map(|((n, c), &sec)| LayerTime {
+                    name: n.name.clone(),
+                    ms: sec * 1e3 / iters as f64,
+                    ms_min: sec * 1e3 / iters as f64,
+                    macs: c.macs,
+                })
                 .collect();
             Ok(BenchReport {
                 network: net.name.clone(),

@@ -332,7 +332,14 @@ pub fn pad_bias(job: &ConvJob, bias: &[f32]) -> Vec<f32> {
 pub fn schedule(job: &ConvJob, tile: Tile) -> Kernel {
     let mut vars = Vars::default();
     let t = vars.new_var("t");
-    let body = scheduled_task(job, tile, STANDARD, &mut vars, t);
+    let mut body = vec![Stmt::Comment(format!(
+        "tile {}x{} pixels x {} block(s) of 4 channels, {} outermost",
+        tile.ty,
+        tile.tx,
+        tile.v,
+        if tile.rows_outer { "rows" } else { "channel tiles" }
+    ))];
+    body.extend(scheduled_task(job, tile, STANDARD, &mut vars, t));
     let cb_out = job.cout.div_ceil(4);
     let mut k = Kernel {
         name: job.name.clone(),

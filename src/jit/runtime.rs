@@ -1,9 +1,10 @@
 //! Running compiled kernels: a persistent thread pool, the activation arena, and the pointer
 //! tables, all set up at compile time so that a forward pass allocates nothing.
 //!
-//! Each kernel's task range is split into equal contiguous chunks, one per thread. Every task
-//! writes its own outputs and reduces in a fixed order, so results do not depend on the number
-//! of threads.
+//! Threads claim small contiguous chunks of a kernel's tasks from a shared counter, so a thread
+//! the host preempts does not hold the others up at the end of the kernel. Every task writes its
+//! own outputs and reduces in a fixed order, so results do not depend on the number of threads
+//! or on which thread ran which task.
 
 use super::compile::{CodeModule, KernelFn};
 use std::sync::Arc;
@@ -22,6 +23,8 @@ struct Job {
 
 struct Shared {
     generation: AtomicU64,
+    /// The next unclaimed task of the current kernel.
+    next: AtomicU64,
     remaining: AtomicUsize,
     stop: AtomicBool,
     job_func: AtomicUsize,
@@ -30,9 +33,7 @@ struct Shared {
     threads: usize,
 }
 
-fn run_chunk(job: Job, index: usize, threads: usize) {
-    let begin = job.tasks * index as i64 / threads as i64;
-    let end = job.tasks * (index as i64 + 1) / threads as i64;
+fn call(job: Job, begin: i64, end: i64) {
     if begin < end {
         // SAFETY: `func` is a kernel compiled with `kernel_signature`, `table` points at its
         // pointer table, and the task range is within the kernel's task space.
@@ -40,6 +41,19 @@ fn run_chunk(job: Job, index: usize, threads: usize) {
             let f: KernelFn = std::mem::transmute::<usize, KernelFn>(job.func);
             f(job.table as *const *mut f32, begin, end);
         }
+    }
+}
+
+/// Claims and runs chunks of `job` until none is left.
+fn run_claimed(job: Job, next: &AtomicU64, threads: usize) {
+    // About 8 chunks per thread: small enough to balance, large enough to amortise the claim.
+    let chunk = (job.tasks as u64 / (threads as u64 * 8)).max(1);
+    loop {
+        let begin = next.fetch_add(chunk, Ordering::Relaxed);
+        if begin >= job.tasks as u64 {
+            return;
+        }
+        call(job, begin as i64, (begin + chunk).min(job.tasks as u64) as i64);
     }
 }
 
@@ -57,6 +71,7 @@ impl ThreadPool {
         let threads = threads.max(1);
         let shared = Arc::new(Shared {
             generation: AtomicU64::new(0),
+            next: AtomicU64::new(0),
             remaining: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             job_func: AtomicUsize::new(0),
@@ -69,7 +84,7 @@ impl ThreadPool {
                 let shared = shared.clone();
                 std::thread::Builder::new()
                     .name(format!("cnnc-worker-{index}"))
-                    .spawn(move || worker(&shared, index))
+                    .spawn(move || worker(&shared))
                     .expect("spawning a worker thread")
             })
             .collect();
@@ -84,26 +99,27 @@ impl ThreadPool {
     fn run(&self, job: Job, parallel: bool) {
         let n = self.shared.threads;
         if !parallel || n == 1 {
-            run_chunk(job, 0, 1);
+            call(job, 0, job.tasks);
             return;
         }
         let s = &self.shared;
         s.job_func.store(job.func, Ordering::Relaxed);
         s.job_table.store(job.table, Ordering::Relaxed);
         s.job_tasks.store(job.tasks as u64, Ordering::Relaxed);
+        s.next.store(0, Ordering::Relaxed);
         s.remaining.store(n - 1, Ordering::Relaxed);
         s.generation.fetch_add(1, Ordering::Release);
         for w in &self.workers {
             w.thread().unpark();
         }
-        run_chunk(job, 0, n);
+        run_claimed(job, &s.next, n);
         while s.remaining.load(Ordering::Acquire) != 0 {
             std::hint::spin_loop();
         }
     }
 }
 
-fn worker(s: &Shared, index: usize) {
+fn worker(s: &Shared) {
     let mut seen = 0u64;
     loop {
         let started = Instant::now();
@@ -127,7 +143,7 @@ fn worker(s: &Shared, index: usize) {
             table: s.job_table.load(Ordering::Relaxed),
             tasks: s.job_tasks.load(Ordering::Relaxed) as i64,
         };
-        run_chunk(job, index, s.threads);
+        run_claimed(job, &s.next, s.threads);
         s.remaining.fetch_sub(1, Ordering::Release);
     }
 }
