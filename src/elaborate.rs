@@ -42,6 +42,7 @@ pub fn elaborate(file: &File, default_name: &str) -> Elaborated {
         stages: Vec::new(),
         diags: Vec::new(),
         too_large: false,
+        frames: vec![Vec::new()],
     };
     let header = e.header(file, default_name);
     e.collect_blocks(file);
@@ -55,11 +56,13 @@ pub fn elaborate(file: &File, default_name: &str) -> Elaborated {
         off_main_path: false,
     });
     e.names.insert("input".into(), header.input_span);
+    e.frames[0].push(Structure::Node(0));
     let mut top = Scope::top();
     let body: Vec<&Item> = file.items.iter().filter(|i| !is_header(i) && !matches!(i.stmt, Stmt::Block(_))).collect();
     let ctx = Ctx { call_sites: Vec::new(), stage: None, off_main: false, blocks: Vec::new() };
     e.expand_seq(&body, &mut top, &Env::default(), 0, &ctx);
     e.lint_unused_blocks();
+    let structure = e.frames.pop().unwrap_or_default();
     let network = Network {
         name: header.name,
         input: header.input,
@@ -70,6 +73,7 @@ pub fn elaborate(file: &File, default_name: &str) -> Elaborated {
         rules: header.rules,
         stages: e.stages,
         nodes: e.nodes,
+        structure,
     };
     Elaborated { network, diagnostics: e.diags }
 }
@@ -155,6 +159,8 @@ struct Elaborator<'a> {
     stages: Vec<String>,
     diags: Vec<Diagnostic>,
     too_large: bool,
+    /// The structure being built: one frame per open stage, instance, group, branch or body.
+    frames: Vec<Vec<Structure>>,
 }
 
 impl<'a> Elaborator<'a> {
@@ -564,6 +570,10 @@ impl<'a> Elaborator<'a> {
             return inputs.first().copied().unwrap_or(0);
         }
         let name = self.claim_name(&name, span, ctx);
+        let id = self.nodes.len();
+        if let Some(frame) = self.frames.last_mut() {
+            frame.push(Structure::Node(id));
+        }
         self.nodes.push(Node {
             name,
             op,
@@ -572,7 +582,30 @@ impl<'a> Elaborator<'a> {
             stage: ctx.stage,
             off_main_path: ctx.off_main,
         });
-        self.nodes.len() - 1
+        id
+    }
+
+    /// Runs `f` in a fresh structure frame and returns what it produced and the frame.
+    fn framed<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> (T, Vec<Structure>) {
+        self.frames.push(Vec::new());
+        let out = f(self);
+        (out, self.frames.pop().unwrap_or_default())
+    }
+
+    fn push_structure(&mut self, s: Structure) {
+        if let Some(frame) = self.frames.last_mut() {
+            frame.push(s);
+        }
+    }
+
+    /// Replaces the structure entry of the join node just added by `wrap(join)`.
+    fn wrap_join(&mut self, join: NodeId, wrap: impl FnOnce(NodeId) -> Structure) {
+        if let Some(frame) = self.frames.last_mut() {
+            if frame.last() == Some(&Structure::Node(join)) {
+                frame.pop();
+                frame.push(wrap(join));
+            }
+        }
     }
 
     fn repeat_count(&mut self, repeat: &Option<Repeat>, env: &Env, ctx: &Ctx) -> Option<i64> {
@@ -705,8 +738,15 @@ impl<'a> Elaborator<'a> {
                     if item.label.is_some() {
                         name = self.claim_name(&name, item.span, ctx);
                     }
-                    let mut inner = Scope::named(name);
-                    current = self.expand_seq(&body, &mut inner, &inner_env, current, &inner_ctx);
+                    let mut inner = Scope::named(name.clone());
+                    let (out, items) =
+                        self.framed(|e| e.expand_seq(&body, &mut inner, &inner_env, current, &inner_ctx));
+                    current = out;
+                    self.push_structure(Structure::Group {
+                        name,
+                        kind: GroupKind::Instance(callee.name.clone()),
+                        items,
+                    });
                 }
                 current
             }
@@ -724,8 +764,10 @@ impl<'a> Elaborator<'a> {
                     if item.label.is_some() {
                         name = self.claim_name(&name, item.span, ctx);
                     }
-                    let mut inner = Scope::named(name);
-                    current = self.expand_seq(&body, &mut inner, env, current, ctx);
+                    let mut inner = Scope::named(name.clone());
+                    let (out, items) = self.framed(|e| e.expand_seq(&body, &mut inner, env, current, ctx));
+                    current = out;
+                    self.push_structure(Structure::Group { name, kind: GroupKind::Group, items });
                 }
                 current
             }
@@ -751,7 +793,9 @@ impl<'a> Elaborator<'a> {
                 let body: Vec<&Item> = body.iter().collect();
                 let mut inner = Scope::named(stage_name);
                 scope.pos += 1;
-                self.expand_seq(&body, &mut inner, env, input, &inner_ctx)
+                let (out, items) = self.framed(|e| e.expand_seq(&body, &mut inner, env, input, &inner_ctx));
+                self.push_structure(Structure::Group { name: name.name.clone(), kind: GroupKind::Stage, items });
+                out
             }
             Stmt::Residual { keyword, body, shortcut } => {
                 if let Some(l) = &item.label {
@@ -762,7 +806,8 @@ impl<'a> Elaborator<'a> {
                     ));
                 }
                 let body: Vec<&Item> = body.iter().collect();
-                let body_out = self.expand_seq(&body, scope, env, input, ctx);
+                let (body_out, body_items) = self.framed(|e| e.expand_seq(&body, scope, env, input, ctx));
+                self.frames.push(Vec::new());
                 let short_out = match shortcut {
                     Some(sc) => {
                         let mut sc_scope = scope.clone();
@@ -780,8 +825,11 @@ impl<'a> Elaborator<'a> {
                     }
                     None => input,
                 };
+                let shortcut_items = self.frames.pop().unwrap_or_default();
                 let name = scope.next_join("add");
-                self.add_node(name, Op::Add, vec![body_out, short_out], *keyword, ctx)
+                let join = self.add_node(name, Op::Add, vec![body_out, short_out], *keyword, ctx);
+                self.wrap_join(join, |join| Structure::Residual { body: body_items, shortcut: shortcut_items, join });
+                join
             }
             Stmt::Block(def) => {
                 let d = Diagnostic::error("E0013", def.name.span, "blocks are defined at the top level of the file")
@@ -796,6 +844,7 @@ impl<'a> Elaborator<'a> {
 
     fn expand_branches(&mut self, run: &[&'a Item], scope: &mut Scope, env: &Env, input: NodeId, ctx: &Ctx) -> NodeId {
         let mut outputs = Vec::new();
+        let mut branches = Vec::new();
         let mut span = run[0].span;
         for item in run {
             let Stmt::Branch { keyword, body } = &item.stmt else {
@@ -811,14 +860,18 @@ impl<'a> Elaborator<'a> {
             let mut inner_ctx = ctx.clone();
             inner_ctx.off_main = true;
             let body: Vec<&Item> = body.iter().collect();
-            outputs.push(self.expand_seq(&body, &mut inner, env, input, &inner_ctx));
+            let (out, items) = self.framed(|e| e.expand_seq(&body, &mut inner, env, input, &inner_ctx));
+            outputs.push(out);
+            branches.push(items);
         }
         let name = scope.next_join("cat");
         let keyword = match &run[0].stmt {
             Stmt::Branch { keyword, .. } => *keyword,
             _ => span,
         };
-        self.add_node(name, Op::Concat, outputs, keyword, ctx)
+        let join = self.add_node(name, Op::Concat, outputs, keyword, ctx);
+        self.wrap_join(join, |join| Structure::Branches { branches, join });
+        join
     }
 
     fn bind_args(&mut self, def: &BlockDef, args: &[Expr], caller_env: &Env, ctx: &Ctx) -> Option<Env> {

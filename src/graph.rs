@@ -197,6 +197,38 @@ pub enum DesignRule {
 pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
 
+/// How the layers were written: stages, block instances and groups around sequences, branches
+/// side by side, residual bodies beside their shortcuts. Pictures are laid out from it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Structure {
+    Node(NodeId),
+    Group {
+        name: String,
+        kind: GroupKind,
+        items: Vec<Structure>,
+    },
+    /// Branches run on the same input; `join` concatenates them.
+    Branches {
+        branches: Vec<Vec<Structure>>,
+        join: NodeId,
+    },
+    /// `join` adds the body's result and the shortcut's (the input itself if `shortcut` is empty).
+    Residual {
+        body: Vec<Structure>,
+        shortcut: Vec<Structure>,
+        join: NodeId,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupKind {
+    Stage,
+    /// An instance of the named block.
+    Instance(String),
+    /// A `{ ... }` group.
+    Group,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Network {
     pub name: String,
@@ -208,6 +240,8 @@ pub struct Network {
     pub rules: Vec<DesignRule>,
     pub stages: Vec<String>,
     pub nodes: Vec<Node>,
+    /// The source's structure over `nodes` (top level first).
+    pub structure: Vec<Structure>,
 }
 
 impl Network {

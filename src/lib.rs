@@ -8,6 +8,7 @@ pub mod bench;
 pub mod check;
 pub mod cost;
 pub mod diag;
+pub mod draw;
 pub mod elaborate;
 pub mod expr;
 pub mod fusion;

@@ -107,6 +107,19 @@ enum Command {
         #[arg(long)]
         weights: Option<PathBuf>,
     },
+    /// Draw the network: SVG (written natively) or Graphviz DOT, by the output's extension.
+    Graph {
+        model: PathBuf,
+        /// model.svg or model.dot
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Show each block instance as a single node.
+        #[arg(long)]
+        collapse: bool,
+        /// Draw the network at this input size (CxHxW).
+        #[arg(long, value_name = "CxHxW")]
+        input: Option<String>,
+    },
     /// List every weight tensor: canonical name, shape and kind, in file order.
     Params {
         model: PathBuf,
@@ -155,6 +168,10 @@ fn main() -> ExitCode {
         Command::Compile { model, dump, weights } => {
             Ok(report_run(cmd_compile(&model, dump, weights.as_deref()), ColorChoice::Auto))
         }
+        Command::Graph { model, output, collapse, input } => match input.map(|s| parse_input_dims(&s)).transpose() {
+            Ok(input) => Ok(report_run(cmd_graph(&model, &output, collapse, input), ColorChoice::Auto)),
+            Err(e) => Err(UsageError(e)),
+        },
         Command::Params { model, json } => Ok(report_run(cmd_params(&model, json), ColorChoice::Auto)),
         Command::Init { model, output, seed } => Ok(report_run(cmd_init(&model, &output, seed), ColorChoice::Auto)),
     };
@@ -406,5 +423,22 @@ fn cmd_compile(model_path: &Path, pass: DumpPass, weights: Option<&Path>) -> Res
         DumpPass::Clif => "clif",
     };
     print!("{}", cnnc::jit::dump(model.network(), &model.checked.shapes, weights, pass)?);
+    Ok(())
+}
+
+fn cmd_graph(
+    model_path: &Path,
+    output: &Path,
+    collapse: bool,
+    input: Option<cnnc::graph::Input>,
+) -> Result<(), RunError> {
+    let model = load_model(model_path, input)?;
+    let text = match output.extension().and_then(|e| e.to_str()) {
+        Some("svg") => cnnc::draw::svg(&cnnc::draw::layout(&model.checked, collapse)),
+        Some("dot") => cnnc::draw::dot(&model.checked, collapse),
+        _ => return Err(RunError::Weights(format!("{}: the output must end in .svg or .dot", output.display()))),
+    };
+    std::fs::write(output, text).map_err(|source| RunError::Io { path: output.to_path_buf(), source })?;
+    eprintln!("wrote {}", output.display());
     Ok(())
 }
