@@ -6,6 +6,7 @@
 pub mod ast;
 pub mod bench;
 pub mod check;
+pub mod compare;
 pub mod cost;
 pub mod diag;
 pub mod draw;
@@ -18,6 +19,7 @@ pub mod infer;
 pub mod input;
 pub mod interp;
 pub mod jit;
+pub mod kernels;
 pub mod layer_args;
 pub mod lint;
 pub mod memplan;

@@ -107,6 +107,25 @@ enum Command {
         #[arg(long)]
         weights: Option<PathBuf>,
     },
+    /// Picture a convolution's filters (the first one by default) and find dead filters.
+    Kernels {
+        model: PathBuf,
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The convolution to show (its canonical name).
+        #[arg(long)]
+        layer: Option<String>,
+    },
+    /// Compare networks side by side: params, MACs, memory, depth, receptive field.
+    Compare {
+        /// Two or more .cnn files; ratios are relative to the first.
+        #[arg(required = true, num_args = 2..)]
+        models: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Draw the network: SVG (written natively) or Graphviz DOT, by the output's extension.
     Graph {
         model: PathBuf,
@@ -168,6 +187,10 @@ fn main() -> ExitCode {
         Command::Compile { model, dump, weights } => {
             Ok(report_run(cmd_compile(&model, dump, weights.as_deref()), ColorChoice::Auto))
         }
+        Command::Kernels { model, weights, output, layer } => {
+            Ok(report_run(cmd_kernels(&model, weights.as_deref(), &output, layer.as_deref()), ColorChoice::Auto))
+        }
+        Command::Compare { models, json } => Ok(report_run(cmd_compare(&models, json), ColorChoice::Auto)),
         Command::Graph { model, output, collapse, input } => match input.map(|s| parse_input_dims(&s)).transpose() {
             Ok(input) => Ok(report_run(cmd_graph(&model, &output, collapse, input), ColorChoice::Auto)),
             Err(e) => Err(UsageError(e)),
@@ -440,5 +463,62 @@ fn cmd_graph(
     };
     std::fs::write(output, text).map_err(|source| RunError::Io { path: output.to_path_buf(), source })?;
     eprintln!("wrote {}", output.display());
+    Ok(())
+}
+
+fn cmd_compare(models: &[PathBuf], json: bool) -> Result<(), RunError> {
+    let mut summaries = Vec::new();
+    for path in models {
+        let model = load_model(path, None)?;
+        summaries.push(cnnc::compare::summarize(&model.checked, &path.display().to_string()));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&cnnc::compare::to_json(&summaries)).unwrap_or_default());
+    } else {
+        print!("{}", cnnc::compare::render(&summaries));
+    }
+    Ok(())
+}
+
+fn cmd_kernels(model_path: &Path, weights: Option<&Path>, output: &Path, layer: Option<&str>) -> Result<(), RunError> {
+    let model = load_model(model_path, None)?;
+    let (weights, source, _) = cnnc::run::resolve_weights(&model, weights)?;
+    if let WeightsSource::Random { seed } = source {
+        eprintln!("warning: no weights found: showing a random He initialisation (seed {seed})");
+    }
+    let net = model.network();
+    let id = cnnc::kernels::find_conv(net, layer).map_err(RunError::Weights)?;
+    let name = net.nodes[id].name.clone();
+    let spec = model.params().into_iter().find(|p| p.node == id).expect("a conv has a weight tensor");
+    let shape = [spec.shape[0], spec.shape[1], spec.shape[2], spec.shape[3]];
+    let filters = cnnc::kernels::Filters { layer: name.clone(), shape, data: weights.get(&spec.name) };
+    let dead = cnnc::kernels::dead_filters(&filters);
+    let picture = cnnc::kernels::render(&filters, &dead);
+    picture.image.save(output).map_err(|e| RunError::Weights(format!("cannot write {}: {e}", output.display())))?;
+    println!(
+        "{name}: {} filters of {}x{}x{}; wrote {} ({}x{} pixels)",
+        shape[0],
+        shape[1],
+        shape[2],
+        shape[3],
+        output.display(),
+        picture.image.width(),
+        picture.image.height()
+    );
+    if picture.shown_filters < shape[0] || (shape[1] != 3 && picture.shown_channels < shape[1]) {
+        println!(
+            "(showing the first {} filters and {} channels of each)",
+            picture.shown_filters, picture.shown_channels
+        );
+    }
+    match dead.len() {
+        0 => println!("no dead filters"),
+        n => println!(
+            "{n} dead filter{} (norm below {} of the median): {}",
+            if n == 1 { "" } else { "s" },
+            cnnc::kernels::DEAD_FRACTION,
+            dead.iter().map(|o| format!("{name}[{o}]")).collect::<Vec<_>>().join(", ")
+        ),
+    }
     Ok(())
 }

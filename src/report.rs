@@ -40,15 +40,22 @@ fn rf_text(rf: [u64; 2], jump: [u64; 2]) -> String {
     format!("{size} /{stride}")
 }
 
-/// The receptive field of the last conv or pooling layer: what the feature extractor sees.
+/// The receptive field of the network's last feature map: the last layer with a spatial output
+/// before global pooling, flatten or fc (which see the whole input). Through branches and sums the
+/// larger field counts, so an inception module reports its widest branch.
 pub fn feature_receptive_field(c: &Checked) -> [u64; 2] {
+    use crate::geometry::Shape;
+    use crate::graph::Op;
     c.network
         .nodes
         .iter()
         .zip(&c.costs)
-        .rev()
-        .find(|(n, _)| matches!(n.op, crate::graph::Op::Conv(_) | crate::graph::Op::Pool(_)))
-        .map_or([1, 1], |(_, cost)| cost.rf)
+        .zip(&c.shapes)
+        .filter(|((n, _), s)| {
+            matches!(s, Shape::Map { .. }) && !matches!(n.op, Op::Gap | Op::AdaptiveAvgPool { .. } | Op::Input)
+        })
+        .last()
+        .map_or([1, 1], |((_, cost), _)| cost.rf)
 }
 
 pub fn render_table(c: &Checked) -> String {
@@ -133,7 +140,7 @@ pub fn render_totals(c: &Checked) -> String {
         &format!("{} bytes at batch 1, from tensor lifetimes", thousands(c.peak_activation_bytes)),
     );
     let rf = feature_receptive_field(c);
-    out += &row("receptive field", format!("{}x{}", rf[0], rf[1]), "of the last conv or pooling layer");
+    out += &row("receptive field", format!("{}x{}", rf[0], rf[1]), "of the last feature map (before gap, flatten, fc)");
     out
 }
 

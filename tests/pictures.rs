@@ -68,3 +68,41 @@ fn collapsed_graph_shows_block_instances_as_single_nodes() {
     assert!(text.starts_with("digraph") && text.contains("cluster_inception3") && text.contains("->"));
     assert_eq!(cnnc(&["graph", "examples/googlenet.cnn", "-o", "x.png"]).status.code(), Some(1));
 }
+
+#[test]
+fn kernels_picture_marks_a_planted_dead_filter() {
+    let dir = std::env::temp_dir().join(format!("cnnc-kernels-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The trained digits weights, with filter 5 of the first convolution zeroed.
+    let (model, _) = cnnc::run::load_model(&example("digits.cnn"), None).unwrap();
+    let specs = model.params();
+    let mut weights = cnnc::weights::load_safetensors(&example("digits.safetensors"), &specs).unwrap().weights;
+    let mut first = weights.get("conv1.1.1.weight").to_vec();
+    first[5 * 9..6 * 9].iter_mut().for_each(|v| *v = 0.0);
+    weights.insert("conv1.1.1.weight".into(), first);
+    let planted = dir.join("planted.safetensors");
+    cnnc::weights::save_safetensors(&planted, &specs, &weights, Default::default()).unwrap();
+
+    let png = dir.join("kernels.png");
+    let out =
+        cnnc(&["kernels", "examples/digits.cnn", "--weights", planted.to_str().unwrap(), "-o", png.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 dead filter") && text.contains("conv1.1.1[5]"), "{text}");
+    // 16 filters in a 4x4 grid; filter 5 is row 1, column 1, framed in red.
+    let img = image::open(&png).unwrap().to_rgb8();
+    let cell_w = (img.width() - 3) / 4;
+    let (x, y) = (cell_w + 5 - 3 + 1, cell_w + 5 - 3);
+    assert_eq!(img.get_pixel(x, y).0, [220, 30, 30], "red frame around the dead filter");
+    assert_ne!(img.get_pixel(5 - 3 + 1, 5 - 3).0, [220, 30, 30], "no frame around a live one");
+
+    // The trained weights have none.
+    let clean = cnnc(&["kernels", "examples/digits.cnn", "-o", png.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&clean.stdout).contains("no dead filters"));
+    let named = cnnc(&["kernels", "examples/digits.cnn", "-o", png.to_str().unwrap(), "--layer", "conv2.1.1"]);
+    assert!(String::from_utf8_lossy(&named.stdout).contains("conv2.1.1: 32 filters of 16x3x3"));
+    assert_eq!(
+        cnnc(&["kernels", "examples/digits.cnn", "-o", png.to_str().unwrap(), "--layer", "conv2.1"]).status.code(),
+        Some(1)
+    );
+}
