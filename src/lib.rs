@@ -12,6 +12,7 @@ pub mod diag;
 pub mod draw;
 pub mod elaborate;
 pub mod expr;
+pub mod fmt;
 pub mod fusion;
 pub mod geometry;
 pub mod graph;

@@ -107,6 +107,16 @@ enum Command {
         #[arg(long)]
         weights: Option<PathBuf>,
     },
+    /// Print the file in canonical layout (or check or rewrite it in place).
+    Fmt {
+        model: PathBuf,
+        /// Exit 1 if the file is not already formatted; print nothing else.
+        #[arg(long, conflicts_with = "write")]
+        check: bool,
+        /// Rewrite the file in place.
+        #[arg(long)]
+        write: bool,
+    },
     /// Picture a convolution's filters (the first one by default) and find dead filters.
     Kernels {
         model: PathBuf,
@@ -187,6 +197,7 @@ fn main() -> ExitCode {
         Command::Compile { model, dump, weights } => {
             Ok(report_run(cmd_compile(&model, dump, weights.as_deref()), ColorChoice::Auto))
         }
+        Command::Fmt { model, check, write } => cmd_fmt(&model, check, write),
         Command::Kernels { model, weights, output, layer } => {
             Ok(report_run(cmd_kernels(&model, weights.as_deref(), &output, layer.as_deref()), ColorChoice::Auto))
         }
@@ -521,4 +532,35 @@ fn cmd_kernels(model_path: &Path, weights: Option<&Path>, output: &Path, layer: 
         ),
     }
     Ok(())
+}
+
+fn cmd_fmt(model: &Path, check: bool, write: bool) -> Result<ExitCode, UsageError> {
+    let shown = model.display().to_string();
+    let source = match read_source(model)? {
+        Ok(s) => s,
+        Err(d) => {
+            eprint!("{}", d.render(&shown, "", use_color(ColorChoice::Auto)));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let formatted = match cnnc::fmt::format_source(&source) {
+        Ok(f) => f,
+        Err(diags) => {
+            print_diagnostics(model, &source, &diags, use_color(ColorChoice::Auto));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if check {
+        if formatted != source {
+            eprintln!("{shown} is not formatted (run `cnnc fmt --write {shown}`)");
+            return Ok(ExitCode::from(1));
+        }
+    } else if write {
+        if formatted != source {
+            std::fs::write(model, &formatted).map_err(|e| UsageError(format!("cannot write {shown}: {e}")))?;
+        }
+    } else {
+        print!("{formatted}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

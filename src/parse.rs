@@ -150,11 +150,30 @@ struct Builder {
     errors: Vec<Diagnostic>,
 }
 
-/// The pair's span without the trailing blanks pest's implicit whitespace leaves in it, so that
-/// underlines stop at the last character of the construct.
+/// The pair's span without the trailing blanks and comment pest's implicit whitespace leaves in
+/// it, so that underlines stop at the last character of the construct (and a trailing comment
+/// belongs to no statement).
 fn span_of(p: &Pair<Rule>) -> Span {
     let start = p.as_span().start();
-    Span::new(start, start + p.as_str().trim_end_matches([' ', '\t']).len())
+    Span::new(start, start + code_len(p.as_str()))
+}
+
+/// Length of `text` without trailing blanks and a trailing `#` comment on its last line.
+fn code_len(text: &str) -> usize {
+    let line_start = text.rfind('\n').map_or(0, |i| i + 1);
+    let mut in_string = false;
+    let mut end = text.len();
+    for (i, c) in text[line_start..].char_indices() {
+        match c {
+            '"' => in_string = !in_string,
+            '#' if !in_string => {
+                end = line_start + i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    text[..end].trim_end_matches([' ', '\t']).len()
 }
 
 impl Builder {

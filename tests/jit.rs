@@ -83,7 +83,7 @@ fn jit_matches_interpreter_on_every_example() {
         // Reduced inputs keep the interpreter fast. Networks whose flatten feeds fc directly get
         // an adaptive pool there (fc's weights keep their shape), as torchvision's VGG has.
         let input = match name.as_str() {
-            "digits" | "inception_naive" | "inception_reduced" => None,
+            "digits" | "inception_naive" | "inception_reduced" | "stack3x3" | "conv5x5" => None,
             n if n.starts_with("vgg") => {
                 source =
                     source.replace("stage classifier { flatten;", "stage classifier { adaptive_avgpool 7x7; flatten;");
