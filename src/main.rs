@@ -78,6 +78,9 @@ enum Command {
         /// Print a JSON list with one object per input.
         #[arg(long)]
         json: bool,
+        /// Images per batch (inputs are loaded and run this many at a time).
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        batch: u64,
         #[arg(long, value_enum, default_value = "jit")]
         backend: BackendArg,
         #[arg(long, value_enum, default_value = "auto")]
@@ -180,12 +183,13 @@ fn main() -> ExitCode {
         Command::Check { model, input, json, deny_warnings, color } => {
             cmd_check(&model, input, json, deny_warnings, color)
         }
-        Command::Run { model, inputs, weights, top, labels, json, backend, color } => {
+        Command::Run { model, inputs, weights, top, labels, json, batch, backend, color } => {
             let backend = match backend {
                 BackendArg::Interp => Backend::Interp,
                 BackendArg::Jit => Backend::Jit { threads: cnnc::run::default_threads() },
             };
-            Ok(report_run(cmd_run(&model, &inputs, weights.as_deref(), top, labels.as_deref(), json, backend), color))
+            let options = RunOptions { top, labels, json, batch: batch as usize, backend };
+            Ok(report_run(cmd_run(&model, &inputs, weights.as_deref(), &options), color))
         }
         Command::Bench { model, weights, iters, threads, backend, json } => {
             let backend = match backend {
@@ -305,15 +309,15 @@ fn load_model(path: &Path, input: Option<cnnc::graph::Input>) -> Result<Model, R
     Ok(model)
 }
 
-fn cmd_run(
-    model_path: &Path,
-    inputs: &[PathBuf],
-    weights: Option<&Path>,
+struct RunOptions {
     top: usize,
-    labels: Option<&Path>,
+    labels: Option<PathBuf>,
     json: bool,
+    batch: usize,
     backend: Backend,
-) -> Result<(), RunError> {
+}
+
+fn cmd_run(model_path: &Path, inputs: &[PathBuf], weights: Option<&Path>, o: &RunOptions) -> Result<(), RunError> {
     // A model declared at one size can run .npy inputs of another when its weights allow it.
     let declared = load_model(model_path, None)?;
     let override_input = cnnc::run::npy_input_override(inputs, declared.network().input);
@@ -331,10 +335,10 @@ fn cmd_run(
             model_path.with_extension("safetensors").display()
         );
     }
-    let predictions = cnnc::run::predict(&model, weights, inputs, top, backend)?;
-    let outputs = predictions.first().map_or(0, |p| p.probs.len());
-    let label_path = labels
-        .map(Path::to_path_buf)
+    let outputs = model.checked.shapes.last().and_then(|s| s.elements()).unwrap_or(0) as usize;
+    let label_path = o
+        .labels
+        .clone()
         .or_else(|| model.network().labels.as_ref().map(|l| model_path.parent().unwrap_or(Path::new(".")).join(l)));
     let labels = match &label_path {
         Some(p) => {
@@ -350,28 +354,59 @@ fn cmd_run(
         None => None,
     };
     let label_of = |k: usize| labels.as_ref().map(|l| l[k].clone());
-    if json {
-        let list: Vec<_> = predictions
-            .iter()
-            .map(|p| {
-                serde_json::json!({
+    let started = std::time::Instant::now();
+    let mut runner = cnnc::run::Runner::new(&model, weights, o.backend)?;
+    // A progress bar only for a person watching: stdout and stderr on a terminal, no --json.
+    let interactive = !o.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    let bar = if interactive && inputs.len() > 1 {
+        let bar = indicatif::ProgressBar::new(inputs.len() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
+        {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut json_items = Vec::new();
+    let mut images = 0usize;
+    for chunk in inputs.chunks(o.batch) {
+        let predictions = runner.predict(chunk, o.top)?;
+        images += predictions.len();
+        for p in &predictions {
+            if o.json {
+                json_items.push(serde_json::json!({
                     "input": p.input,
                     "logits": p.logits,
                     "probs": p.probs,
                     "top": p.top.iter().map(|&(k, prob)| serde_json::json!({"index": k, "label": label_of(k), "prob": prob})).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
-    } else {
-        for p in &predictions {
-            println!("{}", p.input);
-            for (rank, &(k, prob)) in p.top.iter().enumerate() {
-                let label = label_of(k).unwrap_or_default();
-                println!("  {:>2}. {k:>5}  {:<32} {:>7.3}%", rank + 1, label, prob * 100.0);
+                }));
+            } else {
+                let mut text = format!("{}\n", p.input);
+                for (rank, &(k, prob)) in p.top.iter().enumerate() {
+                    let label = label_of(k).unwrap_or_default();
+                    text += &format!("  {:>2}. {k:>5}  {:<32} {:>7.3}%\n", rank + 1, label, prob * 100.0);
+                }
+                bar.suspend(|| print!("{text}"));
             }
         }
+        bar.inc(chunk.len() as u64);
     }
+    bar.finish_and_clear();
+    if o.json {
+        println!("{}", serde_json::to_string_pretty(&json_items).unwrap_or_default());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{images} image{} in {seconds:.2} s ({:.1} images/s, {})",
+        if images == 1 { "" } else { "s" },
+        images as f64 / seconds.max(1e-9),
+        match o.backend {
+            Backend::Interp => "interpreter".to_string(),
+            Backend::Jit { threads } =>
+                format!("jit, {threads} thread{}, compile included", if threads == 1 { "" } else { "s" }),
+        }
+    );
     Ok(())
 }
 

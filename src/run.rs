@@ -154,7 +154,79 @@ pub struct Prediction {
     pub top: Vec<(usize, f32)>,
 }
 
-/// Runs the model on `inputs` (image or .npy paths) and returns one prediction per image.
+/// A model ready to run batches: the JIT compiled once, or the interpreter with its weights.
+pub enum Runner<'m> {
+    Interp { model: &'m Model, weights: Weights },
+    Jit { model: &'m Model, jit: Box<crate::jit::JitModel> },
+}
+
+impl<'m> Runner<'m> {
+    pub fn new(model: &'m Model, weights: Weights, backend: Backend) -> Result<Runner<'m>, RunError> {
+        Ok(match backend {
+            Backend::Interp => Runner::Interp { model, weights },
+            Backend::Jit { threads } => {
+                let jit = crate::jit::JitModel::compile(model.network(), &model.checked.shapes, weights, threads)?;
+                Runner::Jit { model, jit: Box::new(jit) }
+            }
+        })
+    }
+
+    fn model(&self) -> &'m Model {
+        match self {
+            Runner::Interp { model, .. } | Runner::Jit { model, .. } => model,
+        }
+    }
+
+    /// (logits, output) of a batch; the logits are the input of a trailing softmax, if any.
+    pub fn run(&mut self, batch: ndarray::Array4<f32>) -> (Tensor, Tensor) {
+        match self {
+            Runner::Interp { model, weights } => {
+                let net = model.network();
+                let last = net.output();
+                let logits_node = if net.nodes[last].op == Op::Softmax { net.nodes[last].inputs[0] } else { last };
+                let mut outputs = forward(net, weights, batch, &[logits_node, last]);
+                let output = outputs.pop().expect("two outputs");
+                (outputs.pop().expect("two outputs"), output)
+            }
+            Runner::Jit { jit, .. } => {
+                let out = jit.forward(&batch);
+                let logits = out.logits.unwrap_or_else(|| out.output.clone());
+                (logits, out.output)
+            }
+        }
+    }
+
+    /// Loads `inputs` as one batch, runs it and ranks the classes of each image.
+    pub fn predict(&mut self, inputs: &[PathBuf], top_k: usize) -> Result<Vec<Prediction>, RunError> {
+        let model = self.model();
+        // Each input is at least one image: refuse a plan that cannot fit before decoding anything.
+        check_memory(model, inputs.len())?;
+        let paths: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+        let batch = load_batch(&paths, model.network())?;
+        let n = batch.dim().0;
+        check_memory(model, n)?;
+        let softmax_last = matches!(model.network().nodes[model.network().output()].op, Op::Softmax);
+        let (logits, output) = self.run(batch);
+        let logits = logits.to_rows();
+        let probs = if softmax_last { output.to_rows() } else { softmax_rows(&logits) };
+        let names = input_names(inputs, n);
+        Ok((0..n)
+            .map(|i| {
+                let p = probs.row(i).to_vec();
+                let mut order: Vec<usize> = (0..p.len()).collect();
+                order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+                Prediction {
+                    input: names[i].clone(),
+                    logits: logits.row(i).to_vec(),
+                    top: order.iter().take(top_k).map(|&k| (k, p[k])).collect(),
+                    probs: p,
+                }
+            })
+            .collect())
+    }
+}
+
+/// Runs the model on `inputs` (image or .npy paths) as one batch: one prediction per image.
 pub fn predict(
     model: &Model,
     weights: Weights,
@@ -162,30 +234,7 @@ pub fn predict(
     top_k: usize,
     backend: Backend,
 ) -> Result<Vec<Prediction>, RunError> {
-    // Each input is at least one image: refuse a plan that cannot fit before decoding anything.
-    check_memory(model, inputs.len())?;
-    let paths: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
-    let batch = load_batch(&paths, model.network())?;
-    let n = batch.dim().0;
-    check_memory(model, n)?;
-    let softmax_last = matches!(model.network().nodes[model.network().output()].op, Op::Softmax);
-    let (logits, output) = run_backend(model, weights, batch, backend)?;
-    let logits = logits.to_rows();
-    let probs = if softmax_last { output.to_rows() } else { softmax_rows(&logits) };
-    let names = input_names(inputs, n);
-    Ok((0..n)
-        .map(|i| {
-            let p = probs.row(i).to_vec();
-            let mut order: Vec<usize> = (0..p.len()).collect();
-            order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
-            Prediction {
-                input: names[i].clone(),
-                logits: logits.row(i).to_vec(),
-                top: order.iter().take(top_k).map(|&k| (k, p[k])).collect(),
-                probs: p,
-            }
-        })
-        .collect())
+    Runner::new(model, weights, backend)?.predict(inputs, top_k)
 }
 
 /// Runs a batch on a backend; returns (logits, output), the logits being the input of a
@@ -196,23 +245,7 @@ pub fn run_backend(
     batch: ndarray::Array4<f32>,
     backend: Backend,
 ) -> Result<(Tensor, Tensor), RunError> {
-    let net = model.network();
-    let last = net.output();
-    let softmax_last = matches!(net.nodes[last].op, Op::Softmax);
-    let logits_node = if softmax_last { net.nodes[last].inputs[0] } else { last };
-    match backend {
-        Backend::Interp => {
-            let mut outputs = forward(net, &weights, batch, &[logits_node, last]);
-            let output = outputs.pop().expect("two outputs");
-            Ok((outputs.pop().expect("two outputs"), output))
-        }
-        Backend::Jit { threads } => {
-            let mut jit = crate::jit::JitModel::compile(net, &model.checked.shapes, weights, threads)?;
-            let out = jit.forward(&batch);
-            let logits = out.logits.unwrap_or_else(|| out.output.clone());
-            Ok((logits, out.output))
-        }
-    }
+    Ok(Runner::new(model, weights, backend)?.run(batch))
 }
 
 /// Names each batch element: the path, with `[k]` for the images of a batched .npy.

@@ -110,3 +110,58 @@ fn init_writes_loadable_seeded_weights() {
     let out = cnnc(&["run", "examples/digits.cnn", "examples/images/digit_3.png", "--weights", a.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn many_images_in_batches_with_throughput_and_no_bar_when_piped() {
+    let dir = repo().join("tests/fixtures/digits_heldout");
+    let mut files: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path().display().to_string()).collect();
+    files.sort();
+    files.truncate(40);
+    let run = |batch: &str| {
+        let mut args = vec!["run", "examples/digits.cnn", "--top", "1", "--batch", batch];
+        args.extend(files.iter().map(String::as_str));
+        cnnc(&args)
+    };
+    let (a, b) = (run("7"), run("40"));
+    assert_eq!(a.status.code(), Some(0));
+    assert_eq!(a.stdout, b.stdout, "batch size does not change results");
+    let stderr = String::from_utf8_lossy(&a.stderr);
+    assert!(stderr.contains("40 images in") && stderr.contains("images/s"), "{stderr}");
+    assert!(
+        !stderr.contains("eta") && !String::from_utf8_lossy(&a.stdout).contains("eta"),
+        "no progress bar when piped"
+    );
+    assert_eq!(String::from_utf8_lossy(&a.stdout).lines().count(), 80, "two lines per image");
+}
+
+#[test]
+fn the_progress_bar_appears_on_a_terminal() {
+    // util-linux's `script` gives cnnc a pseudo-terminal.
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: `script` is not installed");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_cnnc");
+    let mut images: Vec<String> = std::fs::read_dir(repo().join("tests/fixtures/digits_heldout"))
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    images.sort();
+    images.truncate(16);
+    // The interpreter on a batch of 1 at a time is slow enough for the bar to draw.
+    let command = format!("{bin} run examples/digits.cnn --backend interp --batch 1 --top 1 {}", images.join(" "));
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("16/16 images"), "{text}");
+    let json = std::process::Command::new("script")
+        .args(["-qec", &format!("{command} --json"), "/dev/null"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&json.stdout).contains("images  "), "no bar with --json");
+}
