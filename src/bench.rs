@@ -117,6 +117,7 @@ pub fn random_image(model: &Model, seed: u64) -> Array4<f32> {
 }
 
 pub fn bench(model: &Model, weights: Weights, iters: usize, backend: Backend) -> Result<BenchReport, RunError> {
+    crate::run::check_memory(model, 1)?;
     let image = random_image(model, 0);
     let net = model.network();
     let total_macs = model.checked.totals.macs;

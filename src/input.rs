@@ -152,7 +152,9 @@ fn load_image(path: &Path, net: &Network) -> Result<Array4<f32>, InputError> {
         let side = |len: u32| ((len as f64 * scale + 1e-6).floor() as u32).max(1);
         let (rw, rh) = (side(iw).max(w), side(ih).max(h));
         let resized = image::imageops::resize(&rgb, rw, rh, FilterType::Triangle);
-        let (left, top) = (((rw - w) as f64 / 2.0).round() as u32, ((rh - h) as f64 / 2.0).round() as u32);
+        // torchvision centres with Python's round(), which rounds half to even (50.5 -> 50).
+        let (left, top) =
+            (((rw - w) as f64 / 2.0).round_ties_even() as u32, ((rh - h) as f64 / 2.0).round_ties_even() as u32);
         image::imageops::crop_imm(&resized, left, top, w, h).to_image()
     };
     let mut out = Array4::<f32>::zeros((1, planes, h as usize, w as usize));

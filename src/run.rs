@@ -162,6 +162,8 @@ pub enum Runner<'m> {
 
 impl<'m> Runner<'m> {
     pub fn new(model: &'m Model, weights: Weights, backend: Backend) -> Result<Runner<'m>, RunError> {
+        // One image's activations must fit before any arena is allocated.
+        check_memory(model, 1)?;
         Ok(match backend {
             Backend::Interp => Runner::Interp { model, weights },
             Backend::Jit { threads } => {

@@ -111,6 +111,13 @@ impl JitModel {
             );
         }
         let JitPlan { steps, params, arena_bytes, checker_peak_bytes, padded_peak_bytes, image_len, results } = p;
+        if arena_bytes > crate::run::DEFAULT_MEMORY_LIMIT_BYTES {
+            return Err(JitError::Unsupported(format!(
+                "the activations need {} (with layout padding), more than the {} limit",
+                crate::report::human_bytes(arena_bytes),
+                crate::report::human_bytes(crate::run::DEFAULT_MEMORY_LIMIT_BYTES)
+            )));
+        }
         let mut arena = Aligned::zeroed((arena_bytes / 4) as usize);
         // Packed parameters are used where they were built (no copy): vector offsets are
         // multiples of 16 bytes, and the allocator's 16-byte alignment keeps loads within lines.
