@@ -6,8 +6,15 @@ use cnnc::check::check_source;
 use common::*;
 use proptest::prelude::*;
 
+/// Checks and formats `s`: neither may panic, and formatting what parses must parse again.
 fn check_str(s: &str) {
     let _ = check_source(s, "fuzz", None);
+    if let Ok(formatted) = cnnc::fmt::format_source(s) {
+        assert!(
+            cnnc::fmt::format_source(&formatted).is_ok(),
+            "formatted output does not parse:\n{s}\n---\n{formatted}"
+        );
+    }
 }
 
 #[test]
