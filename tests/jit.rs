@@ -149,6 +149,37 @@ fn edge_shapes() {
     }
 }
 
+/// Max-pooling and ReLU treat NaN alike on both backends (as Rust's `f32::max` does: a NaN
+/// operand is ignored), so a few NaN pixels give the same output, NaNs in the same places.
+#[test]
+fn nan_inputs_are_handled_alike() {
+    let cases = [
+        "input 5x8x8\nmaxpool 3 stride 1 pad 1\nconv 3x3 6 relu\nmaxpool 2\nrelu",
+        "input 4x7x7\nconv 3x3 8 pad 0\nmaxpool 2 ceil\nconv 1x1 5\nrelu",
+        "input 3x6x6\nbranch { maxpool 3 stride 1 pad 1 }\nbranch { conv 1x1 4 relu }\nmaxpool 3 stride 2",
+    ];
+    for src in cases {
+        let checked = check_source(src, "case", None).checked.expect("checks");
+        let (net, shapes) = (&checked.network, &checked.shapes);
+        let weights = interesting_weights(net, shapes, 3);
+        let mut x = image(checked.input, 2, 5);
+        for (i, v) in x.iter_mut().enumerate() {
+            if i % 7 == 3 {
+                *v = f32::NAN;
+            }
+        }
+        let reference = rows(&forward(net, &weights, x.clone(), &[net.output()]).remove(0));
+        let mut jit = JitModel::compile(net, shapes, weights, 2).unwrap();
+        let got = rows(&jit.forward(&x).output);
+        for (i, (r, g)) in reference.iter().zip(&got).enumerate() {
+            assert_eq!(r.is_nan(), g.is_nan(), "element {i}: interp {r}, jit {g}\n{src}");
+            if !r.is_nan() {
+                assert!((r - g).abs() <= 1e-4 * r.abs().max(1.0), "element {i}: interp {r}, jit {g}\n{src}");
+            }
+        }
+    }
+}
+
 #[test]
 fn the_arena_is_the_liveness_peak_of_the_padded_layouts() {
     for file in cnn_files("examples") {

@@ -11,10 +11,11 @@
 //! Signature of every kernel: `fn(buffers: *const *mut f32, task_begin: i64, task_end: i64)`.
 
 use super::ir::*;
-use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, I64};
 use cranelift_codegen::ir::{
-    AbiParam, Function, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, UserFuncName, Value,
+    AbiParam, Endianness, Function, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, UserFuncName,
+    Value,
 };
 use cranelift_codegen::isa::{CallConv, TargetIsa};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -232,6 +233,16 @@ impl Gen<'_, '_> {
                 let (x, y) = (self.int(a), self.int(c));
                 self.b.ins().imul(x, y)
             }
+            IExpr::Div(a, d) | IExpr::Rem(a, d) if *d > 0 && (*d as u64).is_power_of_two() => {
+                // Floor division and remainder by 2^k are a shift and a mask in two's complement
+                // (Cranelift at opt_level none would emit `idiv`, ~40 cycles).
+                let x = self.int(a);
+                if matches!(e, IExpr::Div(..)) {
+                    self.b.ins().sshr_imm_s(x, d.trailing_zeros() as i64)
+                } else {
+                    self.b.ins().band_imm_s(x, *d - 1)
+                }
+            }
             IExpr::Div(a, d) | IExpr::Rem(a, d) => {
                 let x = self.int(a);
                 let dv = self.b.ins().iconst(I64, *d);
@@ -403,8 +414,11 @@ impl Gen<'_, '_> {
                     BinOp::Sub => self.b.ins().fsub(x, y),
                     BinOp::Mul => self.b.ins().fmul(x, y),
                     BinOp::Div => self.b.ins().fdiv(x, y),
-                    BinOp::Max => self.b.ins().fmax(x, y),
-                    BinOp::Min => self.b.ins().fmin(x, y),
+                    // Shapes that Cranelift's x64 backend lowers to one `maxps`/`minps`
+                    // (`maxss`/`minss`); its `fmax`/`fmin` take eight instructions for IEEE NaN
+                    // and signed-zero rules that pooling and ReLU do not need.
+                    BinOp::Max => self.pseudo_minmax(FloatCC::LessThan, y, x, x, y),
+                    BinOp::Min => self.pseudo_minmax(FloatCC::LessThan, x, y, x, y),
                 }
             }
             FExpr::Fma(a, c, d) => {
@@ -442,6 +456,17 @@ impl Gen<'_, '_> {
                 self.b.switch_to_block(join);
                 result
             }
+        }
+    }
+
+    /// `if cmp(p, q) { x } else { y }`, in the form the x64 backend matches to one instruction.
+    fn pseudo_minmax(&mut self, cc: FloatCC, p: Value, q: Value, x: Value, y: Value) -> Value {
+        let c = self.b.ins().fcmp(cc, p, q);
+        if self.b.func.dfg.value_type(x) == F32X4 {
+            let mask = self.b.ins().bitcast(F32X4, MemFlagsData::new().with_endianness(Endianness::Little), c);
+            self.b.ins().bitselect(mask, x, y)
+        } else {
+            self.b.ins().select(c, x, y)
         }
     }
 

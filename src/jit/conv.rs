@@ -202,7 +202,7 @@ pub fn lower(job: &ConvJob) -> Kernel {
             let mut body = conv_value(cy.clone(), cx.clone());
             let v = epilogue(job, bufs, fv(acc), Ty::F32, iv(c), cy, cx);
             let combined = match kind {
-                PoolKind::Max => bin(BinOp::Max, fv(m), v),
+                PoolKind::Max => bin(BinOp::Max, v, fv(m)),
                 PoolKind::Avg => bin(BinOp::Add, fv(m), v),
             };
             body.push(Stmt::Set { var: m, ty: Ty::F32, value: combined });

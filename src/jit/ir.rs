@@ -125,7 +125,11 @@ pub enum BinOp {
     Sub,
     Mul,
     Div,
+    /// `if a > b { a } else { b }` (x86 `maxps`): a NaN in `a` yields `b`. Kernels put the new
+    /// value first and the accumulator (or ReLU's zero) second, so a NaN value is ignored, as
+    /// Rust's `f32::max` in the interpreter ignores it.
     Max,
+    /// `if a < b { a } else { b }` (x86 `minps`).
     Min,
 }
 

@@ -138,29 +138,35 @@ fn pool_kernel(p: &PoolJob, ty: Ty) -> Kernel {
     let lanes = if ty == Ty::F32x4 { 4 } else { 1 };
     let groups = ceil_div(p.input.c as i64, lanes);
     let init = if p.kind == PoolKind::Max { f32::NEG_INFINITY } else { 0.0 };
+    // Small windows are unrolled (offsets become load immediates off one base per pixel);
+    // large ones stay loops.
+    let unroll = kh * kw <= 25;
     let pixel = |checked: bool| -> Vec<Stmt> {
         let ch = iv(c) * lanes;
-        let iy = iv(oy) * sh + iv(ky) + (-ph);
-        let ix = iv(ox) * sw + iv(kx) + (-pw);
-        let load = FExpr::Load(ty, 0, Index::Act([ch.clone(), iy.clone(), ix.clone()]));
-        let value = if checked {
-            let guard = Cond::And(Box::new(Cond::InRange(iy, ic(0), ic(h))), Box::new(Cond::InRange(ix, ic(0), ic(w))));
-            FExpr::Select(guard, Box::new(load), Box::new(splat_if(ty, fc(init))))
-        } else {
-            load
+        let element = |ky: IExpr, kx: IExpr| -> Stmt {
+            let iy = iv(oy) * sh + ky + (-ph);
+            let ix = iv(ox) * sw + kx + (-pw);
+            let load = FExpr::Load(ty, 0, Index::Act([ch.clone(), iy.clone(), ix.clone()]));
+            let value = if checked {
+                let guard =
+                    Cond::And(Box::new(Cond::InRange(iy, ic(0), ic(h))), Box::new(Cond::InRange(ix, ic(0), ic(w))));
+                FExpr::Select(guard, Box::new(load), Box::new(splat_if(ty, fc(init))))
+            } else {
+                load
+            };
+            let combined =
+                if p.kind == PoolKind::Max { bin(BinOp::Max, value, fv(acc)) } else { bin(BinOp::Add, fv(acc), value) };
+            Stmt::Set { var: acc, ty, value: combined }
         };
-        let combined =
-            if p.kind == PoolKind::Max { bin(BinOp::Max, fv(acc), value) } else { bin(BinOp::Add, fv(acc), value) };
-        let window = Stmt::For {
-            var: ky,
-            start: ic(0),
-            end: ic(kh),
-            body: vec![Stmt::For {
-                var: kx,
+        let window: Vec<Stmt> = if unroll {
+            (0..kh).flat_map(|y| (0..kw).map(move |x| (y, x))).map(|(y, x)| element(ic(y), ic(x))).collect()
+        } else {
+            vec![Stmt::For {
+                var: ky,
                 start: ic(0),
-                end: ic(kw),
-                body: vec![Stmt::Set { var: acc, ty, value: combined }],
-            }],
+                end: ic(kh),
+                body: vec![Stmt::For { var: kx, start: ic(0), end: ic(kw), body: vec![element(iv(ky), iv(kx))] }],
+            }]
         };
         let result = match (p.kind, checked) {
             (PoolKind::Max, _) => fv(acc),
@@ -174,11 +180,10 @@ fn pool_kernel(p: &PoolJob, ty: Ty) -> Kernel {
                 bin(BinOp::Div, fv(acc), splat_if(ty, FExpr::FromInt(size)))
             }
         };
-        vec![
-            Stmt::Set { var: acc, ty, value: splat_if(ty, fc(init)) },
-            window,
-            Stmt::Store { ty, buf: 1, index: Index::Act([ch, iv(oy), iv(ox)]), value: result },
-        ]
+        let mut stmts = vec![Stmt::Set { var: acc, ty, value: splat_if(ty, fc(init)) }];
+        stmts.extend(window);
+        stmts.push(Stmt::Store { ty, buf: 1, index: Index::Act([ch, iv(oy), iv(ox)]), value: result });
+        stmts
     };
     let mut k = new_kernel(&p.name, vec![p.input.buffer("in", false), p.output.buffer("out", true)]);
     if ty == Ty::F32 {
@@ -467,7 +472,7 @@ pub fn lower_softmax(s: &SoftmaxJob) -> Kernel {
             var: i,
             start: ic(0),
             end: ic(count),
-            body: vec![Stmt::Set { var: m, ty: Ty::F32, value: bin(BinOp::Max, fv(m), xval.clone()) }],
+            body: vec![Stmt::Set { var: m, ty: Ty::F32, value: bin(BinOp::Max, xval.clone(), fv(m)) }],
         },
         Stmt::Set { var: sum, ty: Ty::F32, value: fc(0.0) },
         Stmt::For {
