@@ -592,31 +592,60 @@ pub fn lower_input(name: &str, output: &TensorView) -> Kernel {
     finish(k, vars, 1, output)
 }
 
-/// A tensor into the caller's flat array (buffer 1), in C, H, W order.
+/// A tensor into the caller's flat array (buffer 1), in C, H, W order. Maps are copied a row
+/// per task so that no address needs a division by a non-constant-power-of-two.
 pub fn lower_output(name: &str, input: &TensorView) -> Kernel {
     let mut vars = Vars::default();
-    let (t, f) = (vars.new_var("t"), vars.new_var("f"));
     let n = input.len() as i64;
     let mut k =
         new_kernel(name, vec![input.buffer("in", false), Buffer::new("result", Layout::Flat { len: n as u64 }, true)]);
-    let index = if input.flat {
-        input.flat_index(iv(f))
+    if input.flat {
+        let (t, f) = (vars.new_var("t"), vars.new_var("f"));
+        let body = vec![Stmt::For {
+            var: f,
+            start: iv(t) * 1024,
+            end: (iv(t) * 1024 + 1024).min(ic(n)),
+            body: vec![Stmt::Store {
+                ty: Ty::F32,
+                buf: 1,
+                index: Index::Flat(iv(f)),
+                value: FExpr::Load(Ty::F32, 0, input.flat_index(iv(f))),
+            }],
+        }];
+        k.push_tasks(t, ceil_div(n, 1024), body);
     } else {
-        let (h, w) = (input.h as i64, input.w as i64);
-        Index::Act([iv(f).div(h * w), iv(f).div(w).rem(h), iv(f).rem(w)])
-    };
-    let body = vec![Stmt::For {
-        var: f,
-        start: iv(t) * 1024,
-        end: (iv(t) * 1024 + 1024).min(ic(n)),
-        body: vec![Stmt::Store {
-            ty: Ty::F32,
-            buf: 1,
-            index: Index::Flat(iv(f)),
-            value: FExpr::Load(Ty::F32, 0, index),
-        }],
-    }];
-    k.push_tasks(t, ceil_div(n, 1024), body);
+        // A task is a row of one block of 4 channels: each pixel's block is loaded as one
+        // vector and its lanes stored to the rows of their channels.
+        let (ch, h, w) = (input.c as i64, input.h as i64, input.w as i64);
+        let row = |vars: &mut Vars, lanes: i64, cb: VarId, y: VarId| -> Vec<Stmt> {
+            let (x, px) = (vars.new_var("x"), vars.new_var("px"));
+            let mut body = vec![Stmt::Set {
+                var: px,
+                ty: Ty::F32x4,
+                value: FExpr::Load(Ty::F32x4, 0, Index::Act([iv(cb) * 4, iv(y), iv(x)])),
+            }];
+            for lane in 0..lanes {
+                body.push(Stmt::Store {
+                    ty: Ty::F32,
+                    buf: 1,
+                    index: Index::Flat((iv(cb) * 4 + lane) * (h * w) + iv(y) * w + iv(x)),
+                    value: FExpr::Lane(Box::new(fv(px)), lane as u8),
+                });
+            }
+            vec![Stmt::For { var: x, start: ic(0), end: ic(w), body }]
+        };
+        let (cb, y) = (vars.new_var("cb"), vars.new_var("y"));
+        let body = row(&mut vars, 4, cb, y);
+        rows_tasks(&mut k, &mut vars, ch / 4, h, 0, cb, y, body);
+        if ch % 4 != 0 {
+            // The last, partial block: its real lanes only.
+            let (t, y) = (vars.new_var("t"), vars.new_var("y"));
+            let cb = vars.new_var("cb");
+            let mut body = vec![Stmt::LetInt { var: cb, value: ic(ch / 4) }, Stmt::LetInt { var: y, value: iv(t) }];
+            body.extend(row(&mut vars, ch % 4, cb, y));
+            k.push_tasks(t, h, body);
+        }
+    }
     k.var_names = vars.names;
     k
 }
