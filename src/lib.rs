@@ -1,31 +1,48 @@
 //! cnnc: a compiler for a compact language that describes convolutional networks.
 //!
-//! The pipeline is described in ARCHITECTURE.md: parse -> elaborate -> infer -> cost/lint, then
-//! (for running) weights -> interpreter or JIT.
+//! The folders are the pipeline (ARCHITECTURE.md draws it): `front` (source to layer graph),
+//! `ops` (what each layer kind is), `ir` (the graph and shape arithmetic), `analysis` (shapes,
+//! costs, memory plan, lints, diagnostics), `backend` (the interpreter and the JIT), `io`
+//! (weights, inputs, runs) and `report` (tables, pictures, comparisons, timings). Modules are
+//! private; this root re-exports what the command line and other users of the library need.
 
-pub mod ast;
-pub mod bench;
-pub mod check;
-pub mod compare;
-pub mod cost;
-pub mod diag;
-pub mod draw;
-pub mod elaborate;
-pub mod expr;
-pub mod fmt;
-pub mod fusion;
-pub mod geometry;
-pub mod graph;
-pub mod infer;
-pub mod input;
-pub mod interp;
-pub mod jit;
-pub mod kernels;
-pub mod layer_args;
-pub mod lint;
-pub mod memplan;
-pub mod params;
-pub mod parse;
-pub mod report;
-pub mod run;
-pub mod weights;
+#![warn(missing_docs)]
+
+mod analysis;
+mod backend;
+mod front;
+mod io;
+mod ir;
+mod ops;
+mod report;
+
+pub use analysis::check::{CheckReport, Checked, check_source, parse_input_dims};
+pub use analysis::codes::Code;
+pub use analysis::cost::{KindTotals, LayerCost, Totals};
+pub use analysis::diag::{Diagnostic, LineIndex, Severity};
+pub use analysis::params::{ParamSpec, param_specs};
+pub use backend::interp::forward;
+pub use backend::jit::{JitError, JitModel, JitOutputs, StepInfo};
+pub use front::ast::Span;
+pub use front::fmt::format_source;
+pub use io::input::{InputError, load_input};
+pub use io::run::{
+    Backend, DEFAULT_MEMORY_LIMIT_BYTES, Model, Prediction, RunError, Runner, WeightsSource, default_threads,
+    forward_output, load_model, npy_input_override, read_labels, resolve_weights,
+};
+pub use io::weights::{Loaded, Weights, WeightsError, load_safetensors, random_weights, save_safetensors};
+pub use ir::geometry::{GeomError, MAX_ELEMENTS, Shape, conv_out_len, pool_out_len};
+pub use ir::graph::{DesignRule, GroupKind, Input, Network, Node, NodeId, Origin, Structure};
+pub use ir::tensor::Tensor;
+pub use ops::ParamKind;
+pub use report::bench::{BenchReport, LayerTime, bench};
+pub use report::compare::{Summary, comparison_json, render_comparison, summarize};
+pub use report::draw::{Drawing, Edge, PlacedBox, graph_dot, graph_svg, layout_graph};
+pub use report::filters::{DEAD_FRACTION, Filters, Picture, dead_filters, find_conv, render_filters};
+pub use report::table::{human_bytes, render_table, render_totals, report_json, thousands};
+
+/// The JIT's intermediate representation after a pass, as `cnnc compile --dump` prints it:
+/// `lowered` (scalar loop nests), `scheduled` (register tiles, vectors, tasks) or `clif`.
+pub fn dump_jit(net: &Network, shapes: &[Shape], weights: Weights, pass: &str) -> Result<String, JitError> {
+    backend::jit::dump(net, shapes, weights, pass)
+}

@@ -162,10 +162,10 @@ fn corrupt_and_unsupported_weights() {
 fn half_precision_weights_are_converted() {
     let dir = scratch("half");
     let specs = {
-        let (model, _) = cnnc::run::load_model(&example("digits.cnn"), None).unwrap();
+        let (model, _) = cnnc::load_model(&example("digits.cnn"), None).unwrap();
         model.params()
     };
-    let loaded = cnnc::weights::load_safetensors(&example("digits.safetensors"), &specs).unwrap().weights;
+    let loaded = cnnc::load_safetensors(&example("digits.safetensors"), &specs).unwrap().weights;
     for (dtype, name) in
         [(safetensors::Dtype::F16, "f16"), (safetensors::Dtype::BF16, "bf16"), (safetensors::Dtype::F64, "f64")]
     {
@@ -216,9 +216,9 @@ fn absurd_activation_memory_is_refused_up_front() {
 
 #[test]
 fn unused_weights_are_a_warning() {
-    let (model, _) = cnnc::run::load_model(&example("digits.cnn"), None).unwrap();
+    let (model, _) = cnnc::load_model(&example("digits.cnn"), None).unwrap();
     let specs = model.params();
-    let loaded = cnnc::weights::load_safetensors(&example("digits.safetensors"), &specs).unwrap().weights;
+    let loaded = cnnc::load_safetensors(&example("digits.safetensors"), &specs).unwrap().weights;
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = specs
         .iter()
         .map(|s| (s.name.clone(), loaded.get(&s.name).iter().flat_map(|v| v.to_le_bytes()).collect(), s.shape.clone()))

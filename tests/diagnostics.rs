@@ -2,7 +2,7 @@
 //! file:line:col, the source line, the underline, notes and help) is pinned by a snapshot.
 
 mod common;
-use cnnc::check::check_source;
+use cnnc::check_source;
 use common::*;
 
 #[test]
@@ -17,7 +17,7 @@ fn each_error_example_gives_its_snapshot_diagnostic() {
         let d = &report.diagnostics[0];
         // The first line of each file names the code it demonstrates.
         let first_line = source.lines().next().unwrap_or("");
-        assert!(first_line.contains(d.code), "{}: expected {first_line}, got {}", f.display(), d.code);
+        assert!(first_line.contains(d.code.as_str()), "{}: expected {first_line}, got {}", f.display(), d.code);
         let shown = format!("examples/errors/{stem}.cnn");
         let rendered = d.render(&shown, &source, false);
         assert!(rendered.contains(&format!("{shown}:")), "file:line:col is shown");
@@ -57,4 +57,31 @@ fn errors_inside_blocks_show_the_call_site() {
     let d = &check_source(&source, "x", None).diagnostics[0];
     assert_eq!(d.secondary.len(), 1);
     assert_eq!(&source[d.secondary[0].0.start..d.secondary[0].0.end], "inception3a: inception(64, 128, 32)");
+}
+
+#[test]
+fn explain_describes_every_code_and_refuses_unknown_ones() {
+    for code in cnnc::Code::all() {
+        let out = cnnc(&["explain", code.as_str()]);
+        assert_eq!(out.status.code(), Some(0), "{code}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with(&format!("{code}: {}", code.title())), "{text}");
+        assert!(text.contains(code.explanation()), "{code}");
+    }
+    assert_eq!(cnnc(&["explain", "e0105"]).status.code(), Some(0), "codes are case-insensitive");
+    let unknown = cnnc(&["explain", "E9999"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("not a cnnc diagnostic code"));
+}
+
+#[test]
+fn the_readme_lists_every_code() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let listed: Vec<&str> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| ").and_then(|r| r.split(" |").next()))
+        .filter(|c| c.len() == 5 && (c.starts_with('E') || c.starts_with('W')) && c[1..].chars().all(|d| d.is_ascii_digit()))
+        .collect();
+    let all: Vec<&str> = cnnc::Code::all().map(cnnc::Code::as_str).collect();
+    assert_eq!(listed, all, "README's diagnostics table lists every code, in order");
 }

@@ -2,8 +2,8 @@
 //! input was spaced. Every example and every error example that parses is covered.
 
 mod common;
-use cnnc::check::check_source;
-use cnnc::fmt::format_source;
+use cnnc::check_source;
+use cnnc::format_source;
 use common::*;
 use rand::{Rng, SeedableRng};
 
@@ -35,12 +35,12 @@ fn formatting_keeps_the_meaning() {
         let source = std::fs::read_to_string(&f).unwrap();
         let formatted = format_source(&source).unwrap();
         let (a, b) = (check_source(&source, "x", None), check_source(&formatted, "x", None));
-        let codes = |r: &cnnc::check::CheckReport| r.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>();
+        let codes = |r: &cnnc::CheckReport| r.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>();
         assert_eq!(codes(&a), codes(&b), "{}: same diagnostics", f.display());
         if let (Some(a), Some(b)) = (a.checked, b.checked) {
             assert_eq!(a.totals, b.totals, "{}: totals", f.display());
             assert_eq!(a.peak_activation_bytes, b.peak_activation_bytes);
-            let names = |c: &cnnc::check::Checked| c.network.nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>();
+            let names = |c: &cnnc::Checked| c.network.nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>();
             assert_eq!(names(&a), names(&b), "{}: canonical names", f.display());
         }
     }

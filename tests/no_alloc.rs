@@ -1,10 +1,10 @@
 //! The JIT's forward pass allocates nothing: every buffer, pointer table and scratch area is
 //! fixed when the network is compiled. A counting global allocator checks it.
 
-use cnnc::check::check_source;
-use cnnc::jit::JitModel;
-use cnnc::params::param_specs;
-use cnnc::weights::random_weights;
+use cnnc::JitModel;
+use cnnc::check_source;
+use cnnc::param_specs;
+use cnnc::random_weights;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -35,7 +35,7 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn the_forward_pass_allocates_nothing() {
     let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/googlenet.cnn")).unwrap();
-    let checked = check_source(&source, "googlenet", Some(cnnc::graph::Input { c: 3, h: 96, w: 96 })).checked.unwrap();
+    let checked = check_source(&source, "googlenet", Some(cnnc::Input { c: 3, h: 96, w: 96 })).checked.unwrap();
     let weights = random_weights(&param_specs(&checked.network, &checked.shapes), 1);
     let mut jit = JitModel::compile(&checked.network, &checked.shapes, weights, 2).unwrap();
     let image = vec![0.25f32; 3 * 96 * 96];

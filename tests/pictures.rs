@@ -74,14 +74,14 @@ fn kernels_picture_marks_a_planted_dead_filter() {
     let dir = std::env::temp_dir().join(format!("cnnc-kernels-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // The trained digits weights, with filter 5 of the first convolution zeroed.
-    let (model, _) = cnnc::run::load_model(&example("digits.cnn"), None).unwrap();
+    let (model, _) = cnnc::load_model(&example("digits.cnn"), None).unwrap();
     let specs = model.params();
-    let mut weights = cnnc::weights::load_safetensors(&example("digits.safetensors"), &specs).unwrap().weights;
+    let mut weights = cnnc::load_safetensors(&example("digits.safetensors"), &specs).unwrap().weights;
     let mut first = weights.get("conv1.1.1.weight").to_vec();
     first[5 * 9..6 * 9].iter_mut().for_each(|v| *v = 0.0);
     weights.insert("conv1.1.1.weight".into(), first);
     let planted = dir.join("planted.safetensors");
-    cnnc::weights::save_safetensors(&planted, &specs, &weights, Default::default()).unwrap();
+    cnnc::save_safetensors(&planted, &specs, &weights, Default::default()).unwrap();
 
     let png = dir.join("kernels.png");
     let out =

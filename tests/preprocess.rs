@@ -8,11 +8,11 @@
 //! 0.005 and 0.008. The test allows mean 0.01 and max 0.1. A crop offset off by one row (found
 //! this way: torchvision centres with round-half-to-even) moved the max to 2.0.
 
-use cnnc::check::check_source;
-use cnnc::input::load_input;
+use cnnc::check_source;
+use cnnc::load_input;
 use ndarray::ArrayD;
 
-fn network() -> cnnc::graph::Network {
+fn network() -> cnnc::Network {
     check_source("input 3x112x112\nstage a { conv 3x3 4 }\n", "pre", None).checked.expect("checks").network
 }
 

@@ -6,8 +6,8 @@
 //! relative, so 1e-4 leaves room without hiding a wrong index or window (which shows up as O(1)).
 
 mod common;
-use cnnc::run::{Backend, forward_output, load_model};
-use cnnc::weights::{Weights, load_safetensors};
+use cnnc::{Backend, forward_output, load_model};
+use cnnc::{Weights, load_safetensors};
 use common::*;
 use ndarray::{Array4, ArrayD};
 

@@ -2,18 +2,15 @@
 //! mutations of every example, junk bytes, huge numbers and deep nesting.
 
 mod common;
-use cnnc::check::check_source;
+use cnnc::check_source;
 use common::*;
 use proptest::prelude::*;
 
 /// Checks and formats `s`: neither may panic, and formatting what parses must parse again.
 fn check_str(s: &str) {
     let _ = check_source(s, "fuzz", None);
-    if let Ok(formatted) = cnnc::fmt::format_source(s) {
-        assert!(
-            cnnc::fmt::format_source(&formatted).is_ok(),
-            "formatted output does not parse:\n{s}\n---\n{formatted}"
-        );
+    if let Ok(formatted) = cnnc::format_source(s) {
+        assert!(cnnc::format_source(&formatted).is_ok(), "formatted output does not parse:\n{s}\n---\n{formatted}");
     }
 }
 

@@ -1,0 +1,140 @@
+//! Fusion groups: which layers run as one loop nest. A pure function of the graph and shapes,
+//! shared by the memory plan (so the checker's peak is the JIT's) and by the JIT.
+//!
+//! - conv or fc, then along a chain of single-consumer tensors: bn (folded into the weights,
+//!   only straight after the conv/fc), relu, one residual `add` (the other operand is read in the
+//!   epilogue), relu, and for conv a non-overlapping max/avg pool (kernel = stride, no padding,
+//!   no partial windows), which the epilogue reduces in registers;
+//! - gap, then fc (through flatten/dropout), with relu: one pass;
+//! - flatten and dropout are views: they belong to no group and cost nothing;
+//! - everything else is a group of its own.
+//!
+//! Groups are listed in execution order: by the index of their last node, which is a
+//! topological order because every absorbed node's other inputs come earlier in the file.
+
+use crate::ir::geometry::Shape;
+use crate::ir::graph::{Network, NodeId};
+use crate::ops::Fusion;
+
+/// Layers that run as one loop nest.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Group {
+    /// The nodes computed by this group, in order; the anchor (conv, fc, gap, ...) first.
+    pub(crate) nodes: Vec<NodeId>,
+    /// The node whose tensor the group writes.
+    pub(crate) output: NodeId,
+    /// Tensors read from outside the group (producers' node ids), main input first.
+    pub(crate) inputs: Vec<NodeId>,
+}
+
+impl Group {
+    pub(crate) fn anchor(&self) -> NodeId {
+        self.nodes[0]
+    }
+}
+
+/// How node `id` joins a fused loop nest (its op's rule, at its input shapes).
+pub(crate) fn role(net: &Network, shapes: &[Shape], id: NodeId) -> Fusion {
+    let node = &net.nodes[id];
+    let inputs: Vec<Shape> = node.inputs.iter().map(|&i| shapes[i]).collect();
+    node.op.def().fusion(&inputs)
+}
+
+/// Whether a node only relabels its input (no work, no storage).
+pub(crate) fn is_view(net: &Network, id: NodeId) -> bool {
+    net.nodes[id].op.def().traits().view
+}
+
+/// Follows views from `id` back to the node that actually produced the data.
+pub(crate) fn source_of(net: &Network, mut id: NodeId) -> NodeId {
+    while is_view(net, id) {
+        id = net.nodes[id].inputs[0];
+    }
+    id
+}
+
+pub(crate) fn fuse(net: &Network, shapes: &[Shape]) -> Vec<Group> {
+    let consumers = net.consumers();
+    let output = net.output();
+    // The single consumer of `id`, if it has exactly one and is not the network output's reader
+    // of an earlier value (the output tensor itself must stay visible).
+    let sole = |id: NodeId| -> Option<NodeId> { (consumers[id].len() == 1 && id != output).then(|| consumers[id][0]) };
+    let mut taken = vec![false; net.nodes.len()];
+    let mut groups = Vec::new();
+    for id in 0..net.nodes.len() {
+        if taken[id] || is_view(net, id) {
+            continue;
+        }
+        let mut nodes = vec![id];
+        let mut inputs: Vec<NodeId> = net.nodes[id].inputs.iter().map(|&i| source_of(net, i)).collect();
+        match role(net, shapes, id) {
+            Fusion::Anchor { .. } => absorb_epilogue(net, shapes, &sole, &taken, id, &mut nodes, &mut inputs),
+            Fusion::GlobalPool => {
+                // gap -> [views] -> fc: one pass, then the fc's epilogue.
+                let mut cur = id;
+                while let Some(next) = sole(cur).filter(|&n| is_view(net, n)) {
+                    cur = next;
+                }
+                let fc = sole(cur).filter(|&n| role(net, shapes, n) == Fusion::Anchor { spatial: false });
+                if let Some(fc) = fc {
+                    nodes.push(fc);
+                    absorb_epilogue(net, shapes, &sole, &taken, fc, &mut nodes, &mut inputs);
+                }
+            }
+            Fusion::Fold | Fusion::Activation | Fusion::Sum | Fusion::Pool | Fusion::Alone => {}
+        }
+        for &n in &nodes {
+            taken[n] = true;
+        }
+        let out = *nodes.last().expect("a group has nodes");
+        groups.push(Group { nodes, output: out, inputs });
+    }
+    groups.sort_by_key(|g| g.output);
+    groups
+}
+
+/// Extends a conv/fc group along its single-consumer chain.
+fn absorb_epilogue(
+    net: &Network,
+    shapes: &[Shape],
+    sole: &dyn Fn(NodeId) -> Option<NodeId>,
+    taken: &[bool],
+    anchor: NodeId,
+    nodes: &mut Vec<NodeId>,
+    inputs: &mut Vec<NodeId>,
+) {
+    let is_conv = role(net, shapes, anchor) == Fusion::Anchor { spatial: true };
+    let mut activation_seen = net.nodes[anchor].op.def().traits().activation.is_some();
+    let mut add_seen = false;
+    let mut cur = *nodes.last().expect("anchor");
+    // A node another group already absorbed (the sum a residual body's conv owns) stops the chain.
+    while let Some(next) = sole(cur).filter(|&n| !taken[n]) {
+        let node = &net.nodes[next];
+        let next_role = role(net, shapes, next);
+        let ok = match next_role {
+            // Folding needs the raw conv output: nothing but the conv may come before.
+            Fusion::Fold => cur == anchor && !activation_seen,
+            Fusion::Activation => true,
+            Fusion::Sum => {
+                let other = if node.inputs[0] == cur { node.inputs[1] } else { node.inputs[0] };
+                let fine = !add_seen && other != cur && node.inputs[0] != node.inputs[1];
+                if fine {
+                    inputs.push(source_of(net, other));
+                }
+                fine
+            }
+            Fusion::Pool => is_conv,
+            Fusion::Anchor { .. } | Fusion::GlobalPool | Fusion::Alone => false,
+        };
+        if !ok {
+            break;
+        }
+        add_seen |= next_role == Fusion::Sum;
+        activation_seen |= next_role == Fusion::Activation;
+        nodes.push(next);
+        cur = next;
+        if next_role == Fusion::Pool {
+            break; // the pool ends the epilogue
+        }
+    }
+}

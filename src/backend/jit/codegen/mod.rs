@@ -1,0 +1,459 @@
+//! Loop IR -> Cranelift IR. Generic over kernels: it compiles loops, lets, loads, stores and float
+//! arithmetic, and knows nothing of convolutions.
+//!
+//! Addresses: every access's physical element offset is put in affine form (constant + sum of
+//! coefficient x variable), with floor division and remainder by constants simplified where the
+//! coefficients allow. The variable part becomes a base pointer, computed once in the outermost
+//! scope where its variables are defined (loop-invariant bases are hoisted before the loop); the
+//! constant part becomes the instruction's immediate offset. Unrolled register-blocked code
+//! thus loads with `[base + imm]` and no address arithmetic in the reduction loop.
+//!
+//! Signature of every kernel: `fn(buffers: *const *mut f32, task_begin: i64, task_end: i64)`.
+
+mod affine;
+
+use super::ir::*;
+use affine::{Affine, affine, collect_accesses, defined_in, lane_index, physical, physical_affine};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::types::{F32, F32X4, I64};
+use cranelift_codegen::ir::{
+    AbiParam, Endianness, Function, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, UserFuncName,
+    Value,
+};
+use cranelift_codegen::isa::{CallConv, TargetIsa};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use std::collections::{HashMap, HashSet};
+
+pub fn kernel_signature(call_conv: CallConv) -> Signature {
+    let mut sig = Signature::new(call_conv);
+    sig.params.push(AbiParam::new(I64));
+    sig.params.push(AbiParam::new(I64));
+    sig.params.push(AbiParam::new(I64));
+    sig
+}
+
+fn flags() -> MemFlagsData {
+    let mut f = MemFlagsData::new();
+    f.set_notrap();
+    f
+}
+
+struct Gen<'a, 'b> {
+    b: FunctionBuilder<'b>,
+    k: &'a Kernel,
+    bufs_ptr: Value,
+    buf_ptrs: HashMap<BufId, Value>,
+    ints: HashMap<VarId, Variable>,
+    floats: HashMap<VarId, (Variable, Ty)>,
+    defined: HashSet<VarId>,
+    /// Memoised base pointers per scope: (buffer, variable terms) -> value.
+    scopes: Vec<HashMap<(BufId, Vec<(VarId, i64)>), Value>>,
+    task_begin: Value,
+    task_end: Value,
+}
+
+pub fn build_function(k: &Kernel, isa: &dyn TargetIsa, fctx: &mut FunctionBuilderContext) -> Function {
+    let mut func = Function::with_name_signature(UserFuncName::user(0, 0), kernel_signature(isa.default_call_conv()));
+    let mut b = FunctionBuilder::new(&mut func, fctx);
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    b.seal_block(entry);
+    let params = b.block_params(entry).to_vec();
+    let mut g = Gen {
+        b,
+        k,
+        bufs_ptr: params[0],
+        buf_ptrs: HashMap::new(),
+        ints: HashMap::new(),
+        floats: HashMap::new(),
+        defined: HashSet::new(),
+        scopes: vec![HashMap::new()],
+        task_begin: params[1],
+        task_end: params[2],
+    };
+    // Buffer pointers are loaded once, in the entry block, which dominates every use; stack
+    // buffers get a slot in the frame.
+    for (i, buf) in k.buffers.iter().enumerate() {
+        let v = if buf.stack {
+            let bytes = u32::try_from(buf.elements() * 4).expect("stack buffers are small");
+            let slot = g.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 4));
+            g.b.ins().stack_addr(I64, slot, 0)
+        } else {
+            g.b.ins().load(I64, flags(), g.bufs_ptr, (i * 8) as i32)
+        };
+        g.buf_ptrs.insert(i, v);
+    }
+    g.stmts(&k.body);
+    g.b.ins().return_(&[]);
+    g.b.finalize(isa.frontend_config());
+    func
+}
+
+impl Gen<'_, '_> {
+    fn buf_ptr(&mut self, buf: BufId) -> Value {
+        *self.buf_ptrs.get(&buf).unwrap_or_else(|| panic!("kernel `{}` uses undeclared buffer {buf}", self.k.name))
+    }
+
+    fn int(&mut self, e: &IExpr) -> Value {
+        match e {
+            IExpr::Const(c) => self.b.ins().iconst(I64, *c),
+            IExpr::Var(v) => {
+                let var = *self.ints.get(v).unwrap_or_else(|| panic!("integer variable {v} used before definition"));
+                self.b.use_var(var)
+            }
+            IExpr::Add(a, c) => {
+                let (x, y) = (self.int(a), self.int(c));
+                self.b.ins().iadd(x, y)
+            }
+            IExpr::Mul(a, c) => {
+                if let IExpr::Const(k) = **c {
+                    let x = self.int(a);
+                    return self.b.ins().imul_imm_s(x, k);
+                }
+                let (x, y) = (self.int(a), self.int(c));
+                self.b.ins().imul(x, y)
+            }
+            IExpr::Div(a, d) | IExpr::Rem(a, d) if *d > 0 && (*d as u64).is_power_of_two() => {
+                // Floor division and remainder by 2^k are a shift and a mask in two's complement
+                // (Cranelift at opt_level none would emit `idiv`, ~40 cycles).
+                let x = self.int(a);
+                if matches!(e, IExpr::Div(..)) {
+                    self.b.ins().sshr_imm_s(x, d.trailing_zeros() as i64)
+                } else {
+                    self.b.ins().band_imm_s(x, *d - 1)
+                }
+            }
+            IExpr::Div(a, d) | IExpr::Rem(a, d) => {
+                let x = self.int(a);
+                let dv = self.b.ins().iconst(I64, *d);
+                let q = self.b.ins().sdiv(x, dv);
+                let r = self.b.ins().srem(x, dv);
+                // Floor semantics for negative numerators.
+                let neg = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, r, 0);
+                if matches!(e, IExpr::Div(..)) {
+                    let q1 = self.b.ins().iadd_imm_s(q, -1);
+                    self.b.ins().select(neg, q1, q)
+                } else {
+                    let r1 = self.b.ins().iadd_imm_s(r, *d);
+                    self.b.ins().select(neg, r1, r)
+                }
+            }
+            IExpr::Min(a, c) => {
+                let (x, y) = (self.int(a), self.int(c));
+                self.b.ins().smin(x, y)
+            }
+            IExpr::Max(a, c) => {
+                let (x, y) = (self.int(a), self.int(c));
+                self.b.ins().smax(x, y)
+            }
+        }
+    }
+
+    /// Base pointer for the variable part of an affine access, memoised per scope.
+    fn base(&mut self, buf: BufId, terms: &[(VarId, i64)]) -> Value {
+        let key = (buf, terms.to_vec());
+        for scope in self.scopes.iter().rev() {
+            if let Some(&v) = scope.get(&key) {
+                return v;
+            }
+        }
+        let mut acc = self.buf_ptr(buf);
+        for &(v, c) in terms {
+            let x = self.int(&IExpr::Var(v));
+            let scaled = self.b.ins().imul_imm_s(x, c * 4);
+            acc = self.b.ins().iadd(acc, scaled);
+        }
+        self.scopes.last_mut().expect("a scope").insert(key, acc);
+        acc
+    }
+
+    /// (pointer, byte offset) of one element.
+    fn address(&mut self, buf: BufId, index: &Index) -> (Value, i32) {
+        let layout = &self.k.buffers[buf].layout;
+        match physical_affine(layout, index) {
+            Some(a) if (a.constant * 4).abs() < i32::MAX as i64 => (self.base(buf, &a.terms), (a.constant * 4) as i32),
+            _ => {
+                let phys = physical(layout, index);
+                let off = self.int(&phys);
+                let bytes = self.b.ins().imul_imm_s(off, 4);
+                let p = self.buf_ptr(buf);
+                (self.b.ins().iadd(p, bytes), 0)
+            }
+        }
+    }
+
+    /// Whether a vector access can be done as one 16-byte load or store (lane 0 of a block).
+    fn vector_aligned(&self, buf: BufId, index: &Index) -> bool {
+        match (&self.k.buffers[buf].layout, index) {
+            (Layout::Blocked { channel_offset, .. }, Index::Act([c, _, _])) => {
+                let cc = affine(c).map(|a| a.add(Affine::constant(*channel_offset as i64)));
+                matches!(cc.and_then(|a| a.rem(4)), Some(r) if r.constant == 0)
+            }
+            _ => true,
+        }
+    }
+
+    fn load(&mut self, ty: Ty, buf: BufId, index: &Index) -> Value {
+        match ty {
+            Ty::F32 => {
+                let (p, off) = self.address(buf, index);
+                self.b.ins().load(F32, flags(), p, off)
+            }
+            Ty::F32x4 if self.vector_aligned(buf, index) => {
+                let (p, off) = self.address(buf, index);
+                self.b.ins().load(F32X4, flags(), p, off)
+            }
+            Ty::F32x4 => {
+                let zero = self.b.ins().f32const(0.0);
+                let mut v = self.b.ins().splat(F32X4, zero);
+                for lane in 0..4u8 {
+                    let (p, off) = self.address(buf, &lane_index(index, lane as i64));
+                    let s = self.b.ins().load(F32, flags(), p, off);
+                    v = self.b.ins().insertlane(v, s, lane);
+                }
+                v
+            }
+        }
+    }
+
+    fn store(&mut self, ty: Ty, buf: BufId, index: &Index, value: Value) {
+        match ty {
+            Ty::F32x4 if !self.vector_aligned(buf, index) => {
+                for lane in 0..4u8 {
+                    let s = self.b.ins().extractlane(value, lane);
+                    let (p, off) = self.address(buf, &lane_index(index, lane as i64));
+                    self.b.ins().store(flags(), s, p, off);
+                }
+            }
+            _ => {
+                let (p, off) = self.address(buf, index);
+                self.b.ins().store(flags(), value, p, off);
+            }
+        }
+    }
+
+    fn cond(&mut self, c: &Cond) -> Value {
+        match c {
+            Cond::InRange(e, lo, hi) => {
+                let (x, l, h) = (self.int(e), self.int(lo), self.int(hi));
+                let a = self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, x, l);
+                let b = self.b.ins().icmp(IntCC::SignedLessThan, x, h);
+                self.b.ins().band(a, b)
+            }
+            Cond::And(a, b) => {
+                let (x, y) = (self.cond(a), self.cond(b));
+                self.b.ins().band(x, y)
+            }
+        }
+    }
+
+    fn ty_of(&self, e: &FExpr) -> Ty {
+        match e {
+            FExpr::Const(_) | FExpr::FromInt(_) | FExpr::Lane(..) => Ty::F32,
+            FExpr::Splat(_) => Ty::F32x4,
+            FExpr::Var(v) => self.floats.get(v).map_or(Ty::F32, |&(_, t)| t),
+            FExpr::Load(t, ..) => *t,
+            FExpr::Un(_, a) | FExpr::Bin(_, a, _) | FExpr::Fma(a, _, _) | FExpr::Select(_, a, _) => self.ty_of(a),
+        }
+    }
+
+    fn float(&mut self, e: &FExpr) -> Value {
+        match e {
+            FExpr::Const(c) => self.b.ins().f32const(*c),
+            FExpr::Splat(a) => {
+                let x = self.float(a);
+                self.b.ins().splat(F32X4, x)
+            }
+            FExpr::Var(v) => {
+                let (var, _) =
+                    *self.floats.get(v).unwrap_or_else(|| panic!("float variable {v} used before definition"));
+                self.b.use_var(var)
+            }
+            FExpr::Load(ty, buf, index) => self.load(*ty, *buf, index),
+            FExpr::Un(op, a) => {
+                let ty = self.ty_of(a);
+                let x = self.float(a);
+                match op {
+                    UnOp::Exp | UnOp::Ln => {
+                        let v = if ty == Ty::F32 { self.b.ins().splat(F32X4, x) } else { x };
+                        let r = if *op == UnOp::Exp {
+                            super::mathfn::exp_f32x4(&mut self.b, v)
+                        } else {
+                            super::mathfn::ln_f32x4(&mut self.b, v)
+                        };
+                        if ty == Ty::F32 { self.b.ins().extractlane(r, 0) } else { r }
+                    }
+                }
+            }
+            FExpr::Bin(op, a, c) => {
+                let (x, y) = (self.float(a), self.float(c));
+                match op {
+                    BinOp::Add => self.b.ins().fadd(x, y),
+                    BinOp::Sub => self.b.ins().fsub(x, y),
+                    BinOp::Mul => self.b.ins().fmul(x, y),
+                    BinOp::Div => self.b.ins().fdiv(x, y),
+                    // Shapes that Cranelift's x64 backend lowers to one `maxps`/`minps`
+                    // (`maxss`/`minss`); its `fmax`/`fmin` take eight instructions for IEEE NaN
+                    // and signed-zero rules that pooling and ReLU do not need.
+                    BinOp::Max => self.pseudo_minmax(FloatCC::LessThan, y, x, x, y),
+                }
+            }
+            FExpr::Fma(a, c, d) => {
+                let (x, y, z) = (self.float(a), self.float(c), self.float(d));
+                self.b.ins().fma(x, y, z)
+            }
+            FExpr::FromInt(i) => {
+                let x = self.int(i);
+                self.b.ins().fcvt_from_sint(F32, x)
+            }
+            FExpr::Lane(a, l) => {
+                let x = self.float(a);
+                self.b.ins().extractlane(x, *l)
+            }
+            FExpr::Select(c, a, d) => {
+                // Branch so that the untaken arm (an out-of-bounds load) never runs.
+                let ty = if self.ty_of(a) == Ty::F32x4 { F32X4 } else { F32 };
+                let cond = self.cond(c);
+                let (then_b, else_b, join) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+                let result = self.b.append_block_param(join, ty);
+                self.b.ins().brif(cond, then_b, &[], else_b, &[]);
+                self.b.seal_block(then_b);
+                self.b.seal_block(else_b);
+                self.b.switch_to_block(then_b);
+                self.scopes.push(HashMap::new());
+                let x = self.float(a);
+                self.scopes.pop();
+                self.b.ins().jump(join, &[x.into()]);
+                self.b.switch_to_block(else_b);
+                self.scopes.push(HashMap::new());
+                let y = self.float(d);
+                self.scopes.pop();
+                self.b.ins().jump(join, &[y.into()]);
+                self.b.seal_block(join);
+                self.b.switch_to_block(join);
+                result
+            }
+        }
+    }
+
+    /// `if cmp(p, q) { x } else { y }`, in the form the x64 backend matches to one instruction.
+    fn pseudo_minmax(&mut self, cc: FloatCC, p: Value, q: Value, x: Value, y: Value) -> Value {
+        let c = self.b.ins().fcmp(cc, p, q);
+        if self.b.func.dfg.value_type(x) == F32X4 {
+            let mask = self.b.ins().bitcast(F32X4, MemFlagsData::new().with_endianness(Endianness::Little), c);
+            self.b.ins().bitselect(mask, x, y)
+        } else {
+            self.b.ins().select(c, x, y)
+        }
+    }
+
+    fn define_int(&mut self, var: VarId, value: Value) {
+        let v = match self.ints.get(&var) {
+            Some(&v) => v,
+            None => {
+                let v = self.b.declare_var(I64);
+                self.ints.insert(var, v);
+                v
+            }
+        };
+        self.b.def_var(v, value);
+        self.defined.insert(var);
+    }
+
+    fn stmts(&mut self, stmts: &[Stmt]) {
+        for s in stmts {
+            self.stmt(s);
+        }
+    }
+
+    /// Emits, before a loop, the base pointers its body needs that do not change inside it.
+    fn hoist(&mut self, body: &[Stmt], loop_var: VarId) {
+        let mut accesses = Vec::new();
+        collect_accesses(body, &mut accesses);
+        let inner = defined_in(body);
+        let mut seen: HashSet<(BufId, Vec<(VarId, i64)>)> = HashSet::new();
+        for (buf, index, ty) in accesses {
+            let layout = &self.k.buffers[buf].layout;
+            let lanes = if ty == Ty::F32x4 && !self.vector_aligned(buf, index) { 4 } else { 1 };
+            for lane in 0..lanes {
+                let a = if lanes == 1 {
+                    physical_affine(layout, index)
+                } else {
+                    physical_affine(layout, &lane_index(index, lane))
+                };
+                let Some(a) = a else { continue };
+                let invariant =
+                    a.terms.iter().all(|(v, _)| *v != loop_var && !inner.contains(v) && self.defined.contains(v));
+                if invariant && seen.insert((buf, a.terms.clone())) {
+                    self.base(buf, &a.terms);
+                }
+            }
+        }
+    }
+
+    fn emit_loop(&mut self, var: VarId, start: Value, end: Value, body: &[Stmt]) {
+        self.hoist(body, var);
+        self.define_int(var, start);
+        let header = self.b.create_block();
+        let body_block = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let i = self.b.use_var(self.ints[&var]);
+        let go = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
+        self.b.ins().brif(go, body_block, &[], exit, &[]);
+        self.b.switch_to_block(body_block);
+        self.b.seal_block(body_block);
+        self.scopes.push(HashMap::new());
+        self.stmts(body);
+        self.scopes.pop();
+        let i = self.b.use_var(self.ints[&var]);
+        let next = self.b.ins().iadd_imm_s(i, 1);
+        self.b.def_var(self.ints[&var], next);
+        self.b.ins().jump(header, &[]);
+        self.b.seal_block(header);
+        self.b.switch_to_block(exit);
+        self.b.seal_block(exit);
+    }
+
+    fn stmt(&mut self, s: &Stmt) {
+        match s {
+            Stmt::For { var, start, end, body } => {
+                let (s, e) = (self.int(start), self.int(end));
+                self.emit_loop(*var, s, e, body);
+            }
+            Stmt::Tasks { var, offset, count, body } => {
+                // Iterations of this range that fall in [task_begin, task_end), shifted to 0..count.
+                let lo = self.b.ins().iconst(I64, *offset);
+                let hi = self.b.ins().iconst(I64, offset + count);
+                let begin = self.b.ins().smax(self.task_begin, lo);
+                let end = self.b.ins().smin(self.task_end, hi);
+                let begin = self.b.ins().iadd_imm_s(begin, -offset);
+                let end = self.b.ins().iadd_imm_s(end, -offset);
+                self.emit_loop(*var, begin, end, body);
+            }
+            Stmt::LetInt { var, value } => {
+                let v = self.int(value);
+                self.define_int(*var, v);
+            }
+            Stmt::Set { var, ty, value } => {
+                let v = self.float(value);
+                let fvar = match self.floats.get(var) {
+                    Some(&(f, _)) => f,
+                    None => {
+                        let f = self.b.declare_var(if *ty == Ty::F32x4 { F32X4 } else { F32 });
+                        self.floats.insert(*var, (f, *ty));
+                        f
+                    }
+                };
+                self.b.def_var(fvar, v);
+            }
+            Stmt::Store { ty, buf, index, value } => {
+                let v = self.float(value);
+                self.store(*ty, *buf, index, v);
+            }
+            Stmt::Comment(_) => {}
+        }
+    }
+}

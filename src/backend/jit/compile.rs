@@ -1,0 +1,151 @@
+//! Compiles loop-IR kernels to machine code with Cranelift. Functions are built and compiled on
+//! worker threads (a `Context` per function); the resulting bytes are defined in one `JITModule`
+//! on the calling thread, because a `JITModule` is `Send` but not `Sync`. Kernels call nothing,
+//! so their code carries no relocations.
+
+use super::codegen::{build_function, kernel_signature};
+use super::ir::Kernel;
+use cranelift_codegen::Context;
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::FunctionBuilderContext;
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{Linkage, Module};
+use std::sync::Arc;
+
+/// `fn(buffers, task_begin, task_end)`.
+pub type KernelFn = unsafe extern "C" fn(*const *mut f32, i64, i64);
+
+/// Why the JIT cannot compile a network.
+#[derive(Debug, thiserror::Error)]
+pub enum JitError {
+    /// Cranelift does not support this CPU.
+    #[error("this CPU is not supported by Cranelift: {0}")]
+    Host(String),
+    /// Cranelift rejected a kernel: a bug in cnnc.
+    #[error("internal error: Cranelift rejected kernel `{kernel}`: {message}")]
+    Codegen {
+        /// The kernel.
+        kernel: String,
+        /// Cranelift's message.
+        message: String,
+    },
+    /// The network cannot be compiled (too large, or a form the JIT does not support).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+pub(crate) fn host_isa() -> Result<OwnedTargetIsa, JitError> {
+    let mut flags = settings::builder();
+    // The loop IR is already scheduled (hoisted, unrolled, register-blocked): Cranelift's
+    // mid-end optimisations would cost compile time for little gain.
+    flags.set("opt_level", "none").map_err(|e| JitError::Host(e.to_string()))?;
+    flags
+        .set("enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })
+        .map_err(|e| JitError::Host(e.to_string()))?;
+    let isa_builder = cranelift_native::builder().map_err(|e| JitError::Host(e.to_string()))?;
+    isa_builder.finish(settings::Flags::new(flags)).map_err(|e| JitError::Host(e.to_string()))
+}
+
+struct Compiled {
+    bytes: Vec<u8>,
+    alignment: u64,
+}
+
+fn compile_one(isa: &dyn TargetIsa, k: &Kernel) -> Result<Compiled, JitError> {
+    let started = std::time::Instant::now();
+    let mut fctx = FunctionBuilderContext::new();
+    let func = build_function(k, isa, &mut fctx);
+    let built = started.elapsed();
+    let mut ctx = Context::for_function(func);
+    let code = ctx
+        .compile(isa, &mut ControlPlane::default())
+        .map_err(|e| JitError::Codegen { kernel: k.name.clone(), message: format!("{:?}", e.inner) })?;
+    if !code.buffer.relocs().is_empty() {
+        return Err(JitError::Codegen { kernel: k.name.clone(), message: "unexpected relocations".into() });
+    }
+    if let Some(dir) = std::env::var_os("CNNC_DUMP_CODE") {
+        // Raw machine code, for `objdump -D -b binary -mi386:x86-64`.
+        let _ = std::fs::write(
+            std::path::Path::new(&dir).join(format!("{}.bin", k.name.replace('/', "_"))),
+            code.code_buffer(),
+        );
+    }
+    if std::env::var_os("CNNC_TIME_COMPILE").is_some() {
+        eprintln!(
+            "  {:<24} {:>8.1} ms  {:>7} bytes  (IR {:.1} ms)",
+            k.name,
+            started.elapsed().as_secs_f64() * 1e3,
+            code.code_buffer().len(),
+            built.as_secs_f64() * 1e3
+        );
+    }
+    let alignment = (code.buffer.alignment as u64).max(isa.function_alignment().minimum as u64).max(16);
+    Ok(Compiled { bytes: code.code_buffer().to_vec(), alignment })
+}
+
+/// Cranelift IR text of a kernel, for `--dump clif`.
+pub(crate) fn clif_text(k: &Kernel) -> Result<String, JitError> {
+    let isa = host_isa()?;
+    let mut fctx = FunctionBuilderContext::new();
+    Ok(build_function(k, &*isa, &mut fctx).display().to_string())
+}
+
+pub struct CodeModule {
+    /// Owns the executable memory the function pointers point into.
+    _module: JITModule,
+    pub functions: Vec<KernelFn>,
+}
+
+// SAFETY: the module is only read after finalisation (it owns immutable executable memory), and
+// the function pointers are plain addresses into it.
+unsafe impl Sync for CodeModule {}
+
+/// Compiles `kernels` using up to `threads` threads and returns their entry points, in order.
+pub(crate) fn compile_all(kernels: &[Kernel], threads: usize) -> Result<CodeModule, JitError> {
+    let isa: Arc<dyn TargetIsa> = host_isa()?;
+    let threads = threads.clamp(1, kernels.len().max(1));
+    // Deal kernels round-robin so large and small ones spread over the threads.
+    let results: Vec<Result<Compiled, JitError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let isa = isa.clone();
+                scope.spawn(move || {
+                    (t..kernels.len())
+                        .step_by(threads)
+                        .map(|i| (i, compile_one(&*isa, &kernels[i])))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<(usize, Result<Compiled, JitError>)> =
+            handles.into_iter().flat_map(|h| h.join().expect("compiler thread panicked")).collect();
+        all.sort_by_key(|(i, _)| *i);
+        all.into_iter().map(|(_, r)| r).collect()
+    });
+    let builder = JITBuilder::with_isa(isa.clone(), cranelift_module::default_libcall_names());
+    let mut module = JITModule::new(builder);
+    let sig = kernel_signature(isa.default_call_conv());
+    let mut ids = Vec::with_capacity(kernels.len());
+    for (i, r) in results.into_iter().enumerate() {
+        let c = r?;
+        let id = module
+            .declare_function(&format!("k{i}"), Linkage::Local, &sig)
+            .map_err(|e| JitError::Codegen { kernel: kernels[i].name.clone(), message: e.to_string() })?;
+        module
+            .define_function_bytes(id, c.alignment, &c.bytes, &[])
+            .map_err(|e| JitError::Codegen { kernel: kernels[i].name.clone(), message: e.to_string() })?;
+        ids.push(id);
+    }
+    module.finalize_definitions().map_err(|e| JitError::Codegen { kernel: "module".into(), message: e.to_string() })?;
+    let functions = ids
+        .into_iter()
+        .map(|id| {
+            let p = module.get_finalized_function(id);
+            // SAFETY: the pointer is the entry of a function compiled with `kernel_signature`.
+            unsafe { std::mem::transmute::<*const u8, KernelFn>(p) }
+        })
+        .collect();
+    Ok(CodeModule { _module: module, functions })
+}

@@ -1,0 +1,252 @@
+//! The register-blocked form of a convolution:
+//! - a task is one tile of `V` output-channel blocks (4 channels each) by `TY` output rows;
+//! - inside it, tiles of `TY x TX` pixels keep `TY*TX*V` f32x4 accumulators in registers;
+//! - the loop over input-channel blocks is the only loop of the reduction; kernel taps and the 4
+//!   input lanes of a block are unrolled; each step loads `V` weight vectors and broadcasts one
+//!   input value per pixel;
+//! - weights are pre-packed (`pack`) so those `V` vectors are adjacent;
+//! - the input is read through a zero halo, so no bounds checks are needed;
+//! - the epilogue applies activations / shortcut / pool to the accumulators and stores them.
+//!
+//! `Tile` is chosen by `schedule::choose_tile`.
+
+use super::super::super::ir::*;
+use super::super::append_halo_zeroing;
+use super::{ConvBufs, ConvJob, STANDARD, Tile, epilogue};
+use crate::ops::PoolKind;
+
+/// The register-blocked form. `tile.v` divides the output blocks of a group; `tile.ty` divides
+/// the computed rows (it is 1 or the pool's height); `tile.tx` is a multiple of the pool width.
+pub(in super::super::super) fn schedule(job: &ConvJob, tile: Tile) -> Kernel {
+    let mut vars = Vars::default();
+    let t = vars.new_var("t");
+    let mut body = vec![Stmt::Comment(format!(
+        "tile {}x{} pixels x {} block(s) of 4 channels, {} outermost",
+        tile.ty,
+        tile.tx,
+        tile.v,
+        if tile.rows_outer { "rows" } else { "channel tiles" }
+    ))];
+    body.extend(scheduled_task(job, tile, STANDARD, &mut vars, t));
+    let cb_out = job.cout.div_ceil(4);
+    let mut k = Kernel {
+        name: job.name.clone(),
+        buffers: job.buffers(packed_len(job, tile), cb_out * 4),
+        body: Vec::new(),
+        var_names: vars.names,
+        tasks: 0,
+        macs: job.macs(),
+    };
+    k.push_tasks(t, scheduled_tasks(job, tile), body);
+    append_halo_zeroing(&mut k, STANDARD.out, job.cout);
+    k
+}
+
+/// Length of the packed weights for `tile`.
+pub(super) fn packed_len(job: &ConvJob, tile: Tile) -> u64 {
+    let n_oc_tiles = job.cout.div_ceil(4) / tile.v;
+    n_oc_tiles * job.cin_g().div_ceil(4) * job.kernel[0] * job.kernel[1] * 4 * tile.v * 4
+}
+
+/// Number of tasks of the register-blocked form: output-channel tiles x row tiles.
+pub(super) fn scheduled_tasks(job: &ConvJob, tile: Tile) -> i64 {
+    let (rows, _) = job.computed_hw();
+    (job.cout.div_ceil(4) / tile.v * (rows / tile.ty)) as i64
+}
+
+/// The body of one task of the register-blocked form; `t` is the task index.
+pub(super) fn scheduled_task(job: &ConvJob, tile: Tile, bufs: ConvBufs, vars: &mut Vars, t: VarId) -> Vec<Stmt> {
+    let cb_out = job.cout.div_ceil(4) as i64;
+    let cb_out_g = if job.groups == 1 { cb_out } else { (job.cout_g() / 4) as i64 };
+    let tiles_per_group = cb_out_g / tile.v as i64;
+    let n_oc_tiles = cb_out / tile.v as i64;
+    let (rows, cols) = job.computed_hw();
+    let n_row_tiles = (rows / tile.ty) as i64;
+    let o = vars.new_var("tile");
+    let r = vars.new_var("row");
+    let g = vars.new_var("group");
+    let icb = vars.new_var("icb");
+    let xt = vars.new_var("xt");
+    let (o_value, r_value) = if tile.rows_outer {
+        (iv(t).rem(n_oc_tiles), iv(t).div(n_oc_tiles))
+    } else {
+        (iv(t).div(n_row_tiles), iv(t).rem(n_row_tiles))
+    };
+    let mut body = vec![let_int(o, o_value), let_int(r, r_value), let_int(g, iv(o).div(tiles_per_group))];
+    // Accumulator variables, one per (pixel row, pixel col, vector).
+    let accs: Vec<VarId> = (0..tile.ty * tile.tx * tile.v).map(|_| vars.new_var("acc")).collect();
+    let wregs: Vec<VarId> = (0..tile.v).map(|_| vars.new_var("w")).collect();
+    let xreg = vars.new_var("x");
+    let task = Task { job, tile, bufs, o, r, g, icb, accs, wregs, xreg };
+    let full_x = cols / tile.tx;
+    let rem_x = (cols % tile.tx) as usize;
+    if full_x > 0 {
+        let x0 = iv(xt) * tile.tx as i64;
+        body.push(for_range(xt, 0, full_x as i64, task.column_tile(x0, tile.tx as usize)));
+    }
+    if rem_x > 0 {
+        body.push(Stmt::Comment(format!("remainder: {rem_x} column(s)")));
+        body.extend(task.column_tile(ic((full_x * tile.tx) as i64), rem_x));
+    }
+    body
+}
+
+/// One task's variables: its channel tile `o`, row tile `r` and group `g`, the reduction
+/// counter, and the registers (accumulators, weights, the broadcast input).
+struct Task<'a> {
+    job: &'a ConvJob,
+    tile: Tile,
+    bufs: ConvBufs,
+    o: VarId,
+    r: VarId,
+    g: VarId,
+    icb: VarId,
+    accs: Vec<VarId>,
+    wregs: Vec<VarId>,
+    xreg: VarId,
+}
+
+impl Task<'_> {
+    fn acc(&self, a: usize, b: usize, v: usize) -> VarId {
+        self.accs[(a * self.tile.tx as usize + b) * self.tile.v as usize + v]
+    }
+
+    /// The first output channel of vector `v` of the tile.
+    fn oc_block(&self, v: usize) -> IExpr {
+        iv(self.o) * self.tile.v as i64 + v as i64
+    }
+
+    /// Conv output row of pixel row `a` of the tile.
+    fn conv_row(&self, a: usize) -> IExpr {
+        iv(self.r) * self.tile.ty as i64 + a as i64
+    }
+
+    /// One column tile starting at conv column `x0`, `tx` pixels wide: initialise, reduce, store.
+    fn column_tile(&self, x0: IExpr, tx: usize) -> Vec<Stmt> {
+        let mut code = self.init_accumulators(tx);
+        code.extend(self.reduction(&x0, tx));
+        code.extend(self.stores(&x0, tx));
+        code
+    }
+
+    fn init_accumulators(&self, tx: usize) -> Vec<Stmt> {
+        let mut code = Vec::new();
+        for a in 0..self.tile.ty as usize {
+            for b in 0..tx {
+                for v in 0..self.tile.v as usize {
+                    let bias = load(Ty::F32x4, self.bufs.bias, Index::Flat(self.oc_block(v) * 4));
+                    code.push(set(self.acc(a, b, v), Ty::F32x4, bias));
+                }
+            }
+        }
+        code
+    }
+
+    /// The loop over input-channel blocks; the last, partial block only over its real lanes.
+    fn reduction(&self, x0: &IExpr, tx: usize) -> Vec<Stmt> {
+        let cin_g = self.job.cin_g() as i64;
+        let cb_in = self.job.cin_g().div_ceil(4) as i64;
+        let icb = self.icb;
+        let full_blocks = if cin_g % 4 == 0 { cb_in } else { cb_in - 1 };
+        let mut code = Vec::new();
+        if full_blocks > 0 {
+            code.push(for_range(icb, 0, full_blocks, self.step(iv(icb), 4, x0, tx)));
+        }
+        if cin_g % 4 != 0 {
+            // Wrapped in a loop of one iteration because straight after the accumulators'
+            // initialisation Cranelift does not fold the input loads into `vbroadcastss mem`
+            // (seen in the disassembly: `vmovss` + register `vbroadcastss`, ~20% slower on
+            // VGG's 3-channel first layer).
+            code.push(for_range(icb, cb_in - 1, cb_in, self.step(iv(icb), cin_g % 4, x0, tx)));
+        }
+        code
+    }
+
+    /// One reduction step over input block `blk` with `lanes` real lanes: every tap and lane
+    /// unrolled; `V` weight loads and one broadcast per pixel feed `TY*TX*V` FMAs.
+    fn step(&self, blk: IExpr, lanes: i64, x0: &IExpr, tx: usize) -> Vec<Stmt> {
+        let job = self.job;
+        let v_n = self.tile.v as i64;
+        let [kh, kw] = job.kernel.map(|k| k as i64);
+        let cb_in = job.cin_g().div_ceil(4) as i64;
+        let w_base = (iv(self.o) * cb_in + blk.clone()) * (kh * kw * 4 * v_n * 4);
+        let in_block = iv(self.g) * (job.cin_g() as i64 / 4).max(1) + blk;
+        let mut s = Vec::new();
+        for ky in 0..kh {
+            for kx in 0..kw {
+                for lane in 0..lanes {
+                    let tap = ((ky * kw + kx) * 4 + lane) * v_n * 4;
+                    for (v, &wvar) in self.wregs.iter().enumerate() {
+                        let w = load(Ty::F32x4, self.bufs.w, Index::Flat(w_base.clone() + (tap + v as i64 * 4)));
+                        s.push(set(wvar, Ty::F32x4, w));
+                    }
+                    for a in 0..self.tile.ty as usize {
+                        let iy =
+                            self.conv_row(a) * job.stride[0] as i64 + (ky * job.dilation[0] as i64 - job.pad[0] as i64);
+                        for b in 0..tx {
+                            let cx = (x0.clone() + b as i64) * job.stride[1] as i64;
+                            let ix = cx + (kx * job.dilation[1] as i64 - job.pad[1] as i64);
+                            let c = in_block.clone() * 4 + lane;
+                            let x = splat(load(Ty::F32, self.bufs.input, act(c, iy.clone(), ix)));
+                            s.push(set(self.xreg, Ty::F32x4, x));
+                            for (v, &wvar) in self.wregs.iter().enumerate() {
+                                let acc = self.acc(a, b, v);
+                                s.push(set(acc, Ty::F32x4, fma(fv(self.xreg), fv(wvar), fv(acc))));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    /// The epilogue and the stores, through a fused pool if there is one.
+    fn stores(&self, x0: &IExpr, tx: usize) -> Vec<Stmt> {
+        let (ty_n, out) = (self.tile.ty as usize, self.bufs.out);
+        let mut code = Vec::new();
+        for v in 0..self.tile.v as usize {
+            let c = self.oc_block(v) * 4;
+            let value_at = |a: usize, b: usize| {
+                let acc = fv(self.acc(a, b, v));
+                epilogue(self.job, self.bufs, acc, Ty::F32x4, c.clone(), self.conv_row(a), x0.clone() + b as i64)
+            };
+            match self.job.pool {
+                None => {
+                    for a in 0..ty_n {
+                        for b in 0..tx {
+                            let index = act(c.clone(), self.conv_row(a), x0.clone() + b as i64);
+                            code.push(store(Ty::F32x4, out, index, value_at(a, b)));
+                        }
+                    }
+                }
+                Some((kind, k)) => {
+                    let (pky, pkx) = (k[0] as usize, k[1] as usize);
+                    for pa in 0..ty_n / pky {
+                        for pb in 0..tx / pkx {
+                            let mut e: Option<FExpr> = None;
+                            for a in pa * pky..(pa + 1) * pky {
+                                for b in pb * pkx..(pb + 1) * pkx {
+                                    let val = value_at(a, b);
+                                    e = Some(match (e, kind) {
+                                        (None, _) => val,
+                                        (Some(p), PoolKind::Max) => bin(BinOp::Max, p, val),
+                                        (Some(p), PoolKind::Avg) => bin(BinOp::Add, p, val),
+                                    });
+                                }
+                            }
+                            let mut value = e.expect("a pool window has values");
+                            if kind == PoolKind::Avg {
+                                value = bin(BinOp::Mul, value, splat(fc(1.0 / (pky * pkx) as f32)));
+                            }
+                            let py = iv(self.r) * (self.tile.ty as i64 / pky as i64) + pa as i64;
+                            let px = x0.clone().div(pkx as i64) + pb as i64;
+                            code.push(store(Ty::F32x4, out, act(c.clone(), py, px), value));
+                        }
+                    }
+                }
+            }
+        }
+        code
+    }
+}

@@ -1,0 +1,251 @@
+//! A convolution fusion group as one kernel: the conv (or fc, or gap + fc), its folded batch
+//! norm and bias, the rest of its epilogue, and the choice between the register-blocked form
+//! (with packed weights) and the lowered form (grouped convolutions it cannot express).
+
+use super::super::super::compile::JitError;
+use super::super::super::ir::*;
+use super::super::super::lower::{Binding, Builder};
+use super::super::super::schedule::choose_tile;
+use super::super::{Lower, TensorView, bn_scale_shift};
+use super::blocked::{packed_len, schedule, scheduled_task, scheduled_tasks};
+use super::pack::{pack_weights, pad_bias};
+use super::{ConvBufs, ConvJob, Epilogue, Tile, lower};
+use crate::analysis::fusion::Group;
+use crate::ir::graph::NodeId;
+use crate::ops::{Conv, Fc, Op};
+
+impl Lower for Conv {
+    fn lower(&self, b: &mut Builder, g: &Group) -> Result<(), JitError> {
+        lower_group(b, g, None)
+    }
+}
+
+impl Lower for Fc {
+    fn lower(&self, b: &mut Builder, g: &Group) -> Result<(), JitError> {
+        lower_group(b, g, None)
+    }
+}
+
+/// A convolution or fc group, or (with `gap_input`, the map gap reads) a gap + fc group.
+pub(in super::super::super) fn lower_group(
+    b: &mut Builder,
+    g: &Group,
+    gap_input: Option<TensorView>,
+) -> Result<(), JitError> {
+    let conv_node = if gap_input.is_some() { g.nodes[1] } else { g.anchor() };
+    let name = b.name_of(g);
+    let out = b.view(g.output)?;
+    let input = match &gap_input {
+        // The gap result lives in the kernel's stack frame as a (C, 1, 1) map.
+        Some(map) => TensorView {
+            c: map.c,
+            h: 1,
+            w: 1,
+            flat: false,
+            layout: Layout::Blocked { c: map.c, h: 1, w: 1, halo: [0, 0], channel_offset: 0 },
+        },
+        None => b.view(g.inputs[0])?,
+    };
+    let (mut job, has_bias) = conv_job(b, conv_node, &name, &input, &out);
+    let node_name = b.node_name(conv_node).to_string();
+    let weights = b.take_tensor(&format!("{node_name}.weight"));
+    let mut bias = if has_bias { b.tensor(&format!("{node_name}.bias")) } else { vec![0.0; job.cout as usize] };
+    let start = if gap_input.is_some() { 2 } else { 1 };
+    let (scale, shortcut) = absorb_epilogue(b, g, &g.nodes[start..], &mut job, &mut bias)?;
+    let blockable = job.blockable();
+    let lowered = if b.keep_lowered() || !blockable { lower(&job) } else { Kernel::default() };
+    let (scheduled, w_data, b_data) = if blockable {
+        let tile = choose_tile(&job);
+        let packed = pack_weights(&job, tile, weights, scale.as_deref(), b.threads());
+        let k = match &gap_input {
+            Some(map) => gap_fc_kernel(&job, tile, map),
+            None => schedule(&job, tile),
+        };
+        (k, packed, pad_bias(&job, &bias))
+    } else {
+        // The lowered form reads PyTorch's layout; fold the scale into a copy.
+        let per_out = weights.len() / job.cout as usize;
+        let mut folded = weights;
+        if let Some(s) = &scale {
+            for (i, w) in folded.iter_mut().enumerate() {
+                *w = (*w as f64 * s[i / per_out] as f64) as f32;
+            }
+        }
+        (lowered.clone(), folded, bias)
+    };
+    let input_binding = if gap_input.is_some() { Binding::Stack } else { b.arena(g.inputs[0])? };
+    let mut bindings = vec![input_binding, b.param(w_data), b.param(b_data), b.arena(g.output)?];
+    match shortcut {
+        Some(s) => bindings.push(b.arena(s)?),
+        None if gap_input.is_some() => bindings.push(Binding::Stack),
+        None => {}
+    }
+    if gap_input.is_some() {
+        bindings.push(b.arena(g.inputs[0])?);
+    }
+    let work = job.macs().max(out.len());
+    b.push(name, g.nodes.clone(), lowered, scheduled, bindings, work);
+    Ok(())
+}
+
+/// The job of the conv or fc at `node`, before its epilogue, and whether it has a bias. An fc
+/// over a flattened (C, H, W) map is a convolution whose kernel covers the map: its
+/// [out, C*H*W] weights are already [out, C, H, W].
+fn conv_job(b: &Builder, node: NodeId, name: &str, input: &TensorView, out: &TensorView) -> (ConvJob, bool) {
+    let (cin, h, w) = if input.flat { input.layout_shape() } else { (input.c, input.h, input.w) };
+    let (_, oh, ow) = match b.shape(node) {
+        crate::ir::geometry::Shape::Map { c, h, w } => (c, h, w),
+        crate::ir::geometry::Shape::Flat { n } => (n, 1, 1),
+    };
+    let mut job = ConvJob {
+        name: name.to_string(),
+        cin,
+        h,
+        w,
+        cout: 0,
+        oh,
+        ow,
+        kernel: [h, w],
+        stride: [1, 1],
+        pad: [0, 0],
+        dilation: [1, 1],
+        groups: 1,
+        epilogue: Vec::new(),
+        pool: None,
+        in_layout: input.layout.clone(),
+        out_layout: out.layout.clone(),
+        shortcut_layout: None,
+    };
+    let (bias, relu) = match &b.net().nodes[node].op {
+        Op::Conv(c) => {
+            (job.cout, job.kernel, job.stride, job.pad) = (c.out_channels, c.kernel, c.stride, c.pad);
+            (job.dilation, job.groups) = (c.dilation, c.groups);
+            (c.bias, c.relu)
+        }
+        Op::Fc(f) => {
+            job.cout = f.out;
+            (f.bias, f.relu)
+        }
+        other @ (Op::Input(_)
+        | Op::Pool(_)
+        | Op::AdaptiveAvgPool(_)
+        | Op::Gap(_)
+        | Op::Activation(_)
+        | Op::BatchNorm(_)
+        | Op::Lrn(_)
+        | Op::Dropout(_)
+        | Op::Flatten(_)
+        | Op::Softmax(_)
+        | Op::Concat(_)
+        | Op::Add(_)
+        | Op::Invalid(_)) => {
+            unreachable!("fusion: a convolution group is anchored on conv or fc, not {}", other.keyword())
+        }
+    };
+    if relu {
+        job.epilogue.push(Epilogue::Activation(crate::ops::Activation::Relu));
+    }
+    (job, bias)
+}
+
+/// Applies the fused nodes after the conv: folds batch norm into `bias` (returning the weights'
+/// per-channel scale), and records activations, the residual sum (returning the shortcut's
+/// node) and the pool in `job`.
+fn absorb_epilogue(
+    b: &Builder,
+    g: &Group,
+    fused: &[NodeId],
+    job: &mut ConvJob,
+    bias: &mut [f32],
+) -> Result<(Option<Vec<f32>>, Option<NodeId>), JitError> {
+    let (mut scale, mut shortcut) = (None, None);
+    for &m in fused {
+        match &b.net().nodes[m].op {
+            Op::BatchNorm(bn) => {
+                let (sc, shift) = bn_scale_shift(b, m, bn.eps);
+                for (o, v) in bias.iter_mut().enumerate() {
+                    *v = (*v as f64 * sc[o] as f64 + shift[o] as f64) as f32;
+                }
+                scale = Some(sc);
+            }
+            Op::Activation(a) => {
+                // Applying an idempotent activation twice in a row changes nothing.
+                if job.epilogue.last() != Some(&Epilogue::Activation(*a)) || !a.idempotent() {
+                    job.epilogue.push(Epilogue::Activation(*a));
+                }
+            }
+            Op::Add(_) => {
+                job.epilogue.push(Epilogue::Residual);
+                let s = *g.inputs.last().expect("the shortcut is an input");
+                job.shortcut_layout = Some(b.view(s)?.layout);
+                shortcut = Some(s);
+            }
+            Op::Pool(p) => job.pool = Some((p.kind, p.kernel)),
+            other @ (Op::Input(_)
+            | Op::Conv(_)
+            | Op::AdaptiveAvgPool(_)
+            | Op::Gap(_)
+            | Op::Lrn(_)
+            | Op::Dropout(_)
+            | Op::Flatten(_)
+            | Op::Fc(_)
+            | Op::Softmax(_)
+            | Op::Concat(_)
+            | Op::Invalid(_)) => unreachable!("fusion: {} does not fuse into a convolution", other.keyword()),
+        }
+    }
+    Ok((scale, shortcut))
+}
+
+/// gap then fc in one serial task: the pooled vector goes to a stack buffer (buffer 0, the
+/// conv's input), then the fc's register-blocked tasks run over it.
+fn gap_fc_kernel(job: &ConvJob, tile: Tile, map: &TensorView) -> Kernel {
+    let mut vars = Vars::default();
+    let (t, cb, y, x, acc, t2) = (
+        vars.new_var("t"),
+        vars.new_var("cb"),
+        vars.new_var("y"),
+        vars.new_var("x"),
+        vars.new_var("acc"),
+        vars.new_var("task"),
+    );
+    let map_buf: BufId = 5;
+    let (h, w) = (map.h as i64, map.w as i64);
+    let sum = set(acc, Ty::F32x4, bin(BinOp::Add, fv(acc), load(Ty::F32x4, map_buf, act(iv(cb) * 4, iv(y), iv(x)))));
+    let mean = bin(BinOp::Mul, fv(acc), splat(fc(1.0 / (h * w) as f32)));
+    let gap = for_range(
+        cb,
+        0,
+        map.c.div_ceil(4) as i64,
+        vec![
+            set(acc, Ty::F32x4, splat(fc(0.0))),
+            for_2d(y, (ic(0), ic(h)), x, (ic(0), ic(w)), vec![sum]),
+            store(Ty::F32x4, 0, act(iv(cb) * 4, ic(0), ic(0)), mean),
+        ],
+    );
+    let bufs = ConvBufs { input: 0, w: 1, bias: 2, out: 3, shortcut: 4 };
+    let fc_task = scheduled_task(job, tile, bufs, &mut vars, t2);
+    let body = vec![gap, for_range(t2, 0, scheduled_tasks(job, tile), fc_task)];
+    let mut buffers = vec![
+        Buffer { stack: true, ..Buffer::new("pooled", job.in_layout.clone(), true) },
+        Buffer::new("w", Layout::Flat { len: packed_len(job, tile) }, false),
+        Buffer::new("bias", Layout::Flat { len: job.cout.div_ceil(4) * 4 }, false),
+        Buffer::new("out", job.out_layout.clone(), true),
+    ];
+    buffers.push(match &job.shortcut_layout {
+        Some(l) => Buffer::new("shortcut", l.clone(), false),
+        None => Buffer { stack: true, ..Buffer::new("unused", Layout::Flat { len: 4 }, false) },
+    });
+    buffers.push(Buffer::new("map", map.layout.clone(), false));
+    let mut k = Kernel {
+        name: job.name.clone(),
+        buffers,
+        body: Vec::new(),
+        var_names: Vec::new(),
+        tasks: 0,
+        macs: job.macs() + map.len(),
+    };
+    k.push_tasks(t, 1, body);
+    k.var_names = vars.names;
+    k
+}

@@ -1,0 +1,167 @@
+//! Elementwise kernels: activations, batch norm (as a per-channel affine map) and the residual
+//! sum, when they run on their own rather than in a convolution's epilogue. Maps are processed a
+//! vector of 4 channels per pixel; flat tensors (which may live in a map's storage) element by
+//! element in flatten order.
+
+use super::super::compile::JitError;
+use super::super::ir::*;
+use super::super::lower::Builder;
+use super::{Lower, TensorView, append_halo_zeroing, ceil_div, lanes, new_kernel, rows_tasks, splat_if};
+use crate::analysis::fusion::Group;
+use crate::ops::{Activation, Add, BatchNorm};
+
+#[derive(Clone, Debug, PartialEq)]
+enum EltOp {
+    Activation(Activation),
+    /// `x * scale + shift` per channel (map) or per feature (flat), from buffer 2 (scales) and
+    /// 3 (shifts).
+    Affine,
+    /// `x + y`; `y` is buffer 2.
+    Add,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct EltJob {
+    name: String,
+    op: EltOp,
+    input: TensorView,
+    other: Option<TensorView>,
+    output: TensorView,
+    /// Length of the scale and shift buffers of `Affine`.
+    params: u64,
+}
+
+impl Lower for Activation {
+    fn lower(&self, b: &mut Builder, g: &Group) -> Result<(), JitError> {
+        let input = b.anchor_input(g, 0);
+        let job = EltJob {
+            name: b.name_of(g),
+            op: EltOp::Activation(*self),
+            input: b.view(input)?,
+            other: None,
+            output: b.view(g.output)?,
+            params: 0,
+        };
+        let bindings = vec![b.arena(input)?, b.arena(g.output)?];
+        push(b, g, job, bindings);
+        Ok(())
+    }
+}
+
+impl Lower for Add {
+    fn lower(&self, b: &mut Builder, g: &Group) -> Result<(), JitError> {
+        let (x, y) = (b.anchor_input(g, 0), b.anchor_input(g, 1));
+        let (input, other) = (b.view(x)?, b.view(y)?);
+        let name = b.name_of(g);
+        if other.flat != input.flat || other.layout_shape() != input.layout_shape() {
+            return Err(JitError::Unsupported(format!("{name}: a sum of tensors stored in differently shaped maps")));
+        }
+        let job = EltJob { name, op: EltOp::Add, input, other: Some(other), output: b.view(g.output)?, params: 0 };
+        let bindings = vec![b.arena(x)?, b.arena(g.output)?, b.arena(y)?];
+        push(b, g, job, bindings);
+        Ok(())
+    }
+}
+
+impl Lower for BatchNorm {
+    fn lower(&self, b: &mut Builder, g: &Group) -> Result<(), JitError> {
+        let x = b.anchor_input(g, 0);
+        let input = b.view(x)?;
+        let (scale, shift) = bn_scale_shift(b, g.anchor(), self.eps);
+        let len = if input.flat { scale.len() } else { scale.len().div_ceil(4) * 4 };
+        let pad = |mut v: Vec<f32>| {
+            v.resize(len, 0.0);
+            v
+        };
+        let job = EltJob {
+            name: b.name_of(g),
+            op: EltOp::Affine,
+            input,
+            other: None,
+            output: b.view(g.output)?,
+            params: len as u64,
+        };
+        let (scale, shift) = (b.param(pad(scale)), b.param(pad(shift)));
+        let bindings = vec![b.arena(x)?, b.arena(g.output)?, scale, shift];
+        push(b, g, job, bindings);
+        Ok(())
+    }
+}
+
+fn push(b: &mut Builder, g: &Group, job: EltJob, bindings: Vec<super::super::lower::Binding>) {
+    let work = job.output.len();
+    // Flat tensors (which may live in a map's storage) are addressed element by element.
+    let scheduled = elementwise_kernel(&job, if job.input.flat { Ty::F32 } else { Ty::F32x4 });
+    b.push(job.name.clone(), g.nodes.clone(), elementwise_kernel(&job, Ty::F32), scheduled, bindings, work);
+}
+
+/// Eval-mode batch norm of node `bn` as `x * scale + shift`: scale = gamma / sqrt(var + eps),
+/// shift = beta - mean * scale (computed in f64).
+pub(in super::super) fn bn_scale_shift(b: &Builder, bn: crate::ir::graph::NodeId, eps: f64) -> (Vec<f32>, Vec<f32>) {
+    let name = b.node_name(bn);
+    let g = b.tensor(&format!("{name}.weight"));
+    let be = b.tensor(&format!("{name}.bias"));
+    let m = b.tensor(&format!("{name}.running_mean"));
+    let v = b.tensor(&format!("{name}.running_var"));
+    let scale: Vec<f64> = g.iter().zip(&v).map(|(&g, &v)| g as f64 / (v as f64 + eps).sqrt()).collect();
+    let shift = be.iter().zip(&m).zip(&scale).map(|((&b, &m), &s)| (b as f64 - m as f64 * s) as f32).collect();
+    (scale.iter().map(|&s| s as f32).collect(), shift)
+}
+
+/// The activation on a scalar or vector value, as the kernels compute it.
+pub(in super::super) fn activation_expr(act: Activation, x: FExpr, ty: Ty) -> FExpr {
+    match act {
+        Activation::Relu => bin(BinOp::Max, x, splat_if(ty, fc(0.0))),
+    }
+}
+
+fn elementwise_kernel(e: &EltJob, ty: Ty) -> Kernel {
+    let mut vars = Vars::default();
+    let mut buffers = vec![e.input.buffer("in", false), e.output.buffer("out", true)];
+    match &e.op {
+        EltOp::Affine => {
+            buffers.push(Buffer::new("scale", Layout::Flat { len: e.params }, false));
+            buffers.push(Buffer::new("shift", Layout::Flat { len: e.params }, false));
+        }
+        EltOp::Add => buffers.push(e.other.as_ref().expect("add has two operands").buffer("other", false)),
+        EltOp::Activation(_) => {}
+    }
+    let mut k = new_kernel(&e.name, buffers);
+    let apply = |x: FExpr, other: FExpr, param: IExpr| -> FExpr {
+        match &e.op {
+            EltOp::Activation(a) => activation_expr(*a, x, ty),
+            EltOp::Affine => fma(x, load(ty, 2, Index::Flat(param.clone())), load(ty, 3, Index::Flat(param))),
+            EltOp::Add => bin(BinOp::Add, x, other),
+        }
+    };
+    if e.input.flat {
+        // One loop over the features in flatten order; scale/shift are per feature.
+        let (t, f) = (vars.new_var("t"), vars.new_var("f"));
+        let n = e.input.len() as i64;
+        let other = e.other.as_ref().map_or(fc(0.0), |o| load(Ty::F32, 2, o.flat_index(iv(f))));
+        let value = apply(load(Ty::F32, 0, e.input.flat_index(iv(f))), other, iv(f));
+        let body = vec![for_range(
+            f,
+            iv(t) * 64,
+            (iv(t) * 64 + 64).min(ic(n)),
+            vec![store(Ty::F32, 1, e.output.flat_index(iv(f)), value)],
+        )];
+        k.push_tasks(t, ceil_div(n, 64), body);
+        k.var_names = vars.names;
+        return k;
+    }
+    let (c, y, x) = (vars.new_var("c"), vars.new_var("y"), vars.new_var("x"));
+    let lanes = lanes(ty);
+    let ch = iv(c) * lanes;
+    let index = act(ch.clone(), iv(y), iv(x));
+    let other = if e.other.is_some() { load(ty, 2, index.clone()) } else { fc(0.0) };
+    let value = apply(load(ty, 0, index.clone()), other, ch);
+    let body = vec![for_range(x, 0, e.input.w as i64, vec![store(ty, 1, index, value)])];
+    rows_tasks(&mut k, &mut vars, ceil_div(e.input.c as i64, lanes), e.input.h as i64, 0, c, y, body);
+    // In place, the halo is the input's and already zero.
+    k.var_names = vars.names;
+    if e.input.layout != e.output.layout {
+        append_halo_zeroing(&mut k, 1, e.output.c);
+    }
+    k
+}

@@ -1,0 +1,263 @@
+//! The Cranelift JIT backend. Passes, each printable with `cnnc compile --dump`:
+//!
+//! 1. `fusion` (shared with the checker): layers that run as one loop nest;
+//! 2. `lower`: per group, the algorithm as scalar loop nests over logical coordinates
+//!    (`--dump lowered`), with storage layouts and arena offsets from `memplan`;
+//! 3. `schedule`: register tiles, vectors, unrolled reductions, task splits
+//!    (`--dump scheduled`);
+//! 4. `codegen`: loop IR -> Cranelift IR (`--dump clif`), compiled by `compile`;
+//! 5. `runtime`: the thread pool and the allocation-free forward pass.
+
+mod codegen;
+pub(crate) mod compile;
+mod ir;
+mod kernels;
+mod lower;
+mod mathfn;
+mod runtime;
+mod schedule;
+
+pub use compile::JitError;
+
+use crate::io::weights::Weights;
+use crate::ir::geometry::Shape;
+use crate::ir::graph::Network;
+use crate::ir::tensor::Tensor;
+use compile::compile_all;
+use lower::{Binding, JitPlan, Step, plan};
+use ndarray::{Array2, Array4};
+use runtime::{Aligned, Call, Executor, ThreadPool};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// Timing and size facts about one step (kernel call) of a compiled model.
+#[derive(Clone, Debug)]
+pub struct StepInfo {
+    /// The layer whose result the step produces.
+    pub name: String,
+    /// Its multiply-accumulates.
+    pub macs: u64,
+    /// Its task count.
+    pub tasks: i64,
+    /// Whether it runs on all threads.
+    pub parallel: bool,
+}
+
+/// A network compiled by Cranelift into fused loop nests, with its arena, packed weights and
+/// thread pool: ready to run images without allocating.
+pub struct JitModel {
+    executor: Executor,
+    // The memory the pointer tables point into; kept alive (and never reallocated) here.
+    arena: Aligned,
+    _params: Vec<Vec<f32>>,
+    image: Aligned,
+    results: Vec<Aligned>,
+    result_shapes: Vec<Shape>,
+    /// Each step, in execution order.
+    pub steps: Vec<StepInfo>,
+    /// Wall time of `compile`, in milliseconds.
+    pub compile_ms: f64,
+    /// Distinct kernels compiled (identical ones are compiled once).
+    pub kernels_compiled: usize,
+    /// The activation arena, in bytes.
+    pub arena_bytes: u64,
+    /// The checker's peak of live activations (unpadded).
+    pub checker_peak_bytes: u64,
+    /// The same liveness peak over padded layouts: what the arena must hold.
+    pub padded_peak_bytes: u64,
+}
+
+/// The network's output and, before a trailing softmax, its logits.
+pub struct JitOutputs {
+    /// The last layer's output.
+    pub output: Tensor,
+    /// The input of a trailing softmax, if the network ends in one.
+    pub logits: Option<Tensor>,
+}
+
+impl JitModel {
+    /// Lowers, schedules and compiles `net` for its input shape (the shapes of a clean check).
+    /// Consumes `weights`: they are packed in place.
+    pub fn compile(net: &Network, shapes: &[Shape], weights: Weights, threads: usize) -> Result<JitModel, JitError> {
+        let start = Instant::now();
+        let p = plan(net, shapes, weights, threads, false)?;
+        let planned = start.elapsed();
+        let mut p = p;
+        let step_tasks: Vec<i64> = p.steps.iter().map(|s| s.scheduled.tasks).collect();
+        let infos: Vec<StepInfo> = p
+            .steps
+            .iter()
+            .map(|s| StepInfo {
+                name: s.name.clone(),
+                macs: s.scheduled.macs,
+                tasks: s.scheduled.tasks,
+                parallel: s.parallel,
+            })
+            .collect();
+        let (unique, kernel_index) = dedup_kernels(&mut p.steps);
+        let keyed = start.elapsed();
+        let code = compile_all(&unique, threads)?;
+        let kernels_compiled = unique.len();
+        // Freeing the IR trees takes a while; it need not delay the caller.
+        std::thread::spawn(move || drop(unique));
+        if std::env::var_os("CNNC_TIME_COMPILE").is_some() {
+            eprintln!(
+                "plan {:?}, dedup {:?}, codegen {:?} for {} kernels",
+                planned,
+                keyed - planned,
+                start.elapsed() - keyed,
+                kernels_compiled
+            );
+        }
+        let JitPlan { steps, params, arena_bytes, checker_peak_bytes, padded_peak_bytes, image_len, results } = p;
+        if arena_bytes > crate::io::run::DEFAULT_MEMORY_LIMIT_BYTES {
+            return Err(JitError::Unsupported(format!(
+                "the activations need {} (with layout padding), more than the {} limit",
+                crate::report::table::human_bytes(arena_bytes),
+                crate::report::table::human_bytes(crate::io::run::DEFAULT_MEMORY_LIMIT_BYTES)
+            )));
+        }
+        let mut arena = Aligned::zeroed((arena_bytes / 4) as usize);
+        // Packed parameters are used where they were built (no copy): vector offsets are
+        // multiples of 16 bytes, and the allocator's 16-byte alignment keeps loads within lines.
+        let mut image = Aligned::zeroed(image_len);
+        let mut result_bufs: Vec<Aligned> = results.iter().map(|&(_, len)| Aligned::zeroed(len)).collect();
+        let arena_ptr = arena.ptr();
+        let (image_ptr, result_ptrs): (_, Vec<_>) = (image.ptr(), result_bufs.iter_mut().map(Aligned::ptr).collect());
+        let pointer = |b: &Binding| match *b {
+            // SAFETY: offsets were assigned within the arena's size.
+            Binding::Arena(off) => unsafe { arena_ptr.add((off / 4) as usize) },
+            Binding::Param(i) => params[i].as_ptr().cast_mut(),
+            Binding::Image => image_ptr,
+            Binding::Result(i) => result_ptrs[i],
+            Binding::Stack => std::ptr::null_mut(),
+        };
+        let calls = steps
+            .iter()
+            .zip(&kernel_index)
+            .enumerate()
+            .map(|(i, (s, &k))| Call {
+                func: code.functions[k],
+                table: s.bindings.iter().map(pointer).collect(),
+                tasks: step_tasks[i],
+                parallel: s.parallel,
+            })
+            .collect();
+
+        let result_shapes = results.iter().map(|&(n, _)| shapes[n]).collect();
+        Ok(JitModel {
+            executor: Executor { _code: code, calls, pool: ThreadPool::new(threads) },
+            arena,
+            _params: params,
+            image,
+            results: result_bufs,
+            result_shapes,
+            steps: infos,
+            compile_ms: start.elapsed().as_secs_f64() * 1e3,
+            kernels_compiled,
+            arena_bytes,
+            checker_peak_bytes,
+            padded_peak_bytes,
+        })
+    }
+
+    /// The threads the forward pass runs on.
+    pub fn threads(&self) -> usize {
+        self.executor.pool.threads()
+    }
+
+    /// Runs one image (C*H*W values, NCHW order). Allocates nothing.
+    pub fn run_image(&mut self, image: &[f32]) {
+        self.image.slice_mut().copy_from_slice(image);
+        self.executor.run();
+    }
+
+    /// Runs one image and adds each step's wall time (seconds) to `seconds`.
+    pub fn run_image_timed(&mut self, image: &[f32], seconds: &mut [f64]) {
+        self.image.slice_mut().copy_from_slice(image);
+        self.executor.run_timed(seconds);
+    }
+
+    /// The network's results for the last image run: output, then logits if any.
+    pub fn result(&self, k: usize) -> &[f32] {
+        self.results[k].slice()
+    }
+
+    /// Runs a batch (N, C, H, W), one image at a time through the same arena.
+    pub fn forward(&mut self, batch: &Array4<f32>) -> JitOutputs {
+        let n = batch.dim().0;
+        let per_image: Vec<usize> = self.results.iter().map(|r| r.slice().len()).collect();
+        let mut collected: Vec<Vec<f32>> = per_image.iter().map(|&l| Vec::with_capacity(l * n)).collect();
+        let batch = batch.as_standard_layout();
+        let data = batch.as_slice().expect("standard layout");
+        let image_len = self.image.slice().len();
+        for i in 0..n {
+            self.run_image(&data[i * image_len..(i + 1) * image_len]);
+            for (k, out) in collected.iter_mut().enumerate() {
+                out.extend_from_slice(self.result(k));
+            }
+        }
+        let mut tensors: Vec<Tensor> = collected
+            .into_iter()
+            .zip(&self.result_shapes)
+            .map(|(data, shape)| match *shape {
+                Shape::Map { c, h, w } => Tensor::Map(
+                    Array4::from_shape_vec((n, c as usize, h as usize, w as usize), data)
+                        .expect("result sizes match shapes"),
+                ),
+                Shape::Flat { n: f } => {
+                    Tensor::Flat(Array2::from_shape_vec((n, f as usize), data).expect("result sizes match shapes"))
+                }
+            })
+            .collect();
+        let logits = if tensors.len() > 1 { tensors.pop() } else { None };
+        JitOutputs { output: tensors.remove(0), logits }
+    }
+
+    /// The activation arena, as the last forward pass left it.
+    pub fn arena(&self) -> &[f32] {
+        self.arena.slice()
+    }
+}
+
+/// Identical kernels (VGG's repeated layers) are compiled once: the distinct kernels, moved
+/// out of the steps (their trees are large), and each step's index among them.
+fn dedup_kernels(steps: &mut [Step]) -> (Vec<ir::Kernel>, Vec<usize>) {
+    let mut unique: Vec<ir::Kernel> = Vec::new();
+    let mut by_hash: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut kernel_index = Vec::with_capacity(steps.len());
+    for s in steps {
+        let candidates = by_hash.entry(s.scheduled.structure_hash()).or_default();
+        let i = match candidates.iter().find(|&&i| unique[i].same_code(&s.scheduled)) {
+            Some(&i) => i,
+            None => {
+                unique.push(std::mem::take(&mut s.scheduled));
+                candidates.push(unique.len() - 1);
+                unique.len() - 1
+            }
+        };
+        kernel_index.push(i);
+    }
+    (unique, kernel_index)
+}
+
+/// The IR of every step after a pass, for `cnnc compile --dump`.
+pub(crate) fn dump(net: &Network, shapes: &[Shape], weights: Weights, pass: &str) -> Result<String, JitError> {
+    let p = plan(net, shapes, weights, 1, pass == "lowered")?;
+    let mut out = String::new();
+    for s in &p.steps {
+        let text = match pass {
+            "lowered" => s.lowered.as_ref().map_or_else(String::new, |k| k.to_string()),
+            "scheduled" => s.scheduled.to_string(),
+            "clif" => compile::clif_text(&s.scheduled)?,
+            other => return Err(JitError::Unsupported(format!("unknown pass `{other}`"))),
+        };
+        out += &format!(
+            "# step {} ({}){}\n{text}\n",
+            s.name,
+            s.nodes.iter().map(|&n| net.nodes[n].op.keyword()).collect::<Vec<_>>().join(" + "),
+            if s.parallel { ", parallel" } else { "" }
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,221 @@
+//! Running compiled kernels: a persistent thread pool, the activation arena, and the pointer
+//! tables, all set up at compile time so that a forward pass allocates nothing.
+//!
+//! Threads claim small contiguous chunks of a kernel's tasks from a shared counter, so a thread
+//! the host preempts does not hold the others up at the end of the kernel. Every task writes its
+//! own outputs and reduces in a fixed order, so results do not depend on the number of threads
+//! or on which thread ran which task.
+
+use super::compile::{CodeModule, KernelFn};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A kernel call: entry point, pointer table and task count. Plain addresses, so a job can be
+/// handed to worker threads.
+#[derive(Clone, Copy, Debug, Default)]
+struct Job {
+    func: usize,
+    table: usize,
+    tasks: i64,
+}
+
+struct Shared {
+    generation: AtomicU64,
+    /// The next unclaimed task of the current kernel.
+    next: AtomicU64,
+    remaining: AtomicUsize,
+    stop: AtomicBool,
+    job_func: AtomicUsize,
+    job_table: AtomicUsize,
+    job_tasks: AtomicU64,
+    threads: usize,
+}
+
+fn call(job: Job, begin: i64, end: i64) {
+    if begin < end {
+        // SAFETY: `func` is a kernel compiled with `kernel_signature`, `table` points at its
+        // pointer table, and the task range is within the kernel's task space.
+        unsafe {
+            let f: KernelFn = std::mem::transmute::<usize, KernelFn>(job.func);
+            f(job.table as *const *mut f32, begin, end);
+        }
+    }
+}
+
+/// Claims and runs chunks of `job` until none is left.
+fn run_claimed(job: Job, next: &AtomicU64, threads: usize) {
+    // About 8 chunks per thread: small enough to balance, large enough to amortise the claim.
+    let chunk = (job.tasks as u64 / (threads as u64 * 8)).max(1);
+    loop {
+        let begin = next.fetch_add(chunk, Ordering::Relaxed);
+        if begin >= job.tasks as u64 {
+            return;
+        }
+        call(job, begin as i64, (begin + chunk).min(job.tasks as u64) as i64);
+    }
+}
+
+pub struct ThreadPool {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// Workers spin this long for the next kernel before parking: long enough to span the gap
+/// between two kernels of a forward pass, short enough not to burn a core between calls.
+const SPIN: Duration = Duration::from_micros(200);
+
+impl ThreadPool {
+    pub fn new(threads: usize) -> ThreadPool {
+        let threads = threads.max(1);
+        let shared = Arc::new(Shared {
+            generation: AtomicU64::new(0),
+            next: AtomicU64::new(0),
+            remaining: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            job_func: AtomicUsize::new(0),
+            job_table: AtomicUsize::new(0),
+            job_tasks: AtomicU64::new(0),
+            threads,
+        });
+        let workers = (1..threads)
+            .map(|index| {
+                let shared = shared.clone();
+                std::thread::Builder::new()
+                    .name(format!("cnnc-worker-{index}"))
+                    .spawn(move || worker(&shared))
+                    .expect("spawning a worker thread")
+            })
+            .collect();
+        ThreadPool { shared, workers }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.shared.threads
+    }
+
+    /// Runs all tasks of a kernel, split across the pool (or on this thread alone).
+    fn run(&self, job: Job, parallel: bool) {
+        let n = self.shared.threads;
+        if !parallel || n == 1 {
+            call(job, 0, job.tasks);
+            return;
+        }
+        let s = &self.shared;
+        s.job_func.store(job.func, Ordering::Relaxed);
+        s.job_table.store(job.table, Ordering::Relaxed);
+        s.job_tasks.store(job.tasks as u64, Ordering::Relaxed);
+        s.next.store(0, Ordering::Relaxed);
+        s.remaining.store(n - 1, Ordering::Relaxed);
+        s.generation.fetch_add(1, Ordering::Release);
+        for w in &self.workers {
+            w.thread().unpark();
+        }
+        run_claimed(job, &s.next, n);
+        while s.remaining.load(Ordering::Acquire) != 0 {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+fn worker(s: &Shared) {
+    let mut seen = 0u64;
+    loop {
+        let started = Instant::now();
+        let generation = loop {
+            let g = s.generation.load(Ordering::Acquire);
+            if g != seen || s.stop.load(Ordering::Relaxed) {
+                break g;
+            }
+            if started.elapsed() < SPIN {
+                std::hint::spin_loop();
+            } else {
+                std::thread::park_timeout(Duration::from_millis(50));
+            }
+        };
+        if s.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        seen = generation;
+        let job = Job {
+            func: s.job_func.load(Ordering::Relaxed),
+            table: s.job_table.load(Ordering::Relaxed),
+            tasks: s.job_tasks.load(Ordering::Relaxed) as i64,
+        };
+        run_claimed(job, &s.next, s.threads);
+        s.remaining.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for w in &self.workers {
+            w.thread().unpark();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+/// f32 memory aligned to 64 bytes.
+pub struct Aligned {
+    storage: Vec<f32>,
+    start: usize,
+    len: usize,
+}
+
+impl Aligned {
+    pub fn zeroed(len: usize) -> Aligned {
+        let storage = vec![0.0f32; len + 16];
+        let start = storage.as_ptr().align_offset(64).min(15);
+        Aligned { storage, start, len }
+    }
+
+    pub fn ptr(&mut self) -> *mut f32 {
+        self.storage[self.start..].as_mut_ptr()
+    }
+
+    pub fn slice(&self) -> &[f32] {
+        &self.storage[self.start..self.start + self.len]
+    }
+
+    pub fn slice_mut(&mut self) -> &mut [f32] {
+        &mut self.storage[self.start..self.start + self.len]
+    }
+}
+
+/// One kernel call of the forward pass.
+pub struct Call {
+    pub func: KernelFn,
+    /// The pointer table; its address is what the kernel receives.
+    pub table: Vec<*mut f32>,
+    pub tasks: i64,
+    pub parallel: bool,
+}
+
+/// Executes calls in order. Owns the code (so the function pointers stay valid).
+pub struct Executor {
+    pub _code: CodeModule,
+    pub calls: Vec<Call>,
+    pub pool: ThreadPool,
+}
+
+impl Executor {
+    pub fn run(&self) {
+        for c in &self.calls {
+            self.pool.run(Job { func: c.func as usize, table: c.table.as_ptr() as usize, tasks: c.tasks }, c.parallel);
+        }
+    }
+
+    /// Like `run`, recording the wall time of each call in seconds.
+    pub fn run_timed(&self, seconds: &mut [f64]) {
+        for (c, s) in self.calls.iter().zip(seconds.iter_mut()) {
+            let t = Instant::now();
+            self.pool.run(Job { func: c.func as usize, table: c.table.as_ptr() as usize, tasks: c.tasks }, c.parallel);
+            *s += t.elapsed().as_secs_f64();
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Schedule decisions: the register tile and task order of each convolution, and whether a
+//! kernel is worth splitting across threads. Kept apart from the kernels (Halide's
+//! algorithm/schedule split) so that a decision can change without touching what is computed.
+//!
+//! The tile model (Zen3, 128-bit FMA: 2 per cycle, 4 cycles latency, 3 loads per cycle): one
+//! reduction step issues `acc = TY*TX*V` FMAs and `V + TY*TX` loads, so it costs
+//! `max(acc/2, loads/3, 4)` cycles, the last term being the latency of the FMA chain each
+//! accumulator forms. A row of tiles also pays for its narrower remainder tile. Accumulators
+//! plus weights plus one broadcast must fit in the 16 xmm registers. With V = 1 the
+//! broadcast feeds one FMA, so Cranelift folds the load into `vbroadcastss mem`; with V > 1 it
+//! needs a separate load and a shuffle, which competes with the FMAs for the FP pipes and is
+//! charged as a full FP operation.
+
+use super::kernels::conv::{ConvJob, Tile};
+
+/// Bytes that comfortably stay in one core's L2 (Zen3: 512 KiB).
+const L2_BYTES: u64 = 384 << 10;
+
+fn step_cycles(ty: u64, tx: u64, v: u64) -> f64 {
+    let acc = (ty * tx * v) as f64;
+    // With V > 1 each broadcast is a load plus a shuffle on the FP pipes the FMAs use.
+    // (Measured on VGG-16's 3x3 layers: 1x7 and 1x8 tiles with V = 1 ran 20-45% faster than
+    // 1x6 with V = 2, although both keep 12 or fewer accumulators busy.)
+    let shuffles = if v > 1 { (ty * tx) as f64 } else { 0.0 };
+    ((acc + shuffles) / 2.0).max((v + ty * tx) as f64 / 3.0).max(4.0)
+}
+
+/// The cheapest legal tile for `job`, by the model above.
+pub(super) fn choose_tile(job: &ConvJob) -> Tile {
+    // Development switch for tuning: CNNC_FORCE_TILE=ty,tx,v,rows_outer (used when legal).
+    if let Some(t) = forced_tile(job) {
+        return t;
+    }
+    let cb_out = job.cout.div_ceil(4);
+    let cb_out_g = if job.groups == 1 { cb_out } else { job.cout_g() / 4 };
+    let (pky, pkx) = job.pool.map_or((1, 1), |(_, k)| (k[0], k[1]));
+    let rows = job.oh / pky * pky;
+    let cols = job.ow / pkx * pkx;
+    // Reduction steps per tile: one per input channel and kernel tap.
+    let steps = (job.cin_g() * job.kernel[0] * job.kernel[1]) as f64;
+    let mut best: Option<(f64, Tile)> = None;
+    for v in [4u64, 3, 2, 1] {
+        if cb_out_g % v != 0 {
+            continue;
+        }
+        for ty in [pky, 2 * pky] {
+            if rows % ty != 0 {
+                continue;
+            }
+            for tx in (pkx..=14).step_by(pkx as usize) {
+                // Registers: with V = 1 each FMA writes into the register its input was
+                // broadcast to, so acc + 1 weight + 1 broadcast <= 16 (seen in the disassembly:
+                // no spills at 14). With V > 1 the broadcast is reused and copied: stay at 12.
+                let acc = ty * tx * v;
+                if (v == 1 && acc > 14) || (v > 1 && (acc > 12 || acc + v + 1 > 15)) {
+                    continue;
+                }
+                let full = cols / tx;
+                let rem = cols % tx;
+                // Each tile also loads its bias, runs the epilogue and stores: about 2 cycles
+                // per accumulator, which matters when the reduction is short (3 input channels).
+                let tile_cycles = |w: u64| steps * step_cycles(ty, w, v) + 2.0 * (ty * w * v) as f64;
+                let per_row = full as f64 * tile_cycles(tx) + if rem > 0 { tile_cycles(rem) } else { 0.0 };
+                let cost = (cb_out / v) as f64 * (rows / ty) as f64 * per_row;
+                let tile = Tile { ty, tx, v, rows_outer: true };
+                // Ties go to wider channel tiles (fewer re-reads of the input).
+                if best.is_none_or(|(c, b)| cost < c * 0.999 || (cost <= c * 1.001 && v > b.v)) {
+                    best = Some((cost, tile));
+                }
+            }
+        }
+    }
+    let (_, mut tile) = best.unwrap_or((0.0, Tile { ty: pky, tx: pkx, v: 1, rows_outer: true }));
+    tile.rows_outer = rows_outer(job, tile);
+    tile
+}
+
+/// Task order by memory traffic beyond L2: rows outermost re-reads all weights once per row
+/// tile unless they fit in L2; channel tiles outermost re-read the input once per tile unless
+/// it fits.
+fn rows_outer(job: &ConvJob, tile: Tile) -> bool {
+    let weights = job.cout * job.cin_g() * job.kernel[0] * job.kernel[1] * 4;
+    let input = job.cin * (job.h + 2 * job.pad[0]) * (job.w + 2 * job.pad[1]) * 4;
+    let row_tiles = (job.oh / tile.ty).max(1);
+    let oc_tiles = job.cout.div_ceil(4) / tile.v;
+    let by_rows = input + if weights <= L2_BYTES { weights } else { weights * row_tiles };
+    let by_channels = weights + if input <= L2_BYTES { input } else { input * oc_tiles };
+    by_rows <= by_channels
+}
+
+/// Whether a kernel is worth splitting across threads: it has several tasks and enough work
+/// (in multiply-accumulates or values touched) to pay for waking the other threads (~5 us).
+pub(super) fn worth_parallel(tasks: i64, work: u64) -> bool {
+    tasks >= 2 && work >= 100_000
+}
+
+fn forced_tile(job: &ConvJob) -> Option<Tile> {
+    let text = std::env::var("CNNC_FORCE_TILE").ok()?;
+    let v: Vec<u64> = text.split(',').map(|x| x.trim().parse().ok()).collect::<Option<_>>()?;
+    let &[ty, tx, vv, outer] = v.as_slice() else { return None };
+    let (pky, pkx) = job.pool.map_or((1, 1), |(_, k)| (k[0], k[1]));
+    let cb_out_g = if job.groups == 1 { job.cout.div_ceil(4) } else { job.cout_g() / 4 };
+    let legal = ty > 0
+        && tx > 0
+        && vv > 0
+        && cb_out_g % vv == 0
+        && ty % pky == 0
+        && tx % pkx == 0
+        && (job.oh / pky * pky) % ty == 0;
+    legal.then_some(Tile { ty, tx, v: vv, rows_outer: outer == 1 })
+}

@@ -1,0 +1,18 @@
+//! `cnnc compile --dump`: the JIT's IR after a pass.
+
+use super::load_model;
+use crate::DumpPass;
+use cnnc::RunError;
+use std::path::Path;
+
+pub(crate) fn cmd_compile(model_path: &Path, pass: DumpPass, weights: Option<&Path>) -> Result<(), RunError> {
+    let model = load_model(model_path, None)?;
+    let (weights, _, _) = cnnc::resolve_weights(&model, weights)?;
+    let pass = match pass {
+        DumpPass::Lowered => "lowered",
+        DumpPass::Scheduled => "scheduled",
+        DumpPass::Clif => "clif",
+    };
+    print!("{}", cnnc::dump_jit(model.network(), &model.checked.shapes, weights, pass)?);
+    Ok(())
+}

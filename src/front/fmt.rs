@@ -1,0 +1,308 @@
+//! `cnnc fmt`: the canonical layout of a `.cnn` file.
+//!
+//! Rules (also in README.md):
+//! - two spaces of indentation per level; single spaces between tokens; `a + b` and `a - b`
+//!   spaced, `a*b`, `a/b` and `a%b` tight; `name(a, b)` for calls and blocks; `label: item`;
+//! - a statement with a body (stage, block, branch, group, residual) stays on one line,
+//!   `stage conv1 { conv 3x3 64 relu x2; maxpool 2 }`, when its body holds only layers and
+//!   calls, carries no comment, and the line fits in 100 columns; otherwise its items go one
+//!   per line, indented, and the closing brace on a line of its own;
+//! - `shortcut { ... }` follows the residual's closing brace on the same line if the line fits,
+//!   else it starts the next line;
+//! - comments are kept: a comment on a line of its own stays above the statement it preceded
+//!   (or before the closing brace), a trailing comment stays at the end of its statement's
+//!   line; one blank line between statements is kept, several become one;
+//! - numbers and strings are printed as written (`0.0001` stays `0.0001`).
+//!
+//! The output is idempotent and has the same meaning: the same layers, names and costs.
+
+use crate::analysis::diag::Diagnostic;
+use crate::front::ast::*;
+use crate::front::parse::parse_file;
+
+const WIDTH: usize = 100;
+
+#[derive(Clone, Debug)]
+struct Comment {
+    start: usize,
+    text: String,
+    /// Code precedes it on its line.
+    trailing: bool,
+}
+
+/// Every `#` comment outside strings, with its position.
+fn comments(source: &str) -> Vec<Comment> {
+    let mut out = Vec::new();
+    let mut line_has_code = false;
+    let mut in_string = false;
+    let mut iter = source.char_indices().peekable();
+    while let Some((i, c)) = iter.next() {
+        match c {
+            '\n' => {
+                line_has_code = false;
+                in_string = false;
+            }
+            '"' => {
+                in_string = !in_string;
+                line_has_code = true;
+            }
+            _ if in_string => {}
+            '#' => {
+                let end = source[i..].find('\n').map_or(source.len(), |e| i + e);
+                out.push(Comment { start: i, text: source[i..end].trim_end().to_string(), trailing: line_has_code });
+                while iter.peek().is_some_and(|&(j, _)| j < end) {
+                    iter.next();
+                }
+            }
+            c if !c.is_whitespace() => line_has_code = true,
+            _ => {}
+        }
+    }
+    out
+}
+
+struct Printer<'s> {
+    source: &'s str,
+    comments: Vec<Comment>,
+    used: Vec<bool>,
+}
+
+fn line_of(source: &str, pos: usize) -> usize {
+    source[..pos.min(source.len())].matches('\n').count()
+}
+
+impl<'s> Printer<'s> {
+    fn text(&self, span: Span) -> &'s str {
+        self.source.get(span.start..span.end).unwrap_or("")
+    }
+
+    /// Own-line comments before `pos` not yet printed, and after `after`.
+    fn take_leading(&mut self, after: usize, pos: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, c) in self.comments.iter().enumerate() {
+            if !self.used[i] && !c.trailing && c.start >= after && c.start < pos {
+                self.used[i] = true;
+                out.push(c.text.clone());
+            }
+        }
+        out
+    }
+
+    /// A trailing comment on the line where `span` ends.
+    fn take_trailing(&mut self, span: Span) -> Option<String> {
+        let line = line_of(self.source, span.end.saturating_sub(1));
+        for (i, c) in self.comments.iter().enumerate() {
+            if !self.used[i] && c.trailing && c.start >= span.end && line_of(self.source, c.start) == line {
+                self.used[i] = true;
+                return Some(c.text.clone());
+            }
+        }
+        None
+    }
+
+    fn has_comment_within(&self, span: Span) -> bool {
+        self.comments.iter().any(|c| c.start > span.start && c.start < span.end)
+    }
+
+    /// Whether a blank line separates `prev_end` from `start` in the source (comments aside).
+    fn blank_between(&self, prev_end: usize, start: usize) -> bool {
+        let gap = self.source.get(prev_end..start).unwrap_or("");
+        let lines: Vec<&str> = gap.split('\n').collect();
+        // Whole lines strictly between the previous statement's line and this one's.
+        lines.len() > 2 && lines[1..lines.len() - 1].iter().any(|l| l.trim().is_empty())
+    }
+
+    fn items(&mut self, items: &[Item], indent: usize, body_start: usize, body_end: usize, out: &mut String) {
+        let pad = "  ".repeat(indent);
+        let mut prev_end = body_start;
+        for (k, item) in items.iter().enumerate() {
+            let leading = self.take_leading(prev_end, item.span.start);
+            if k > 0 && self.blank_between(prev_end, item.span.start) {
+                out.push('\n');
+            }
+            for c in leading {
+                out.push_str(&format!("{pad}{c}\n"));
+            }
+            let text = self.item(item, indent);
+            out.push_str(&pad);
+            out.push_str(&text);
+            if let Some(c) = self.take_trailing(item.span) {
+                out.push_str(&format!("  {c}"));
+            }
+            out.push('\n');
+            prev_end = item.span.end;
+        }
+        for c in self.take_leading(prev_end, body_end) {
+            out.push_str(&format!("{pad}{c}\n"));
+        }
+    }
+
+    /// The statement without indentation; multi-line forms contain newlines.
+    fn item(&mut self, item: &Item, indent: usize) -> String {
+        let label = item.label.as_ref().map_or(String::new(), |l| format!("{}: ", l.name));
+        let stmt = match &item.stmt {
+            Stmt::Layer { op, args, repeat } => {
+                let mut s = op.name.clone();
+                for a in args {
+                    s.push(' ');
+                    s.push_str(&self.arg(a));
+                }
+                s + &repeat_text(repeat)
+            }
+            Stmt::Call { callee, args, repeat } => {
+                let args: Vec<String> = args.iter().map(expr_text).collect();
+                format!("{}({}){}", callee.name, args.join(", "), repeat_text(repeat))
+            }
+            Stmt::Stage { name, body } => self.with_body(&format!("stage {}", name.name), body, item.span, indent, ""),
+            Stmt::Block(def) => {
+                let params: Vec<String> = def
+                    .params
+                    .iter()
+                    .map(|p| match &p.default {
+                        Some(d) => format!("{} = {}", p.name.name, expr_text(d)),
+                        None => p.name.name.clone(),
+                    })
+                    .collect();
+                self.with_body(
+                    &format!("block {}({})", def.name.name, params.join(", ")),
+                    &def.body,
+                    item.span,
+                    indent,
+                    "",
+                )
+            }
+            Stmt::Branch { body, .. } => self.with_body("branch", body, item.span, indent, ""),
+            Stmt::Group { body, repeat } => self.with_body("", body, item.span, indent, &repeat_text(repeat)),
+            Stmt::Residual { body, shortcut, .. } => {
+                // The shortcut's body starts at its keyword; split the span there.
+                let split =
+                    shortcut.as_ref().and_then(|_| self.text(item.span).find("shortcut").map(|o| item.span.start + o));
+                let body_span = Span::new(item.span.start, split.unwrap_or(item.span.end));
+                let head = self.with_body("residual", body, body_span, indent, "");
+                match (shortcut, split) {
+                    (Some(sc), Some(at)) => {
+                        let tail = self.with_body("shortcut", sc, Span::new(at, item.span.end), indent, "");
+                        // On the residual's line when it all fits, else on the next line.
+                        let last_line = head.rsplit('\n').next().unwrap_or("");
+                        let first_line = tail.split('\n').next().unwrap_or("");
+                        if 2 * indent + label.len() + last_line.len() + 1 + first_line.len() <= WIDTH {
+                            format!("{head} {tail}")
+                        } else {
+                            format!("{head}\n{}{tail}", "  ".repeat(indent))
+                        }
+                    }
+                    _ => head,
+                }
+            }
+        };
+        label + &stmt
+    }
+
+    /// `head { ... } tail` on one line when the rules allow, else multi-line.
+    fn with_body(&mut self, head: &str, body: &[Item], span: Span, indent: usize, tail: &str) -> String {
+        let open = if head.is_empty() { "{".to_string() } else { format!("{head} {{") };
+        if body.is_empty() && !self.has_comment_within(span) {
+            return format!("{open} }}{tail}");
+        }
+        let simple = body.iter().all(|i| matches!(i.stmt, Stmt::Layer { .. } | Stmt::Call { .. }));
+        if simple && !self.has_comment_within(span) {
+            let parts: Vec<String> = body.iter().map(|i| self.item(i, indent + 1)).collect();
+            let line = format!("{open} {} }}{tail}", parts.join("; "));
+            if 2 * indent + line.len() <= WIDTH {
+                return line;
+            }
+        }
+        let mut inner = String::new();
+        let body_start = self.text(span).find('{').map_or(span.start, |o| span.start + o + 1);
+        // A comment on the line of the opening brace stays there.
+        let open = match self.take_trailing(Span::new(span.start, body_start)) {
+            Some(c) => format!("{open}  {c}"),
+            None => open,
+        };
+        self.items(body, indent + 1, body_start, span.end, &mut inner);
+        format!("{open}\n{inner}{}}}{tail}", "  ".repeat(indent))
+    }
+
+    fn arg(&self, a: &Arg) -> String {
+        match &a.kind {
+            ArgKind::Dims(ds) => ds.iter().map(dim_text).collect::<Vec<_>>().join("x"),
+            ArgKind::Expr(e) => expr_text(e),
+            // Numbers, strings and words as written.
+            ArgKind::Float(_) | ArgKind::Str(_) | ArgKind::Word(_) => self.text(a.span).to_string(),
+        }
+    }
+}
+
+fn repeat_text(r: &Option<Repeat>) -> String {
+    match r {
+        None => String::new(),
+        Some(r) => match (&r.count.first.first, r.count.rest.is_empty() && r.count.first.rest.is_empty()) {
+            (Factor::Int(n, _), true) => format!(" x{n}"),
+            _ => format!(" x({})", expr_text(strip_parens(&r.count))),
+        },
+    }
+}
+
+/// `(e)` -> `e`, for contexts that add their own parentheses.
+fn strip_parens(e: &Expr) -> &Expr {
+    match (&e.first.first, e.rest.is_empty() && e.first.rest.is_empty()) {
+        (Factor::Paren(inner), true) => inner,
+        _ => e,
+    }
+}
+
+/// A dimension: an integer, or a parenthesised expression.
+fn dim_text(e: &Expr) -> String {
+    match (&e.first.first, e.rest.is_empty() && e.first.rest.is_empty()) {
+        (Factor::Int(n, _), true) => n.to_string(),
+        _ => format!("({})", expr_text(strip_parens(e))),
+    }
+}
+
+fn expr_text(e: &Expr) -> String {
+    let mut s = term_text(&e.first);
+    for (op, t) in &e.rest {
+        s += if *op == AddOp::Add { " + " } else { " - " };
+        s += &term_text(t);
+    }
+    s
+}
+
+fn term_text(t: &Term) -> String {
+    let mut s = factor_text(&t.first);
+    for (op, f) in &t.rest {
+        s += match op {
+            MulOp::Mul => "*",
+            MulOp::Div => "/",
+            MulOp::Rem => "%",
+        };
+        s += &factor_text(f);
+    }
+    s
+}
+
+fn factor_text(f: &Factor) -> String {
+    match f {
+        Factor::Int(n, _) => n.to_string(),
+        Factor::Var(id) => id.name.clone(),
+        Factor::Paren(e) => format!("({})", expr_text(e)),
+    }
+}
+
+/// Formats a whole file, or returns the parse errors.
+pub fn format_source(source: &str) -> Result<String, Vec<Diagnostic>> {
+    let file = parse_file(source)?;
+    let comments = comments(source);
+    let used = vec![false; comments.len()];
+    let mut p = Printer { source, comments, used };
+    let mut out = String::new();
+    p.items(&file.items, 0, 0, source.len(), &mut out);
+    // Anything left (a comment the rules above could not place) goes at the end, not lost.
+    for (i, c) in p.comments.iter().enumerate() {
+        if !p.used[i] {
+            out.push_str(&c.text);
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}

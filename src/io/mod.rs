@@ -1,0 +1,6 @@
+//! Inputs and outputs of a run: weights (safetensors), images and `.npy` tensors, and the
+//! `cnnc run` pipeline as a library.
+
+pub(crate) mod input;
+pub(crate) mod run;
+pub(crate) mod weights;

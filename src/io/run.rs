@@ -1,0 +1,372 @@
+//! The `cnnc run` pipeline as a library: check the network at the inputs' size, load or make
+//! weights, load the inputs as one batch, run a backend, and turn the output into predictions.
+
+use crate::analysis::check::{Checked, check_source};
+use crate::analysis::codes::Code;
+use crate::analysis::diag::Diagnostic;
+use crate::analysis::params::{ParamSpec, param_specs};
+use crate::backend::interp::forward;
+use crate::backend::jit::{JitError, JitModel};
+use crate::io::input::{InputError, load_batch};
+use crate::io::weights::{Weights, WeightsError, load_safetensors, random_weights};
+use crate::ir::graph::{Input, Network};
+use crate::ir::tensor::Tensor;
+use crate::ops::Op;
+use crate::report::table::human_bytes;
+use ndarray::Array2;
+use std::path::{Path, PathBuf};
+
+/// Activations beyond this (the memory plan's peak times the batch size) are refused up front:
+/// a clear error instead of an out-of-memory crash.
+pub const DEFAULT_MEMORY_LIMIT_BYTES: u64 = 8 << 30;
+
+/// Which backend runs the forward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The reference interpreter.
+    Interp,
+    /// The Cranelift JIT.
+    Jit {
+        /// Worker threads.
+        threads: usize,
+    },
+}
+
+/// The machine's hardware threads (the default for the JIT).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Why a command that runs (or loads) a model failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The `.cnn` file has errors.
+    #[error("{} has errors", path.display())]
+    Model {
+        /// The model file.
+        path: PathBuf,
+        /// Its text, to render the diagnostics against.
+        source_text: String,
+        /// Its diagnostics.
+        diagnostics: Vec<Diagnostic>,
+    },
+    /// The weights file is missing tensors, corrupt, or of an unreadable dtype.
+    #[error("{0}")]
+    Weights(String),
+    /// A weight tensor's shape is not the layer's: reported at the layer's source line.
+    #[error("{}: {message}", path.display())]
+    WeightShape {
+        /// The model file.
+        path: PathBuf,
+        /// Its text.
+        source_text: String,
+        /// Every mismatch, a line each.
+        message: String,
+        /// The diagnostic at the first mismatched layer.
+        diagnostic: Box<Diagnostic>,
+    },
+    /// An input cannot be used.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The batch's activations exceed the memory limit.
+    #[error(
+        "{inputs} input(s) need {} of activations ({} per image, from the memory plan); the limit is {}",
+        human_bytes(*needed), human_bytes(*per_image), human_bytes(*limit)
+    )]
+    TooLarge {
+        /// Images in the batch.
+        inputs: usize,
+        /// Bytes the batch needs.
+        needed: u64,
+        /// Bytes one image needs.
+        per_image: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The JIT failed.
+    #[error("jit: {0}")]
+    Jit(#[from] JitError),
+}
+
+/// A checked network ready to run: the source it came from and the `Checked` result.
+pub struct Model {
+    /// The `.cnn` file.
+    pub path: PathBuf,
+    /// Its text.
+    pub source: String,
+    /// The network, its shapes and costs.
+    pub checked: Checked,
+}
+
+impl Model {
+    /// The layer graph.
+    pub fn network(&self) -> &Network {
+        &self.checked.network
+    }
+
+    /// The weight tensors it needs.
+    pub fn params(&self) -> Vec<ParamSpec> {
+        param_specs(&self.checked.network, &self.checked.shapes)
+    }
+}
+
+/// Reads and checks a `.cnn` file, at `input` if given. Errors carry the rendered-ready
+/// diagnostics; warnings are returned alongside the model.
+pub fn load_model(path: &Path, input: Option<Input>) -> Result<(Model, Vec<Diagnostic>), RunError> {
+    let bytes = std::fs::read(path).map_err(|source| RunError::Io { path: path.to_path_buf(), source })?;
+    let source = String::from_utf8_lossy(&bytes).into_owned();
+    let stem = path.file_stem().map_or("network".into(), |s| s.to_string_lossy().into_owned());
+    let report = check_source(&source, &stem, input);
+    let errors = report.errors();
+    match report.checked {
+        Some(checked) if errors == 0 => Ok((Model { path: path.to_path_buf(), source, checked }, report.diagnostics)),
+        _ => Err(RunError::Model { path: path.to_path_buf(), source_text: source, diagnostics: report.diagnostics }),
+    }
+}
+
+/// Where the weights come from, for the message printed to the user.
+pub enum WeightsSource {
+    /// A safetensors file.
+    File(PathBuf),
+    /// A seeded He initialisation (no file given or found).
+    Random {
+        /// The seed.
+        seed: u64,
+    },
+}
+
+/// Loads `--weights`, else `<model>.safetensors` beside the `.cnn` file, else seeded He
+/// initialisation. Returns the weights, their source and warnings (unused tensors).
+pub fn resolve_weights(
+    model: &Model,
+    explicit: Option<&Path>,
+) -> Result<(Weights, WeightsSource, Vec<String>), RunError> {
+    let beside = model.path.with_extension("safetensors");
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None if beside.exists() => beside,
+        None => {
+            return Ok((random_weights(&model.params(), 0), WeightsSource::Random { seed: 0 }, Vec::new()));
+        }
+    };
+    let specs = model.params();
+    match load_safetensors(&path, &specs) {
+        Ok(loaded) => {
+            let warnings = if loaded.unused.is_empty() {
+                Vec::new()
+            } else {
+                vec![format!(
+                    "{}: {} tensor(s) are not used by {}: {}",
+                    path.display(),
+                    loaded.unused.len(),
+                    model.network().name,
+                    loaded.unused.iter().take(8).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                )]
+            };
+            Ok((loaded.weights, WeightsSource::File(path), warnings))
+        }
+        Err(errors) => Err(weights_error(model, errors)),
+    }
+}
+
+fn weights_error(model: &Model, errors: Vec<WeightsError>) -> RunError {
+    // A shape mismatch points at the layer's line in the .cnn file; report the first such.
+    if let Some(WeightsError::Shape { node, .. }) = errors.iter().find(|e| matches!(e, WeightsError::Shape { .. })) {
+        let n = &model.network().nodes[*node];
+        let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        let mut d = Diagnostic::error(Code::WeightShape, n.origin.span, all[0].clone())
+            .with_label(format!("{} is defined here", n.name));
+        for extra in all.iter().skip(1) {
+            d = d.with_note(extra.clone());
+        }
+        d = d.with_help("are these weights for another network or another input size?");
+        let d = crate::analysis::infer::at_node(d, n);
+        return RunError::WeightShape {
+            path: model.path.clone(),
+            source_text: model.source.clone(),
+            message: all.join("\n"),
+            diagnostic: Box::new(d),
+        };
+    }
+    RunError::Weights(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))
+}
+
+/// One row of output per input image.
+#[derive(Clone, Debug)]
+pub struct Prediction {
+    /// The input's name: its path, with `[k]` for the images of a batched .npy.
+    pub input: String,
+    /// The logits (the input of a trailing softmax, if any).
+    pub logits: Vec<f32>,
+    /// The class probabilities.
+    pub probs: Vec<f32>,
+    /// (class index, probability), best first.
+    pub top: Vec<(usize, f32)>,
+}
+
+/// A model ready to run batches: the JIT compiled once, or the interpreter with its weights.
+pub enum Runner<'m> {
+    /// The reference interpreter.
+    Interp {
+        /// The model.
+        model: &'m Model,
+        /// Its weights.
+        weights: Weights,
+    },
+    /// The compiled JIT.
+    Jit {
+        /// The model.
+        model: &'m Model,
+        /// The compiled forward pass.
+        jit: Box<JitModel>,
+    },
+}
+
+impl<'m> Runner<'m> {
+    /// Compiles (for the JIT) or prepares the model, after checking one image fits in memory.
+    pub fn new(model: &'m Model, weights: Weights, backend: Backend) -> Result<Runner<'m>, RunError> {
+        // One image's activations must fit before any arena is allocated.
+        check_memory(model, 1)?;
+        Ok(match backend {
+            Backend::Interp => Runner::Interp { model, weights },
+            Backend::Jit { threads } => {
+                let jit = JitModel::compile(model.network(), &model.checked.shapes, weights, threads)?;
+                Runner::Jit { model, jit: Box::new(jit) }
+            }
+        })
+    }
+
+    fn model(&self) -> &'m Model {
+        match self {
+            Runner::Interp { model, .. } | Runner::Jit { model, .. } => model,
+        }
+    }
+
+    /// (logits, output) of a batch; the logits are the input of a trailing softmax, if any.
+    pub fn run(&mut self, batch: ndarray::Array4<f32>) -> (Tensor, Tensor) {
+        match self {
+            Runner::Interp { model, weights } => {
+                let net = model.network();
+                let last = net.output();
+                let logits_node =
+                    if matches!(net.nodes[last].op, Op::Softmax(_)) { net.nodes[last].inputs[0] } else { last };
+                let mut outputs = forward(net, weights, batch, &[logits_node, last]);
+                let output = outputs.pop().expect("two outputs");
+                (outputs.pop().expect("two outputs"), output)
+            }
+            Runner::Jit { jit, .. } => {
+                let out = jit.forward(&batch);
+                let logits = out.logits.unwrap_or_else(|| out.output.clone());
+                (logits, out.output)
+            }
+        }
+    }
+
+    /// Loads `inputs` as one batch, runs it and ranks the classes of each image.
+    pub fn predict(&mut self, inputs: &[PathBuf], top_k: usize) -> Result<Vec<Prediction>, RunError> {
+        let model = self.model();
+        // Each input is at least one image: refuse a plan that cannot fit before decoding anything.
+        check_memory(model, inputs.len())?;
+        let paths: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+        let batch = load_batch(&paths, model.network())?;
+        let n = batch.dim().0;
+        check_memory(model, n)?;
+        let softmax_last = matches!(model.network().nodes[model.network().output()].op, Op::Softmax(_));
+        let (logits, output) = self.run(batch);
+        let logits = logits.to_rows();
+        let probs = if softmax_last { output.to_rows() } else { softmax_rows(&logits) };
+        let names = input_names(inputs, n);
+        Ok((0..n)
+            .map(|i| {
+                let p = probs.row(i).to_vec();
+                let mut order: Vec<usize> = (0..p.len()).collect();
+                order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+                Prediction {
+                    input: names[i].clone(),
+                    logits: logits.row(i).to_vec(),
+                    top: order.iter().take(top_k).map(|&k| (k, p[k])).collect(),
+                    probs: p,
+                }
+            })
+            .collect())
+    }
+}
+
+/// Runs a batch on a backend; returns (logits, output), the logits being the input of a
+/// trailing softmax (or the output itself).
+pub fn run_backend(
+    model: &Model,
+    weights: Weights,
+    batch: ndarray::Array4<f32>,
+    backend: Backend,
+) -> Result<(Tensor, Tensor), RunError> {
+    Ok(Runner::new(model, weights, backend)?.run(batch))
+}
+
+/// Names each batch element: the path, with `[k]` for the images of a batched .npy.
+fn input_names(inputs: &[PathBuf], n: usize) -> Vec<String> {
+    if inputs.len() == n {
+        return inputs.iter().map(|p| p.display().to_string()).collect();
+    }
+    // Some .npy inputs held several images: number them all by position.
+    (0..n).map(|i| format!("batch[{i}]")).collect()
+}
+
+/// Refuses a batch whose activations exceed the memory limit.
+pub(crate) fn check_memory(model: &Model, batch: usize) -> Result<(), RunError> {
+    let per_image = model.checked.peak_activation_bytes;
+    let needed = per_image.saturating_mul(batch as u64);
+    if needed > DEFAULT_MEMORY_LIMIT_BYTES {
+        return Err(RunError::TooLarge { inputs: batch, needed, per_image, limit: DEFAULT_MEMORY_LIMIT_BYTES });
+    }
+    Ok(())
+}
+
+pub(crate) fn softmax_rows(x: &Array2<f32>) -> Array2<f32> {
+    let mut out = x.clone();
+    for mut row in out.rows_mut() {
+        let m = row.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        row.mapv_inplace(|v| (v - m).exp());
+        let s = row.sum();
+        row.mapv_inplace(|v| v / s);
+    }
+    out
+}
+
+/// Class names, one per line. `None` when the file does not have one per output.
+pub fn read_labels(path: &Path, outputs: usize) -> Result<Option<Vec<String>>, RunError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RunError::Io { path: path.to_path_buf(), source })?;
+    let labels: Vec<String> = text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+    Ok((labels.len() == outputs).then_some(labels))
+}
+
+/// The input size a batch of `.npy` files asks for, if it differs from the declared one; images
+/// are always resized to the declared size.
+pub fn npy_input_override(inputs: &[PathBuf], declared: Input) -> Option<Input> {
+    let first = inputs.iter().find(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")))?;
+    let mut file = std::fs::File::open(first).ok()?;
+    let header = ndarray_npy::npy::header::Header::from_reader(&mut file).ok()?;
+    let (h, w) = match header.shape.as_slice() {
+        [_, h, w] | [_, _, h, w] => (*h as u64, *w as u64),
+        _ => return None,
+    };
+    ((h, w) != (declared.h, declared.w) && h > 0 && w > 0).then_some(Input { c: declared.c, h, w })
+}
+
+/// The output of the last layer as a Tensor, for callers comparing backends.
+pub fn forward_output(
+    model: &Model,
+    weights: Weights,
+    batch: ndarray::Array4<f32>,
+    backend: Backend,
+) -> Result<Tensor, RunError> {
+    run_backend(model, weights, batch, backend).map(|(_, output)| output)
+}

@@ -1,0 +1,221 @@
+//! Weights by canonical name: loading safetensors (f32 native; f16, bf16 and f64 converted),
+//! validating them against the network's parameter list, seeded He initialisation, and writing.
+
+use crate::analysis::params::ParamSpec;
+use crate::ops::ParamKind;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Tensors by canonical name, each validated against its `ParamSpec`.
+#[derive(Clone, Debug, Default)]
+pub struct Weights {
+    tensors: HashMap<String, Vec<f32>>,
+}
+
+impl Weights {
+    /// The data of a tensor that `param_specs` lists. Loading validated every such tensor, so
+    /// a miss here is a bug in the caller, not a user error.
+    pub fn get(&self, name: &str) -> &[f32] {
+        self.tensors.get(name).unwrap_or_else(|| panic!("weights validated at load time lack `{name}`"))
+    }
+
+    /// Removes and returns a tensor (the JIT packs weights in place, in the memory they were
+    /// loaded into).
+    pub fn take(&mut self, name: &str) -> Vec<f32> {
+        self.tensors.remove(name).unwrap_or_else(|| panic!("weights validated at load time lack `{name}`"))
+    }
+
+    /// Adds or replaces a tensor.
+    pub fn insert(&mut self, name: String, data: Vec<f32>) {
+        self.tensors.insert(name, data);
+    }
+}
+
+/// Why weights cannot be loaded or written. Every variant names the file (`path`).
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The weights file.
+        path: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// Not a valid safetensors file.
+    #[error("{path} is not a valid safetensors file: {reason}")]
+    Corrupt {
+        /// The weights file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A tensor of a dtype cnnc cannot read.
+    #[error("{path}: tensor `{name}` has dtype {dtype}, which cnnc cannot read (it reads f32, f16, bf16 and f64)")]
+    Dtype {
+        /// The weights file.
+        path: String,
+        /// The tensor.
+        name: String,
+        /// Its dtype.
+        dtype: String,
+    },
+    /// Tensors the network needs are not in the file.
+    #[error("{path} lacks {} tensor(s) this network needs: {}", names.len(), list(names))]
+    Missing {
+        /// The weights file.
+        path: String,
+        /// The missing tensors.
+        names: Vec<String>,
+    },
+    /// A tensor has another shape than its layer needs.
+    #[error("{path}: tensor `{name}` has shape {found:?} but the network needs {expected:?}")]
+    Shape {
+        /// The weights file.
+        path: String,
+        /// The tensor.
+        name: String,
+        /// Its shape in the file.
+        found: Vec<usize>,
+        /// The shape the layer needs.
+        expected: Vec<usize>,
+        /// The layer's node.
+        node: usize,
+    },
+    /// The file cannot be written.
+    #[error("cannot write {path}: {reason}")]
+    Write {
+        /// The weights file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+fn list(names: &[String]) -> String {
+    const SHOWN: usize = 8;
+    let mut s = names.iter().take(SHOWN).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    if names.len() > SHOWN {
+        s += &format!(" and {} more", names.len() - SHOWN);
+    }
+    s
+}
+
+/// Weights loaded from a file.
+pub struct Loaded {
+    /// The tensors the network needs, validated.
+    pub weights: Weights,
+    /// Tensors in the file that the network does not use (a warning, not an error).
+    pub unused: Vec<String>,
+}
+
+fn to_f32(view: &TensorView) -> Option<Vec<f32>> {
+    let bytes = view.data();
+    Some(match view.dtype() {
+        Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::F64 => bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+            .collect(),
+        _ => return None,
+    })
+}
+
+/// Loads and validates `path` against `specs`: every needed tensor present with its exact shape.
+/// Returns every problem found, not just the first.
+pub fn load_safetensors(path: &Path, specs: &[ParamSpec]) -> Result<Loaded, Vec<WeightsError>> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| vec![WeightsError::Io { path: shown.clone(), source }])?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| vec![WeightsError::Corrupt { path: shown.clone(), reason: e.to_string() }])?;
+    let mut errors = Vec::new();
+    let mut weights = Weights::default();
+    let mut missing = Vec::new();
+    for spec in specs {
+        let view = match file.tensor(&spec.name) {
+            Ok(v) => v,
+            Err(_) => {
+                missing.push(spec.name.clone());
+                continue;
+            }
+        };
+        if view.shape() != spec.shape.as_slice() {
+            errors.push(WeightsError::Shape {
+                path: shown.clone(),
+                name: spec.name.clone(),
+                found: view.shape().to_vec(),
+                expected: spec.shape.clone(),
+                node: spec.node,
+            });
+            continue;
+        }
+        match to_f32(&view) {
+            Some(data) => weights.insert(spec.name.clone(), data),
+            None => errors.push(WeightsError::Dtype {
+                path: shown.clone(),
+                name: spec.name.clone(),
+                dtype: format!("{:?}", view.dtype()),
+            }),
+        }
+    }
+    if !missing.is_empty() {
+        errors.insert(0, WeightsError::Missing { path: shown.clone(), names: missing });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let needed: std::collections::HashSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    let mut unused: Vec<String> = file.names().into_iter().filter(|n| !needed.contains(n)).map(String::from).collect();
+    unused.sort();
+    Ok(Loaded { weights, unused })
+}
+
+/// Seeded He (Kaiming normal, fan-in) initialisation: conv and fc weights ~ N(0, 2 / fan_in),
+/// biases 0, BN the identity (gamma 1, beta 0, mean 0, var 1).
+pub fn random_weights(specs: &[ParamSpec], seed: u64) -> Weights {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut weights = Weights::default();
+    for spec in specs {
+        let n = spec.elements();
+        let data = match spec.kind {
+            ParamKind::Weight if spec.shape.len() >= 2 => {
+                let fan_in: usize = spec.shape[1..].iter().product();
+                let std = (2.0 / fan_in.max(1) as f64).sqrt();
+                let normal = Normal::new(0.0, std).expect("a positive standard deviation");
+                (0..n).map(|_| normal.sample(&mut rng) as f32).collect()
+            }
+            ParamKind::Weight | ParamKind::RunningVar => vec![1.0; n],
+            ParamKind::Bias | ParamKind::RunningMean => vec![0.0; n],
+        };
+        weights.insert(spec.name.clone(), data);
+    }
+    weights
+}
+
+/// Writes the tensors of `specs` as f32 safetensors, with `metadata` in the header.
+pub fn save_safetensors(
+    path: &Path,
+    specs: &[ParamSpec],
+    weights: &Weights,
+    metadata: HashMap<String, String>,
+) -> Result<(), WeightsError> {
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = specs
+        .iter()
+        .map(|s| (s.name.clone(), weights.get(&s.name).iter().flat_map(|v| v.to_le_bytes()).collect(), s.shape.clone()))
+        .collect();
+    let views: Result<Vec<_>, _> = bytes
+        .iter()
+        .map(|(name, data, shape)| TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (name.clone(), v)))
+        .collect();
+    let write_err = |e: safetensors::SafeTensorError| WeightsError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    safetensors::serialize_to_file(views.map_err(write_err)?, Some(metadata), path).map_err(write_err)
+}

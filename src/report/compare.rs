@@ -1,0 +1,148 @@
+//! `cnnc compare`: several networks side by side, with each figure's ratio to the first
+//! network's. The figures are those of `cnnc check` (one place computes them).
+
+use crate::analysis::check::Checked;
+use crate::ops::Activation;
+use crate::report::table::{feature_receptive_field, human_bytes, thousands};
+use serde_json::json;
+
+/// One network's figures for `cnnc compare`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    /// The network's name.
+    pub name: String,
+    /// The file it came from.
+    pub file: String,
+    /// Parameters.
+    pub params: u64,
+    /// Parameters of conv layers.
+    pub conv_params: u64,
+    /// Parameters of fc layers.
+    pub fc_params: u64,
+    /// Multiply-accumulates.
+    pub macs: u64,
+    /// The memory plan's peak.
+    pub peak_activation_bytes: u64,
+    /// Conv and fc layers on the longest path.
+    pub depth: u64,
+    /// Receptive field of the last feature map.
+    pub receptive_field: [u64; 2],
+    /// relu layers and relu suffixes: the non-linearities a stack of small kernels gains.
+    pub relus: u64,
+    /// The output shape.
+    pub output: String,
+}
+
+/// The figures of a checked network, `file` naming it.
+pub fn summarize(c: &Checked, file: &str) -> Summary {
+    let kind = |k: &str| c.totals.by_kind.iter().find(|t| t.kind == k).map_or(0, |t| t.params);
+    let relus =
+        c.network.nodes.iter().filter(|n| n.op.def().traits().activation == Some(Activation::Relu)).count() as u64;
+    Summary {
+        name: c.network.name.clone(),
+        file: file.to_string(),
+        params: c.totals.params,
+        conv_params: kind("conv"),
+        fc_params: kind("fc"),
+        macs: c.totals.macs,
+        peak_activation_bytes: c.peak_activation_bytes,
+        depth: c.totals.depth,
+        receptive_field: feature_receptive_field(c),
+        relus,
+        output: c.shapes.last().map_or(String::new(), |s| s.to_string()),
+    }
+}
+
+fn ratio(v: u64, base: u64) -> Option<f64> {
+    (base > 0).then(|| v as f64 / base as f64)
+}
+
+/// The numeric rows: label, value per summary, and how to print a value.
+fn rows(s: &Summary) -> Vec<(&'static str, u64, fn(u64) -> String)> {
+    let rf = s.receptive_field[0].max(s.receptive_field[1]);
+    vec![
+        ("params", s.params, thousands),
+        ("  conv", s.conv_params, thousands),
+        ("  fc", s.fc_params, thousands),
+        ("MACs", s.macs, thousands),
+        ("FLOPs (2 x MACs)", s.macs.saturating_mul(2), thousands),
+        ("peak activations", s.peak_activation_bytes, human_bytes),
+        ("depth (conv + fc)", s.depth, |v| v.to_string()),
+        ("receptive field", rf, |v| format!("{v}x{v}")),
+        ("relus", s.relus, |v| v.to_string()),
+    ]
+}
+
+/// The comparison table, one column per network, ratios to the first.
+pub fn render_comparison(summaries: &[Summary]) -> String {
+    let Some(first) = summaries.first() else { return String::new() };
+    let base = rows(first);
+    let mut table: Vec<Vec<String>> =
+        vec![std::iter::once(String::new()).chain(summaries.iter().map(|s| s.name.clone())).collect()];
+    for (r, (label, _, _)) in base.iter().enumerate() {
+        let mut line = vec![label.to_string()];
+        for (k, s) in summaries.iter().enumerate() {
+            let (_, v, show) = rows(s)[r];
+            let cell = match (k, ratio(v, base[r].1)) {
+                (0, _) => show(v),
+                (_, Some(q)) => format!("{} ({q:.2}x)", show(v)),
+                (_, None) => show(v),
+            };
+            line.push(cell);
+        }
+        table.push(line);
+    }
+    table.push(std::iter::once("output".to_string()).chain(summaries.iter().map(|s| s.output.clone())).collect());
+    let widths: Vec<usize> =
+        (0..table[0].len()).map(|c| table.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for (i, row) in table.iter().enumerate() {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c == 0 {
+                line += &format!("{cell:<w$}", w = widths[c]);
+            } else {
+                line += &format!("  {cell:>w$}", w = widths[c]);
+            }
+        }
+        out += line.trim_end();
+        out += "\n";
+        if i == 0 {
+            out += &format!("{}\n", "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
+        }
+    }
+    out += &format!("ratios in parentheses are relative to {}\n", first.name);
+    out
+}
+
+/// The comparison as JSON.
+pub fn comparison_json(summaries: &[Summary]) -> serde_json::Value {
+    let first = summaries.first();
+    let networks: Vec<_> = summaries
+        .iter()
+        .map(|s| {
+            let r = |v: u64, b: fn(&Summary) -> u64| first.and_then(|f| ratio(v, b(f)));
+            json!({
+                "network": s.name,
+                "file": s.file,
+                "params": s.params,
+                "conv_params": s.conv_params,
+                "fc_params": s.fc_params,
+                "macs": s.macs,
+                "flops": s.macs.saturating_mul(2),
+                "peak_activation_bytes": s.peak_activation_bytes,
+                "depth": s.depth,
+                "receptive_field": s.receptive_field,
+                "relus": s.relus,
+                "output": s.output,
+                "ratios": {
+                    "params": r(s.params, |f| f.params),
+                    "macs": r(s.macs, |f| f.macs),
+                    "peak_activation_bytes": r(s.peak_activation_bytes, |f| f.peak_activation_bytes),
+                    "depth": r(s.depth, |f| f.depth),
+                },
+            })
+        })
+        .collect();
+    json!({ "baseline": first.map(|f| f.name.clone()), "networks": networks })
+}
