@@ -25,12 +25,20 @@ pub use backend::interp::forward;
 pub use backend::jit::{JitError, JitModel, JitOutputs, StepInfo};
 pub use front::ast::Span;
 pub use front::fmt::format_source;
+pub use front::parse::MAX_SOURCE_BYTES;
+pub use io::budget::{
+    DEFAULT_MAX_PIXELS, DEFAULT_MEMORY_LIMIT_BYTES, Limits, MemoryNeed, Usage, check_budget, default_memory_limit,
+    memory_need, parse_size,
+};
+pub use io::files::{WriteError, check_writable, read_limited, write_atomic};
 pub use io::input::{InputError, load_input};
 pub use io::run::{
-    Backend, DEFAULT_MEMORY_LIMIT_BYTES, Model, Prediction, RunError, Runner, WeightsSource, default_threads,
-    forward_output, load_model, npy_input_override, read_labels, resolve_weights,
+    Backend, MAX_LABELS_BYTES, Model, Prediction, RunError, Runner, WeightsSource, default_threads, forward_output,
+    load_model, npy_input_override, read_labels, resolve_weights, usage,
 };
-pub use io::weights::{Loaded, Weights, WeightsError, load_safetensors, random_weights, save_safetensors};
+pub use io::weights::{
+    Loaded, Weights, WeightsError, load_safetensors, random_weights, safetensors_bytes, save_safetensors,
+};
 pub use ir::geometry::{GeomError, MAX_ELEMENTS, Shape, conv_out_len, pool_out_len};
 pub use ir::graph::{DesignRule, GroupKind, Input, Network, Node, NodeId, Origin, Structure};
 pub use ir::tensor::Tensor;

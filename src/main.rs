@@ -4,7 +4,7 @@
 
 mod cli;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use cli::{ColorChoice, UsageError, report_run};
 use cnnc::{Backend, parse_input_dims};
 use std::path::PathBuf;
@@ -15,6 +15,28 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// The resource limits of commands that allocate (README, "Limits").
+#[derive(Args, Clone, Copy)]
+struct LimitArgs {
+    /// Memory for weights, activations and JIT code, such as 16G or 512M (default: 8 GiB, or
+    /// three quarters of the machine's memory if less).
+    #[arg(long, value_name = "SIZE", value_parser = cnnc::parse_size)]
+    max_memory: Option<u64>,
+    /// Refuse images with more pixels than this before decoding them (default: 50000000).
+    #[arg(long, value_name = "PIXELS", value_parser = clap::value_parser!(u64).range(1..))]
+    max_pixels: Option<u64>,
+}
+
+impl LimitArgs {
+    fn limits(self) -> cnnc::Limits {
+        let default = cnnc::Limits::default();
+        cnnc::Limits {
+            max_memory_bytes: self.max_memory.unwrap_or(default.max_memory_bytes),
+            max_pixels: self.max_pixels.unwrap_or(default.max_pixels),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -78,6 +100,8 @@ enum Command {
         backend: BackendArg,
         #[arg(long, value_enum, default_value = "auto")]
         color: ColorChoice,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Time the forward pass: per-layer ms and GFLOP/s, compile time, median and minimum.
     Bench {
@@ -94,6 +118,8 @@ enum Command {
         backend: BackendArg,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Print the JIT's IR after a pass: the lowered loop nests, the scheduled ones, or Cranelift IR.
     Compile {
@@ -102,6 +128,8 @@ enum Command {
         dump: DumpPass,
         #[arg(long)]
         weights: Option<PathBuf>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Print the file in canonical layout (or check or rewrite it in place).
     Fmt {
@@ -123,6 +151,11 @@ enum Command {
         /// The convolution to show (its canonical name).
         #[arg(long)]
         layer: Option<String>,
+        /// Replace the output if it exists.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Compare networks side by side: params, MACs, memory, depth, receptive field.
     Compare {
@@ -144,6 +177,9 @@ enum Command {
         /// Draw the network at this input size (CxHxW).
         #[arg(long, value_name = "CxHxW")]
         input: Option<String>,
+        /// Replace the output if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// List every weight tensor: canonical name, shape and kind, in file order.
     Params {
@@ -163,6 +199,11 @@ enum Command {
         output: PathBuf,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Replace the output if it exists (never a .cnn file).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
 }
 
@@ -178,40 +219,47 @@ fn main() -> ExitCode {
         Command::Check { model, input, json, deny_warnings, color } => {
             cli::check::cmd_check(&model, input, json, deny_warnings, color)
         }
-        Command::Run { model, inputs, weights, top, labels, json, batch, backend, color } => {
+        Command::Run { model, inputs, weights, top, labels, json, batch, backend, color, limits } => {
             let backend = match backend {
                 BackendArg::Interp => Backend::Interp,
                 BackendArg::Jit => Backend::Jit { threads: cnnc::default_threads() },
             };
-            let options = cli::run::RunOptions { top, labels, json, batch: batch as usize, backend };
+            let limits = limits.limits();
+            let options = cli::run::RunOptions { top, labels, json, batch: batch as usize, backend, limits };
             Ok(report_run(cli::run::cmd_run(&model, &inputs, weights.as_deref(), &options), color))
         }
-        Command::Bench { model, weights, iters, threads, backend, json } => {
+        Command::Bench { model, weights, iters, threads, backend, json, limits } => {
             let backend = match backend {
                 BackendArg::Interp => Backend::Interp,
                 BackendArg::Jit => Backend::Jit { threads: threads.unwrap_or_else(cnnc::default_threads) },
             };
-            Ok(report_run(cli::bench::cmd_bench(&model, weights.as_deref(), iters, backend, json), ColorChoice::Auto))
+            let run = cli::bench::cmd_bench(&model, weights.as_deref(), iters, backend, json, &limits.limits());
+            Ok(report_run(run, ColorChoice::Auto))
         }
-        Command::Compile { model, dump, weights } => {
-            Ok(report_run(cli::compile::cmd_compile(&model, dump, weights.as_deref()), ColorChoice::Auto))
-        }
+        Command::Compile { model, dump, weights, limits } => Ok(report_run(
+            cli::compile::cmd_compile(&model, dump, weights.as_deref(), &limits.limits()),
+            ColorChoice::Auto,
+        )),
         Command::Fmt { model, check, write } => cli::fmt::cmd_fmt(&model, check, write),
-        Command::Kernels { model, weights, output, layer } => Ok(report_run(
-            cli::kernels::cmd_kernels(&model, weights.as_deref(), &output, layer.as_deref()),
+        Command::Kernels { model, weights, output, layer, force, limits } => Ok(report_run(
+            cli::kernels::cmd_kernels(&model, weights.as_deref(), &output, layer.as_deref(), force, &limits.limits()),
             ColorChoice::Auto,
         )),
         Command::Compare { models, json } => {
             Ok(report_run(cli::compare::cmd_compare(&models, json), ColorChoice::Auto))
         }
-        Command::Graph { model, output, collapse, input } => match input.map(|s| parse_input_dims(&s)).transpose() {
-            Ok(input) => Ok(report_run(cli::graph::cmd_graph(&model, &output, collapse, input), ColorChoice::Auto)),
-            Err(e) => Err(UsageError(e)),
-        },
+        Command::Graph { model, output, collapse, input, force } => {
+            match input.map(|s| parse_input_dims(&s)).transpose() {
+                Ok(input) => {
+                    Ok(report_run(cli::graph::cmd_graph(&model, &output, collapse, input, force), ColorChoice::Auto))
+                }
+                Err(e) => Err(UsageError(e)),
+            }
+        }
         Command::Params { model, json } => Ok(report_run(cli::params::cmd_params(&model, json), ColorChoice::Auto)),
         Command::Explain { code } => cli::explain::cmd_explain(&code),
-        Command::Init { model, output, seed } => {
-            Ok(report_run(cli::params::cmd_init(&model, &output, seed), ColorChoice::Auto))
+        Command::Init { model, output, seed, force, limits } => {
+            Ok(report_run(cli::params::cmd_init(&model, &output, seed, force, &limits.limits()), ColorChoice::Auto))
         }
     };
     match result {

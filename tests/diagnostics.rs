@@ -80,7 +80,9 @@ fn the_readme_lists_every_code() {
     let listed: Vec<&str> = readme
         .lines()
         .filter_map(|l| l.strip_prefix("| ").and_then(|r| r.split(" |").next()))
-        .filter(|c| c.len() == 5 && (c.starts_with('E') || c.starts_with('W')) && c[1..].chars().all(|d| d.is_ascii_digit()))
+        .filter(|c| {
+            c.len() == 5 && (c.starts_with('E') || c.starts_with('W')) && c[1..].chars().all(|d| d.is_ascii_digit())
+        })
         .collect();
     let all: Vec<&str> = cnnc::Code::all().map(cnnc::Code::as_str).collect();
     assert_eq!(listed, all, "README's diagnostics table lists every code, in order");

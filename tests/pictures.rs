@@ -96,13 +96,16 @@ fn kernels_picture_marks_a_planted_dead_filter() {
     assert_eq!(img.get_pixel(x, y).0, [220, 30, 30], "red frame around the dead filter");
     assert_ne!(img.get_pixel(5 - 3 + 1, 5 - 3).0, [220, 30, 30], "no frame around a live one");
 
-    // The trained weights have none.
-    let clean = cnnc(&["kernels", "examples/digits.cnn", "-o", png.to_str().unwrap()]);
+    // The trained weights have none. (The picture exists now: replacing it needs --force.)
+    let clean = cnnc(&["kernels", "examples/digits.cnn", "-o", png.to_str().unwrap(), "--force"]);
     assert!(String::from_utf8_lossy(&clean.stdout).contains("no dead filters"));
-    let named = cnnc(&["kernels", "examples/digits.cnn", "-o", png.to_str().unwrap(), "--layer", "conv2.1.1"]);
+    let named =
+        cnnc(&["kernels", "examples/digits.cnn", "-o", png.to_str().unwrap(), "--force", "--layer", "conv2.1.1"]);
     assert!(String::from_utf8_lossy(&named.stdout).contains("conv2.1.1: 32 filters of 16x3x3"));
     assert_eq!(
-        cnnc(&["kernels", "examples/digits.cnn", "-o", png.to_str().unwrap(), "--layer", "conv2.1"]).status.code(),
+        cnnc(&["kernels", "examples/digits.cnn", "-o", png.to_str().unwrap(), "--force", "--layer", "conv2.1"])
+            .status
+            .code(),
         Some(1)
     );
 }

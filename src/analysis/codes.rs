@@ -54,6 +54,12 @@ pub enum Code {
     PoolPadding,
     /// E0201
     WeightShape,
+    /// E0301
+    MemoryLimit,
+    /// E0302
+    ImageTooLarge,
+    /// E0303
+    FileTooLarge,
     /// W0001
     DoubleChannels,
     /// W0002
@@ -269,6 +275,31 @@ entirely in the padding.",
         explanation: "The weights file holds a tensor under a layer's name whose shape is not the one the \
 network needs at that layer. The weights are probably for another network, another version of \
 this file, or another input size. `cnnc params MODEL.cnn` lists the shapes it expects.",
+    },
+    Info {
+        code: Code::MemoryLimit,
+        id: "E0301",
+        title: "the run would need more memory than the limit",
+        explanation: "Before anything is allocated, cnnc adds up what a command needs: the weights (as f32, plus \
+the file they are read from), the activations (the JIT's arena, or the interpreter's live tensors \
+times the batch), the inputs and outputs, and an allowance for the JIT's code. Beyond the limit \
+(8 GiB, or three quarters of the machine's memory if less) it refuses, naming the largest part. \
+Raise the limit with `--max-memory 16G`, or run smaller batches with `--batch`.",
+    },
+    Info {
+        code: Code::ImageTooLarge,
+        id: "E0302",
+        title: "an image has more pixels than the limit",
+        explanation: "An image's size is read from its header and refused before decoding when it has more \
+pixels than the limit (50 million by default): a small file can describe an enormous picture. \
+Raise the limit with `--max-pixels`.",
+    },
+    Info {
+        code: Code::FileTooLarge,
+        id: "E0303",
+        title: "a file is larger than cnnc reads",
+        explanation: "A model source (1 MiB), a labels file (16 MiB) or another input is larger than cnnc reads, \
+or is a device or pipe that never ends (`/dev/zero`). Weights must be regular files.",
     },
     Info {
         code: Code::DoubleChannels,

@@ -1,7 +1,7 @@
 //! `cnnc bench`: forward-pass timing, per layer and whole.
 
 use super::load_model;
-use cnnc::{Backend, RunError, WeightsSource};
+use cnnc::{Backend, Limits, RunError, WeightsSource};
 use std::path::Path;
 
 pub(crate) fn cmd_bench(
@@ -10,9 +10,10 @@ pub(crate) fn cmd_bench(
     iters: usize,
     backend: Backend,
     json: bool,
+    limits: &Limits,
 ) -> Result<(), RunError> {
     let model = load_model(model_path, None)?;
-    let (weights, source, _) = cnnc::resolve_weights(&model, weights)?;
+    let (weights, source, _) = cnnc::resolve_weights(&model, weights, cnnc::usage(backend, 1), limits)?;
     if let WeightsSource::Random { seed } = source {
         eprintln!("note: timing with random He-initialised weights (seed {seed})");
     }

@@ -2,12 +2,17 @@
 
 use super::load_model;
 use crate::DumpPass;
-use cnnc::RunError;
+use cnnc::{Limits, RunError, Usage};
 use std::path::Path;
 
-pub(crate) fn cmd_compile(model_path: &Path, pass: DumpPass, weights: Option<&Path>) -> Result<(), RunError> {
+pub(crate) fn cmd_compile(
+    model_path: &Path,
+    pass: DumpPass,
+    weights: Option<&Path>,
+    limits: &Limits,
+) -> Result<(), RunError> {
     let model = load_model(model_path, None)?;
-    let (weights, _, _) = cnnc::resolve_weights(&model, weights)?;
+    let (weights, _, _) = cnnc::resolve_weights(&model, weights, Usage::Jit { batch: 1 }, limits)?;
     let pass = match pass {
         DumpPass::Lowered => "lowered",
         DumpPass::Scheduled => "scheduled",

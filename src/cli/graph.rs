@@ -9,6 +9,7 @@ pub(crate) fn cmd_graph(
     output: &Path,
     collapse: bool,
     input: Option<cnnc::Input>,
+    force: bool,
 ) -> Result<(), RunError> {
     let model = load_model(model_path, input)?;
     let text = match output.extension().and_then(|e| e.to_str()) {
@@ -16,7 +17,7 @@ pub(crate) fn cmd_graph(
         Some("dot") => cnnc::graph_dot(&model.checked, collapse),
         _ => return Err(RunError::Weights(format!("{}: the output must end in .svg or .dot", output.display()))),
     };
-    std::fs::write(output, text).map_err(|source| RunError::Io { path: output.to_path_buf(), source })?;
+    cnnc::write_atomic(output, text.as_bytes(), force, true)?;
     eprintln!("wrote {}", output.display());
     Ok(())
 }

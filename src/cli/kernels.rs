@@ -1,7 +1,7 @@
 //! `cnnc kernels`: a convolution's filters as a picture, and its dead filters.
 
 use super::load_model;
-use cnnc::{RunError, WeightsSource};
+use cnnc::{Limits, RunError, Usage, WeightsSource};
 use std::path::Path;
 
 pub(crate) fn cmd_kernels(
@@ -9,9 +9,11 @@ pub(crate) fn cmd_kernels(
     weights: Option<&Path>,
     output: &Path,
     layer: Option<&str>,
+    force: bool,
+    limits: &Limits,
 ) -> Result<(), RunError> {
     let model = load_model(model_path, None)?;
-    let (weights, source, _) = cnnc::resolve_weights(&model, weights)?;
+    let (weights, source, _) = cnnc::resolve_weights(&model, weights, Usage::WeightsOnly, limits)?;
     if let WeightsSource::Random { seed } = source {
         eprintln!("warning: no weights found: showing a random He initialisation (seed {seed})");
     }
@@ -23,7 +25,12 @@ pub(crate) fn cmd_kernels(
     let filters = cnnc::Filters { layer: name.clone(), shape, data: weights.get(&spec.name) };
     let dead = cnnc::dead_filters(&filters);
     let picture = cnnc::render_filters(&filters, &dead);
-    picture.image.save(output).map_err(|e| RunError::Weights(format!("cannot write {}: {e}", output.display())))?;
+    let mut png = std::io::Cursor::new(Vec::new());
+    picture
+        .image
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| RunError::Weights(format!("cannot encode {}: {e}", output.display())))?;
+    cnnc::write_atomic(output, png.get_ref(), force, true)?;
     println!(
         "{name}: {} filters of {}x{}x{}; wrote {} ({}x{} pixels)",
         shape[0],

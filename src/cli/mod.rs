@@ -29,7 +29,15 @@ pub(crate) enum ColorChoice {
 pub(crate) struct UsageError(pub(crate) String);
 
 pub(crate) fn read_source(path: &Path) -> Result<Result<String, Diagnostic>, UsageError> {
-    let bytes = std::fs::read(path).map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+    let limit = cnnc::MAX_SOURCE_BYTES as u64;
+    let bytes = match cnnc::read_limited(path, limit) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            let message = format!("the file is larger than {limit} bytes, the most a .cnn file may be");
+            return Ok(Err(Diagnostic::error(Code::Syntax, Span::new(0, 0), message)));
+        }
+        Err(e) => return Err(UsageError(format!("cannot read {}: {e}", path.display()))),
+    };
     Ok(String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         Diagnostic::error(Code::Syntax, Span::new(at, at), format!("the file is not valid UTF-8 (byte {at})"))
@@ -65,7 +73,10 @@ pub(crate) fn report_run(result: Result<(), RunError>, color: ColorChoice) -> Ex
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            match e.code() {
+                Some(code) => eprintln!("error[{code}]: {e}"),
+                None => eprintln!("error: {e}"),
+            }
             ExitCode::from(1)
         }
     }

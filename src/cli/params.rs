@@ -2,7 +2,7 @@
 //! initialisation of them).
 
 use super::load_model;
-use cnnc::RunError;
+use cnnc::{Limits, RunError, Usage};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -33,18 +33,20 @@ pub(crate) fn cmd_params(model_path: &Path, json: bool) -> Result<(), RunError> 
     Ok(())
 }
 
-pub(crate) fn cmd_init(model_path: &Path, output: &Path, seed: u64) -> Result<(), RunError> {
+pub(crate) fn cmd_init(
+    model_path: &Path,
+    output: &Path,
+    seed: u64,
+    force: bool,
+    limits: &Limits,
+) -> Result<(), RunError> {
     let model = load_model(model_path, None)?;
     let specs = model.params();
     let bytes = specs.iter().map(|s| s.elements() as u64 * 4).sum::<u64>();
-    if bytes > cnnc::DEFAULT_MEMORY_LIMIT_BYTES {
-        return Err(RunError::Weights(format!(
-            "{} needs {} of weights, more than the {} limit",
-            model_path.display(),
-            cnnc::human_bytes(bytes),
-            cnnc::human_bytes(cnnc::DEFAULT_MEMORY_LIMIT_BYTES)
-        )));
-    }
+    // The tensors, and the file's bytes built from them before writing.
+    cnnc::check_budget(&model.checked, Usage::WeightsOnly, bytes, limits).map_err(RunError::MemoryLimit)?;
+    // Refused before the work: an existing output without --force, or a model source at all.
+    cnnc::check_writable(output, force, true)?;
     let weights = cnnc::random_weights(&specs, seed);
     // One key: safetensors writes metadata in hash-map order, and the same seed must give the
     // same file byte for byte.
@@ -52,7 +54,8 @@ pub(crate) fn cmd_init(model_path: &Path, output: &Path, seed: u64) -> Result<()
         "generator".to_string(),
         format!("cnnc init --seed {seed} for network {} (He normal, fan-in)", model.network().name),
     )]);
-    cnnc::save_safetensors(output, &specs, &weights, metadata).map_err(|e| RunError::Weights(e.to_string()))?;
+    let file = cnnc::safetensors_bytes(&specs, &weights, metadata).map_err(|e| RunError::Weights(e.to_string()))?;
+    cnnc::write_atomic(output, &file, force, true)?;
     eprintln!("wrote {} tensors ({}) to {}", specs.len(), cnnc::human_bytes(bytes), output.display());
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `cnnc run`: the top classes of each input, in batches, with a progress bar on terminals.
 
 use super::load_model;
-use cnnc::{Backend, RunError, WeightsSource};
+use cnnc::{Backend, Limits, RunError, WeightsSource};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +11,7 @@ pub(crate) struct RunOptions {
     pub(crate) json: bool,
     pub(crate) batch: usize,
     pub(crate) backend: Backend,
+    pub(crate) limits: Limits,
 }
 
 pub(crate) fn cmd_run(
@@ -26,7 +27,8 @@ pub(crate) fn cmd_run(
         Some(input) => load_model(model_path, Some(input))?,
         None => declared,
     };
-    let (weights, source, warnings) = cnnc::resolve_weights(&model, weights)?;
+    let usage = cnnc::usage(o.backend, o.batch.min(inputs.len()));
+    let (weights, source, warnings) = cnnc::resolve_weights(&model, weights, usage, &o.limits)?;
     for w in warnings {
         eprintln!("warning: {w}");
     }
@@ -56,7 +58,7 @@ pub(crate) fn cmd_run(
     };
     let label_of = |k: usize| labels.as_ref().map(|l| l[k].clone());
     let started = std::time::Instant::now();
-    let mut runner = cnnc::Runner::new(&model, weights, o.backend)?;
+    let mut runner = cnnc::Runner::new(&model, weights, o.backend, o.limits)?;
     // A progress bar only for a person watching: stdout and stderr on a terminal, no --json.
     let interactive = !o.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
     let bar = if interactive && inputs.len() > 1 {
@@ -75,11 +77,15 @@ pub(crate) fn cmd_run(
         let predictions = runner.predict(chunk, o.top)?;
         images += predictions.len();
         for p in &predictions {
+            for w in &p.warnings {
+                bar.suspend(|| eprintln!("warning: {w}"));
+            }
             if o.json {
                 json_items.push(serde_json::json!({
                     "input": p.input,
                     "logits": p.logits,
                     "probs": p.probs,
+                    "warnings": p.warnings,
                     "top": p.top.iter().map(|&(k, prob)| serde_json::json!({"index": k, "label": label_of(k), "prob": prob})).collect::<Vec<_>>(),
                 }));
             } else {

@@ -8,9 +8,9 @@
 //! and std. Greyscale feeds 1-channel networks directly and is replicated for 3-channel ones;
 //! alpha is dropped.
 
+use crate::io::budget::Limits;
 use crate::ir::graph::{Input, Network};
-use image::imageops::FilterType;
-use image::{DynamicImage, GenericImageView, ImageReader, Limits};
+use image::{DynamicImage, GenericImageView, ImageFormat, ImageReader};
 use ndarray::{Array4, ArrayD, Ix4};
 use std::path::Path;
 
@@ -71,6 +71,18 @@ pub enum InputError {
         /// What is wrong.
         reason: String,
     },
+    /// An image with more pixels than the limit, refused before decoding (E0302).
+    #[error("{path} is {width}x{height}, more than the limit of {limit} pixels; raise it with --max-pixels")]
+    TooManyPixels {
+        /// The input file.
+        path: String,
+        /// Its width.
+        width: u32,
+        /// Its height.
+        height: u32,
+        /// The limit.
+        limit: u64,
+    },
     /// Inputs of one batch differ in size.
     #[error("{path} is {found_h}x{found_w} but {first} is {h}x{w}: inputs in one batch must share a size")]
     Mismatch {
@@ -89,20 +101,22 @@ pub enum InputError {
     },
 }
 
-/// Images larger than this are refused before decoding rather than risking an enormous buffer.
-const MAX_IMAGE_SIDE: u32 = 16_384;
+/// Loads one input as a batch (N, C, H, W) under the default limits: an image gives N = 1.
+pub fn load_input(path: &Path, net: &Network) -> Result<Array4<f32>, InputError> {
+    load_input_limited(path, net, &Limits::default())
+}
 
 /// Loads one input as a batch (N, C, H, W): an image gives N = 1.
-pub fn load_input(path: &Path, net: &Network) -> Result<Array4<f32>, InputError> {
+pub(crate) fn load_input_limited(path: &Path, net: &Network, limits: &Limits) -> Result<Array4<f32>, InputError> {
     let is_npy = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
-    if is_npy { load_npy(path, net.input.c) } else { load_image(path, net) }
+    if is_npy { load_npy(path, net.input.c) } else { load_image(path, net, limits) }
 }
 
 /// Loads every input and stacks them into one batch. All must share H and W.
-pub fn load_batch(paths: &[&Path], net: &Network) -> Result<Array4<f32>, InputError> {
+pub(crate) fn load_batch(paths: &[&Path], net: &Network, limits: &Limits) -> Result<Array4<f32>, InputError> {
     let mut parts: Vec<Array4<f32>> = Vec::with_capacity(paths.len());
     for path in paths {
-        let a = load_input(path, net)?;
+        let a = load_input_limited(path, net, limits)?;
         if let Some(first) = parts.first() {
             let (_, _, h, w) = first.dim();
             let (_, _, fh, fw) = a.dim();
@@ -157,21 +171,9 @@ fn load_npy(path: &Path, channels: u64) -> Result<Array4<f32>, InputError> {
     Ok(data.as_standard_layout().into_owned())
 }
 
-fn load_image(path: &Path, net: &Network) -> Result<Array4<f32>, InputError> {
+fn load_image(path: &Path, net: &Network, limits: &Limits) -> Result<Array4<f32>, InputError> {
+    let img = decode_image(path, limits)?;
     let shown = path.display().to_string();
-    let not_image = |reason: String| InputError::NotImage { path: shown.clone(), reason };
-    let mut reader = ImageReader::open(path)
-        .map_err(|source| InputError::Io { path: shown.clone(), source })?
-        .with_guessed_format()
-        .map_err(|source| InputError::Io { path: shown.clone(), source })?;
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_SIDE);
-    limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    reader.limits(limits);
-    if reader.format().is_none() {
-        return Err(not_image("unrecognised format".into()));
-    }
-    let img = reader.decode().map_err(|e| not_image(e.to_string()))?;
     let Input { c, h, w } = net.input;
     let grey = !img.color().has_color();
     let planes = match (c, grey) {
@@ -196,36 +198,172 @@ fn load_image(path: &Path, net: &Network) -> Result<Array4<f32>, InputError> {
             });
         }
     };
-    let rgb = img.to_rgb32f();
-    let (iw, ih) = rgb.dimensions();
-    let (h, w) = (h as u32, w as u32);
-    let cropped = if (iw, ih) == (w, h) {
-        rgb
-    } else {
-        // torchvision's Resize(round(H*256/224)) + CenterCrop(H), generalised to HxW.
-        let (th, tw) = ((h as f64 * 256.0 / 224.0).round(), (w as f64 * 256.0 / 224.0).round());
-        let scale = (th / ih as f64).max(tw / iw as f64);
-        // Truncate like torchvision's int(); the epsilon keeps the shorter side at exactly S.
-        let side = |len: u32| ((len as f64 * scale + 1e-6).floor() as u32).max(1);
-        let (rw, rh) = (side(iw).max(w), side(ih).max(h));
-        let resized = image::imageops::resize(&rgb, rw, rh, FilterType::Triangle);
-        // torchvision centres with Python's round(), which rounds half to even (50.5 -> 50).
-        let (left, top) =
-            (((rw - w) as f64 / 2.0).round_ties_even() as u32, ((rh - h) as f64 / 2.0).round_ties_even() as u32);
-        image::imageops::crop_imm(&resized, left, top, w, h).to_image()
-    };
+    let pixels = resize_and_crop(&img, h as usize, w as usize);
     let mut out = Array4::<f32>::zeros((1, planes, h as usize, w as usize));
-    for (x, y, px) in cropped.enumerate_pixels() {
+    for ((y, x), px) in (0..h as usize).flat_map(|y| (0..w as usize).map(move |x| (y, x))).zip(pixels) {
         for ch in 0..planes {
-            let v = if planes == 1 { px.0[0] } else { px.0[ch] };
+            let v = if planes == 1 { px[0] } else { px[ch] };
             let (mean, std) = net.normalisation(ch);
-            out[[0, ch, y as usize, x as usize]] = ((v as f64 - mean) / std) as f32;
+            out[[0, ch, y, x]] = ((v as f64 - mean) / std) as f32;
         }
     }
     Ok(out)
 }
 
+/// Decodes an image after checking its size in its header: more pixels than the limit are
+/// refused before any pixel is decoded. JPEGs are decoded strictly: a truncated or corrupt
+/// stream is an error, not a picture with grey blocks.
+fn decode_image(path: &Path, limits: &Limits) -> Result<DynamicImage, InputError> {
+    let shown = path.display().to_string();
+    let not_image = |reason: String| InputError::NotImage { path: shown.clone(), reason };
+    let open = || -> Result<ImageReader<_>, InputError> {
+        ImageReader::open(path)
+            .and_then(|r| r.with_guessed_format())
+            .map_err(|source| InputError::Io { path: shown.clone(), source })
+    };
+    let format = open()?.format().ok_or_else(|| not_image("unrecognised format".into()))?;
+    let (width, height) = open()?.into_dimensions().map_err(|e| not_image(e.to_string()))?;
+    if width as u64 * height as u64 > limits.max_pixels {
+        return Err(InputError::TooManyPixels { path: shown, width, height, limit: limits.max_pixels });
+    }
+    if format == ImageFormat::Jpeg {
+        return decode_jpeg_strictly(path).map_err(not_image);
+    }
+    let mut reader = open()?;
+    let mut decode_limits = image::Limits::default();
+    // The decoded image (up to 16 bytes a pixel) and the decoder's own buffers.
+    decode_limits.max_alloc = Some(limits.max_pixels.saturating_mul(32));
+    reader.limits(decode_limits);
+    reader.decode().map_err(|e| not_image(e.to_string()))
+}
+
+fn decode_jpeg_strictly(path: &Path) -> Result<DynamicImage, String> {
+    use zune_jpeg::zune_core::bytestream::ZCursor;
+    use zune_jpeg::zune_core::colorspace::ColorSpace;
+    use zune_jpeg::zune_core::options::DecoderOptions;
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    // JPEG has no checksum; a stream cut anywhere loses its end-of-image marker (FF D9).
+    if !bytes.windows(2).rev().take(4096).any(|w| w == [0xFF, 0xD9]) {
+        return Err("the JPEG stream is truncated: it has no end-of-image marker".into());
+    }
+    let options = DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(1 << 24)
+        .set_max_height(1 << 24)
+        .jpeg_set_out_colorspace(ColorSpace::RGB);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes.as_slice()), options);
+    let pixels = decoder.decode().map_err(|e| format!("corrupt JPEG data: {e:?}"))?;
+    let info = decoder.info().ok_or("the JPEG has no header")?;
+    let buffer = image::RgbImage::from_raw(info.width as u32, info.height as u32, pixels)
+        .ok_or("the JPEG decoder returned a short image")?;
+    Ok(DynamicImage::ImageRgb8(buffer))
+}
+
 /// A colour image whose three channels are equal everywhere (a greyscale picture saved as RGB).
 fn is_effectively_grey(img: &DynamicImage) -> bool {
     img.pixels().all(|(_, _, p)| p.0[0] == p.0[1] && p.0[1] == p.0[2])
+}
+
+/// An image's pixels as RGB in [0, 1], without copying 8-bit images.
+enum Pixels<'a> {
+    Rgb8(&'a image::RgbImage),
+    Rgba8(&'a image::RgbaImage),
+    Luma8(&'a image::GrayImage),
+    Float(image::Rgb32FImage),
+}
+
+impl Pixels<'_> {
+    fn of(img: &DynamicImage) -> Pixels<'_> {
+        match img {
+            DynamicImage::ImageRgb8(b) => Pixels::Rgb8(b),
+            DynamicImage::ImageRgba8(b) => Pixels::Rgba8(b),
+            DynamicImage::ImageLuma8(b) => Pixels::Luma8(b),
+            other => Pixels::Float(other.to_rgb32f()),
+        }
+    }
+
+    fn get(&self, x: u32, y: u32) -> [f32; 3] {
+        let scale = |p: &[u8]| [p[0] as f32 / 255.0, p[1] as f32 / 255.0, p[2] as f32 / 255.0];
+        match self {
+            Pixels::Rgb8(b) => scale(&b.get_pixel(x, y).0),
+            Pixels::Rgba8(b) => scale(&b.get_pixel(x, y).0),
+            Pixels::Luma8(b) => [b.get_pixel(x, y).0[0] as f32 / 255.0; 3],
+            Pixels::Float(b) => b.get_pixel(x, y).0,
+        }
+    }
+}
+
+/// The weights of one output sample of PIL's antialiased bilinear resampling (`Image.resize`
+/// with `BILINEAR`, as torchvision's `Resize` calls it): a triangle filter widened by the
+/// downscaling factor, normalised. Returns the first input index and the weights.
+fn triangle_weights(out_index: usize, in_len: usize, out_len: usize) -> (usize, Vec<f64>) {
+    let scale = in_len as f64 / out_len as f64;
+    let filter_scale = scale.max(1.0);
+    let support = filter_scale;
+    let center = (out_index as f64 + 0.5) * scale;
+    let first = ((center - support + 0.5) as i64).max(0) as usize;
+    let end = ((center + support + 0.5) as i64).clamp(0, in_len as i64) as usize;
+    let mut w: Vec<f64> =
+        (first..end).map(|i| (1.0 - ((i as f64 - center + 0.5) / filter_scale).abs()).max(0.0)).collect();
+    let total: f64 = w.iter().sum();
+    if total > 0.0 {
+        w.iter_mut().for_each(|v| *v /= total);
+    }
+    (first, w)
+}
+
+/// torchvision's evaluation transform to `h x w`: an image already that size is used as is;
+/// otherwise the shorter side is resized to round(side * 256 / 224) (for a non-square network,
+/// the image is scaled to cover round(H*256/224) x round(W*256/224)) and the centre `h x w`
+/// cropped. Only the crop is computed: the work is the output times the filter's width,
+/// whatever the image's size or shape. Pixels in row-major order.
+fn resize_and_crop(img: &DynamicImage, h: usize, w: usize) -> Vec<[f32; 3]> {
+    let (iw, ih) = (img.width() as usize, img.height() as usize);
+    let px = Pixels::of(img);
+    if (iw, ih) == (w, h) {
+        return (0..h).flat_map(|y| (0..w).map(move |x| (x, y))).map(|(x, y)| px.get(x as u32, y as u32)).collect();
+    }
+    let (th, tw) = ((h as f64 * 256.0 / 224.0).round(), (w as f64 * 256.0 / 224.0).round());
+    let scale = (th / ih as f64).max(tw / iw as f64);
+    // Truncate like torchvision's int(); the epsilon keeps the shorter side at exactly S.
+    let side = |len: usize, min: usize| ((len as f64 * scale + 1e-6).floor() as usize).max(1).max(min);
+    let (rw, rh) = (side(iw, w), side(ih, h));
+    // torchvision centres with Python's round(), which rounds half to even (50.5 -> 50).
+    let (left, top) =
+        (((rw - w) as f64 / 2.0).round_ties_even() as usize, ((rh - h) as f64 / 2.0).round_ties_even() as usize);
+    let cols: Vec<(usize, Vec<f64>)> = (left..left + w).map(|x| triangle_weights(x, iw, rw)).collect();
+    let rows: Vec<(usize, Vec<f64>)> = (top..top + h).map(|y| triangle_weights(y, ih, rh)).collect();
+    // The source rows the crop reads, resized horizontally once each.
+    let row_lo = rows.iter().map(|(f, _)| *f).min().unwrap_or(0);
+    let row_hi = rows.iter().map(|(f, wt)| f + wt.len()).max().unwrap_or(0);
+    let horizontal: Vec<Vec<[f64; 3]>> = (row_lo..row_hi)
+        .map(|y| {
+            cols.iter()
+                .map(|(first, wt)| {
+                    let mut acc = [0.0f64; 3];
+                    for (k, &c) in wt.iter().enumerate() {
+                        let p = px.get((first + k) as u32, y as u32);
+                        for ch in 0..3 {
+                            acc[ch] += c * p[ch] as f64;
+                        }
+                    }
+                    acc
+                })
+                .collect()
+        })
+        .collect();
+    let mut out = Vec::with_capacity(h * w);
+    for (first, wt) in &rows {
+        for x in 0..w {
+            let mut acc = [0.0f64; 3];
+            for (k, &c) in wt.iter().enumerate() {
+                let p = horizontal[first + k - row_lo][x];
+                for ch in 0..3 {
+                    acc[ch] += c * p[ch];
+                }
+            }
+            out.push(acc.map(|v| v as f32));
+        }
+    }
+    out
 }

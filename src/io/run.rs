@@ -7,6 +7,9 @@ use crate::analysis::diag::Diagnostic;
 use crate::analysis::params::{ParamSpec, param_specs};
 use crate::backend::interp::forward;
 use crate::backend::jit::{JitError, JitModel};
+use crate::front::parse::MAX_SOURCE_BYTES;
+use crate::io::budget::{Limits, Usage, check_budget};
+use crate::io::files::{WriteError, read_limited};
 use crate::io::input::{InputError, load_batch};
 use crate::io::weights::{Weights, WeightsError, load_safetensors, random_weights};
 use crate::ir::graph::{Input, Network};
@@ -15,10 +18,6 @@ use crate::ops::Op;
 use crate::report::table::human_bytes;
 use ndarray::Array2;
 use std::path::{Path, PathBuf};
-
-/// Activations beyond this (the memory plan's peak times the batch size) are refused up front:
-/// a clear error instead of an out-of-memory crash.
-pub const DEFAULT_MEMORY_LIMIT_BYTES: u64 = 8 << 30;
 
 /// Which backend runs the forward pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,21 +67,20 @@ pub enum RunError {
     /// An input cannot be used.
     #[error(transparent)]
     Input(#[from] InputError),
-    /// The batch's activations exceed the memory limit.
-    #[error(
-        "{inputs} input(s) need {} of activations ({} per image, from the memory plan); the limit is {}",
-        human_bytes(*needed), human_bytes(*per_image), human_bytes(*limit)
-    )]
-    TooLarge {
-        /// Images in the batch.
-        inputs: usize,
-        /// Bytes the batch needs.
-        needed: u64,
-        /// Bytes one image needs.
-        per_image: u64,
-        /// The limit.
+    /// Running would need more memory than the limit (E0301).
+    #[error("{0}")]
+    MemoryLimit(String),
+    /// A file is larger than cnnc reads, or never ends (a device or pipe) (E0303).
+    #[error("{} is larger than {} (or is a device that never ends); cnnc does not read it", path.display(), human_bytes(*limit))]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// How much cnnc reads of such a file.
         limit: u64,
     },
+    /// An output cannot be written.
+    #[error(transparent)]
+    Write(#[from] WriteError),
     /// A file cannot be read.
     #[error("cannot read {}: {source}", path.display())]
     Io {
@@ -94,6 +92,24 @@ pub enum RunError {
     /// The JIT failed.
     #[error("jit: {0}")]
     Jit(#[from] JitError),
+}
+
+impl RunError {
+    /// The diagnostic code of a limit that was hit, if that is what this is.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            RunError::MemoryLimit(_) => Some(Code::MemoryLimit),
+            RunError::FileTooLarge { .. } => Some(Code::FileTooLarge),
+            RunError::Input(InputError::TooManyPixels { .. }) => Some(Code::ImageTooLarge),
+            RunError::Model { .. }
+            | RunError::Weights(_)
+            | RunError::WeightShape { .. }
+            | RunError::Input(_)
+            | RunError::Io { .. }
+            | RunError::Write(_)
+            | RunError::Jit(_) => None,
+        }
+    }
 }
 
 /// A checked network ready to run: the source it came from and the `Checked` result.
@@ -121,7 +137,9 @@ impl Model {
 /// Reads and checks a `.cnn` file, at `input` if given. Errors carry the rendered-ready
 /// diagnostics; warnings are returned alongside the model.
 pub fn load_model(path: &Path, input: Option<Input>) -> Result<(Model, Vec<Diagnostic>), RunError> {
-    let bytes = std::fs::read(path).map_err(|source| RunError::Io { path: path.to_path_buf(), source })?;
+    let bytes = read_limited(path, MAX_SOURCE_BYTES as u64)
+        .map_err(|source| RunError::Io { path: path.to_path_buf(), source })?
+        .ok_or_else(|| RunError::FileTooLarge { path: path.to_path_buf(), limit: MAX_SOURCE_BYTES as u64 })?;
     let source = String::from_utf8_lossy(&bytes).into_owned();
     let stem = path.file_stem().map_or("network".into(), |s| s.to_string_lossy().into_owned());
     let report = check_source(&source, &stem, input);
@@ -144,33 +162,51 @@ pub enum WeightsSource {
 }
 
 /// Loads `--weights`, else `<model>.safetensors` beside the `.cnn` file, else seeded He
-/// initialisation. Returns the weights, their source and warnings (unused tensors).
+/// initialisation, after checking that running the model as `usage` fits in `limits` (the file
+/// read into memory included). Returns the weights, their source and warnings (unused tensors,
+/// non-finite values).
 pub fn resolve_weights(
     model: &Model,
     explicit: Option<&Path>,
+    usage: Usage,
+    limits: &Limits,
 ) -> Result<(Weights, WeightsSource, Vec<String>), RunError> {
     let beside = model.path.with_extension("safetensors");
     let path = match explicit {
         Some(p) => p.to_path_buf(),
         None if beside.exists() => beside,
         None => {
+            check_budget(&model.checked, usage, 0, limits).map_err(RunError::MemoryLimit)?;
             return Ok((random_weights(&model.params(), 0), WeightsSource::Random { seed: 0 }, Vec::new()));
         }
     };
+    let meta = std::fs::metadata(&path).map_err(|source| RunError::Io { path: path.clone(), source })?;
+    if !meta.is_file() {
+        return Err(RunError::Weights(format!(
+            "{} is not a regular file; weights are read from files",
+            path.display()
+        )));
+    }
+    check_budget(&model.checked, usage, meta.len(), limits).map_err(RunError::MemoryLimit)?;
     let specs = model.params();
     match load_safetensors(&path, &specs) {
         Ok(loaded) => {
-            let warnings = if loaded.unused.is_empty() {
-                Vec::new()
-            } else {
-                vec![format!(
+            let mut warnings = Vec::new();
+            if !loaded.unused.is_empty() {
+                warnings.push(format!(
                     "{}: {} tensor(s) are not used by {}: {}",
                     path.display(),
                     loaded.unused.len(),
                     model.network().name,
                     loaded.unused.iter().take(8).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
-                )]
-            };
+                ));
+            }
+            for (name, count) in &loaded.non_finite {
+                warnings.push(format!(
+                    "{}: tensor `{name}` holds {count} NaN or infinite value(s); the outputs will be too",
+                    path.display()
+                ));
+            }
             Ok((loaded.weights, WeightsSource::File(path), warnings))
         }
         Err(errors) => Err(weights_error(model, errors)),
@@ -210,51 +246,48 @@ pub struct Prediction {
     pub probs: Vec<f32>,
     /// (class index, probability), best first.
     pub top: Vec<(usize, f32)>,
+    /// What makes this prediction doubtful (NaN or infinite input values).
+    pub warnings: Vec<String>,
 }
 
 /// A model ready to run batches: the JIT compiled once, or the interpreter with its weights.
-pub enum Runner<'m> {
-    /// The reference interpreter.
-    Interp {
-        /// The model.
-        model: &'m Model,
-        /// Its weights.
-        weights: Weights,
-    },
-    /// The compiled JIT.
-    Jit {
-        /// The model.
-        model: &'m Model,
-        /// The compiled forward pass.
-        jit: Box<JitModel>,
-    },
+pub struct Runner<'m> {
+    model: &'m Model,
+    limits: Limits,
+    engine: Engine,
+}
+
+enum Engine {
+    Interp(Weights),
+    Jit(Box<JitModel>),
 }
 
 impl<'m> Runner<'m> {
-    /// Compiles (for the JIT) or prepares the model, after checking one image fits in memory.
-    pub fn new(model: &'m Model, weights: Weights, backend: Backend) -> Result<Runner<'m>, RunError> {
-        // One image's activations must fit before any arena is allocated.
-        check_memory(model, 1)?;
-        Ok(match backend {
-            Backend::Interp => Runner::Interp { model, weights },
+    /// Compiles (for the JIT) or prepares the model, after checking one image fits in `limits`.
+    pub fn new(model: &'m Model, weights: Weights, backend: Backend, limits: Limits) -> Result<Runner<'m>, RunError> {
+        check_budget(&model.checked, usage(backend, 1), 0, &limits).map_err(RunError::MemoryLimit)?;
+        let engine = match backend {
+            Backend::Interp => Engine::Interp(weights),
             Backend::Jit { threads } => {
-                let jit = JitModel::compile(model.network(), &model.checked.shapes, weights, threads)?;
-                Runner::Jit { model, jit: Box::new(jit) }
+                Engine::Jit(Box::new(JitModel::compile(model.network(), &model.checked.shapes, weights, threads)?))
             }
-        })
+        };
+        Ok(Runner { model, limits, engine })
     }
 
-    fn model(&self) -> &'m Model {
-        match self {
-            Runner::Interp { model, .. } | Runner::Jit { model, .. } => model,
+    /// The backend's memory use for batches of `batch` images.
+    fn usage(&self, batch: usize) -> Usage {
+        match self.engine {
+            Engine::Interp(_) => Usage::Interp { batch: batch as u64 },
+            Engine::Jit(_) => Usage::Jit { batch: batch as u64 },
         }
     }
 
     /// (logits, output) of a batch; the logits are the input of a trailing softmax, if any.
     pub fn run(&mut self, batch: ndarray::Array4<f32>) -> (Tensor, Tensor) {
-        match self {
-            Runner::Interp { model, weights } => {
-                let net = model.network();
+        match &mut self.engine {
+            Engine::Interp(weights) => {
+                let net = self.model.network();
                 let last = net.output();
                 let logits_node =
                     if matches!(net.nodes[last].op, Op::Softmax(_)) { net.nodes[last].inputs[0] } else { last };
@@ -262,7 +295,7 @@ impl<'m> Runner<'m> {
                 let output = outputs.pop().expect("two outputs");
                 (outputs.pop().expect("two outputs"), output)
             }
-            Runner::Jit { jit, .. } => {
+            Engine::Jit(jit) => {
                 let out = jit.forward(&batch);
                 let logits = out.logits.unwrap_or_else(|| out.output.clone());
                 (logits, out.output)
@@ -272,14 +305,18 @@ impl<'m> Runner<'m> {
 
     /// Loads `inputs` as one batch, runs it and ranks the classes of each image.
     pub fn predict(&mut self, inputs: &[PathBuf], top_k: usize) -> Result<Vec<Prediction>, RunError> {
-        let model = self.model();
+        let model = self.model;
         // Each input is at least one image: refuse a plan that cannot fit before decoding anything.
-        check_memory(model, inputs.len())?;
+        let budget = |n: usize| check_budget(&model.checked, self.usage(n), 0, &self.limits);
+        budget(inputs.len()).map_err(RunError::MemoryLimit)?;
         let paths: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
-        let batch = load_batch(&paths, model.network())?;
+        let batch = load_batch(&paths, model.network(), &self.limits)?;
         let n = batch.dim().0;
-        check_memory(model, n)?;
+        budget(n).map_err(RunError::MemoryLimit)?;
         let softmax_last = matches!(model.network().nodes[model.network().output()].op, Op::Softmax(_));
+        // NaN or infinite inputs give outputs that look like predictions: say so.
+        let non_finite: Vec<usize> =
+            batch.outer_iter().map(|image| image.iter().filter(|v| !v.is_finite()).count()).collect();
         let (logits, output) = self.run(batch);
         let logits = logits.to_rows();
         let probs = if softmax_last { output.to_rows() } else { softmax_rows(&logits) };
@@ -294,21 +331,36 @@ impl<'m> Runner<'m> {
                     logits: logits.row(i).to_vec(),
                     top: order.iter().take(top_k).map(|&k| (k, p[k])).collect(),
                     probs: p,
+                    warnings: match non_finite[i] {
+                        0 => Vec::new(),
+                        bad => vec![format!(
+                            "{} holds {bad} NaN or infinite value(s); its prediction is meaningless",
+                            names[i]
+                        )],
+                    },
                 }
             })
             .collect())
     }
 }
 
-/// Runs a batch on a backend; returns (logits, output), the logits being the input of a
-/// trailing softmax (or the output itself).
+/// Runs a batch on a backend under the default limits; returns (logits, output), the logits
+/// being the input of a trailing softmax (or the output itself).
 pub fn run_backend(
     model: &Model,
     weights: Weights,
     batch: ndarray::Array4<f32>,
     backend: Backend,
 ) -> Result<(Tensor, Tensor), RunError> {
-    Ok(Runner::new(model, weights, backend)?.run(batch))
+    Ok(Runner::new(model, weights, backend, Limits::default())?.run(batch))
+}
+
+/// The memory use of `backend` on batches of `batch` images.
+pub fn usage(backend: Backend, batch: usize) -> Usage {
+    match backend {
+        Backend::Interp => Usage::Interp { batch: batch as u64 },
+        Backend::Jit { .. } => Usage::Jit { batch: batch as u64 },
+    }
 }
 
 /// Names each batch element: the path, with `[k]` for the images of a batched .npy.
@@ -318,16 +370,6 @@ fn input_names(inputs: &[PathBuf], n: usize) -> Vec<String> {
     }
     // Some .npy inputs held several images: number them all by position.
     (0..n).map(|i| format!("batch[{i}]")).collect()
-}
-
-/// Refuses a batch whose activations exceed the memory limit.
-pub(crate) fn check_memory(model: &Model, batch: usize) -> Result<(), RunError> {
-    let per_image = model.checked.peak_activation_bytes;
-    let needed = per_image.saturating_mul(batch as u64);
-    if needed > DEFAULT_MEMORY_LIMIT_BYTES {
-        return Err(RunError::TooLarge { inputs: batch, needed, per_image, limit: DEFAULT_MEMORY_LIMIT_BYTES });
-    }
-    Ok(())
 }
 
 pub(crate) fn softmax_rows(x: &Array2<f32>) -> Array2<f32> {
@@ -341,9 +383,15 @@ pub(crate) fn softmax_rows(x: &Array2<f32>) -> Array2<f32> {
     out
 }
 
+/// Labels files beyond this are refused unread: 16 MiB holds a million class names.
+pub const MAX_LABELS_BYTES: u64 = 16 << 20;
+
 /// Class names, one per line. `None` when the file does not have one per output.
 pub fn read_labels(path: &Path, outputs: usize) -> Result<Option<Vec<String>>, RunError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RunError::Io { path: path.to_path_buf(), source })?;
+    let bytes = read_limited(path, MAX_LABELS_BYTES)
+        .map_err(|source| RunError::Io { path: path.to_path_buf(), source })?
+        .ok_or_else(|| RunError::FileTooLarge { path: path.to_path_buf(), limit: MAX_LABELS_BYTES })?;
+    let text = String::from_utf8_lossy(&bytes);
     let labels: Vec<String> = text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
     Ok((labels.len() == outputs).then_some(labels))
 }

@@ -86,6 +86,14 @@ pub enum WeightsError {
         /// The layer's node.
         node: usize,
     },
+    /// A batch norm's running variance is negative: the square root of it is not a number.
+    #[error("{path}: tensor `{name}` is a running variance but holds negative values")]
+    NegativeVariance {
+        /// The weights file.
+        path: String,
+        /// The tensor.
+        name: String,
+    },
     /// The file cannot be written.
     #[error("cannot write {path}: {reason}")]
     Write {
@@ -111,6 +119,8 @@ pub struct Loaded {
     pub weights: Weights,
     /// Tensors in the file that the network does not use (a warning, not an error).
     pub unused: Vec<String>,
+    /// Tensors holding NaN or infinite values, with how many (a warning).
+    pub non_finite: Vec<(String, usize)>,
 }
 
 fn to_f32(view: &TensorView) -> Option<Vec<f32>> {
@@ -132,11 +142,21 @@ fn to_f32(view: &TensorView) -> Option<Vec<f32>> {
 pub fn load_safetensors(path: &Path, specs: &[ParamSpec]) -> Result<Loaded, Vec<WeightsError>> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| vec![WeightsError::Io { path: shown.clone(), source }])?;
-    let file = SafeTensors::deserialize(&bytes)
-        .map_err(|e| vec![WeightsError::Corrupt { path: shown.clone(), reason: e.to_string() }])?;
+    load_safetensors_bytes(&bytes, &shown, specs)
+}
+
+/// Like `load_safetensors`, from the file's bytes; `shown` names the file in messages.
+pub fn load_safetensors_bytes(bytes: &[u8], shown: &str, specs: &[ParamSpec]) -> Result<Loaded, Vec<WeightsError>> {
+    let shown = shown.to_string();
+    let corrupt = |reason: String| vec![WeightsError::Corrupt { path: shown.clone(), reason }];
+    if let Some(name) = duplicate_tensor_name(bytes) {
+        return Err(corrupt(format!("the header names tensor `{name}` twice")));
+    }
+    let file = SafeTensors::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
     let mut errors = Vec::new();
     let mut weights = Weights::default();
     let mut missing = Vec::new();
+    let mut non_finite = Vec::new();
     for spec in specs {
         let view = match file.tensor(&spec.name) {
             Ok(v) => v,
@@ -156,7 +176,16 @@ pub fn load_safetensors(path: &Path, specs: &[ParamSpec]) -> Result<Loaded, Vec<
             continue;
         }
         match to_f32(&view) {
-            Some(data) => weights.insert(spec.name.clone(), data),
+            Some(data) => {
+                let bad = data.iter().filter(|v| !v.is_finite()).count();
+                if bad > 0 {
+                    non_finite.push((spec.name.clone(), bad));
+                }
+                if spec.kind == ParamKind::RunningVar && data.iter().any(|&v| v < 0.0) {
+                    errors.push(WeightsError::NegativeVariance { path: shown.clone(), name: spec.name.clone() });
+                }
+                weights.insert(spec.name.clone(), data)
+            }
             None => errors.push(WeightsError::Dtype {
                 path: shown.clone(),
                 name: spec.name.clone(),
@@ -173,7 +202,34 @@ pub fn load_safetensors(path: &Path, specs: &[ParamSpec]) -> Result<Loaded, Vec<
     let needed: std::collections::HashSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     let mut unused: Vec<String> = file.names().into_iter().filter(|n| !needed.contains(n)).map(String::from).collect();
     unused.sort();
-    Ok(Loaded { weights, unused })
+    Ok(Loaded { weights, unused, non_finite })
+}
+
+/// The first tensor name the header of a safetensors file gives twice, if any. (The
+/// safetensors crate reads the header into a map, where the second silently wins.)
+fn duplicate_tensor_name(bytes: &[u8]) -> Option<String> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct Keys;
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            let mut duplicate = None;
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<IgnoredAny>()?;
+                if !seen.insert(key.clone()) && duplicate.is_none() {
+                    duplicate = Some(key);
+                }
+            }
+            Ok(duplicate)
+        }
+    }
+    let len = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let header = bytes.get(8..8usize.checked_add(usize::try_from(len).ok()?)?)?;
+    serde_json::Deserializer::from_slice(header).deserialize_map(Keys).ok().flatten()
 }
 
 /// Seeded He (Kaiming normal, fan-in) initialisation: conv and fc weights ~ N(0, 2 / fan_in),
@@ -198,13 +254,12 @@ pub fn random_weights(specs: &[ParamSpec], seed: u64) -> Weights {
     weights
 }
 
-/// Writes the tensors of `specs` as f32 safetensors, with `metadata` in the header.
-pub fn save_safetensors(
-    path: &Path,
+/// The tensors of `specs` as an f32 safetensors file, with `metadata` in the header.
+pub fn safetensors_bytes(
     specs: &[ParamSpec],
     weights: &Weights,
     metadata: HashMap<String, String>,
-) -> Result<(), WeightsError> {
+) -> Result<Vec<u8>, WeightsError> {
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = specs
         .iter()
         .map(|s| (s.name.clone(), weights.get(&s.name).iter().flat_map(|v| v.to_le_bytes()).collect(), s.shape.clone()))
@@ -213,9 +268,19 @@ pub fn save_safetensors(
         .iter()
         .map(|(name, data, shape)| TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (name.clone(), v)))
         .collect();
-    let write_err = |e: safetensors::SafeTensorError| WeightsError::Write {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
-    safetensors::serialize_to_file(views.map_err(write_err)?, Some(metadata), path).map_err(write_err)
+    let error = |e: safetensors::SafeTensorError| WeightsError::Write { path: "weights".into(), reason: e.to_string() };
+    safetensors::serialize(views.map_err(error)?, Some(metadata)).map_err(error)
+}
+
+/// Writes the tensors of `specs` as f32 safetensors, with `metadata` in the header, replacing
+/// `path` safely (a temporary file renamed over it).
+pub fn save_safetensors(
+    path: &Path,
+    specs: &[ParamSpec],
+    weights: &Weights,
+    metadata: HashMap<String, String>,
+) -> Result<(), WeightsError> {
+    let bytes = safetensors_bytes(specs, weights, metadata)?;
+    crate::io::files::write_atomic(path, &bytes, true, false)
+        .map_err(|e| WeightsError::Write { path: path.display().to_string(), reason: e.to_string() })
 }

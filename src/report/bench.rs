@@ -133,9 +133,9 @@ pub(crate) fn random_image(model: &Model, seed: u64) -> Array4<f32> {
     Array4::from_shape_fn((1, i.c as usize, i.h as usize, i.w as usize), |_| normal.sample(&mut rng))
 }
 
-/// Compiles (for the JIT) and times `iters` forward passes on a seeded random image.
+/// Compiles (for the JIT) and times `iters` forward passes on a seeded random image. The
+/// caller has checked the memory budget (`resolve_weights` does).
 pub fn bench(model: &Model, weights: Weights, iters: usize, backend: Backend) -> Result<BenchReport, RunError> {
-    crate::io::run::check_memory(model, 1)?;
     let image = random_image(model, 0);
     let net = model.network();
     let total_macs = model.checked.totals.macs;

@@ -4,6 +4,7 @@
 
 use super::compile::JitError;
 use super::ir::*;
+use super::kernels::conv::{Tile, conv_blockable};
 use super::kernels::{Lower, TensorView, lower_output};
 use super::schedule::worth_parallel;
 use crate::analysis::fusion::{Group, source_of};
@@ -12,6 +13,7 @@ use crate::io::weights::Weights;
 use crate::ir::geometry::Shape;
 use crate::ir::graph::{Network, NodeId};
 use crate::ops::{Op, with_op};
+use std::collections::HashMap;
 
 /// Where a kernel buffer points at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,13 +36,17 @@ pub(super) struct Step {
     pub(super) nodes: Vec<NodeId>,
     /// The algorithm's form, built only for `--dump lowered`.
     pub(super) lowered: Option<Kernel>,
-    pub(super) scheduled: Kernel,
+    /// The scheduled kernel it runs: an index into `JitPlan::kernels`.
+    pub(super) kernel: usize,
     pub(super) bindings: Vec<Binding>,
     pub(super) parallel: bool,
 }
 
 pub(super) struct JitPlan {
     pub(super) steps: Vec<Step>,
+    /// The distinct scheduled kernels: steps that compute the same thing (VGG's repeated
+    /// layers, a thousand identical blocks) share one, compiled once.
+    pub(super) kernels: Vec<Kernel>,
     pub(super) params: Vec<Vec<f32>>,
     pub(super) arena_bytes: u64,
     /// The checker's peak (unpadded sizes) and the same liveness peak over padded sizes.
@@ -78,35 +84,7 @@ pub(super) fn plan(
     keep_lowered: bool,
 ) -> Result<JitPlan, JitError> {
     let mp = plan_memory(net, shapes);
-    // Which storages a register-blocked conv reads with padding: they need a halo.
-    let mut halo = vec![[0u64; 2]; mp.storages.len()];
-    for g in &mp.groups {
-        if let Op::Conv(c) = &net.nodes[g.anchor()].op {
-            let p = placement(&mp, g.inputs[0])?;
-            let blockable = c.groups == 1
-                || (shapes[g.inputs[0]].channels() / c.groups % 4 == 0 && c.out_channels / c.groups % 4 == 0);
-            if blockable {
-                for a in 0..2 {
-                    halo[p.storage][a] = halo[p.storage][a].max(c.pad[a]);
-                }
-            }
-        }
-    }
-    let shape: Vec<_> = mp.storages.iter().map(|s| shape3(shapes[s.creator])).collect();
-    let padded: Vec<u64> = (0..mp.storages.len())
-        .map(|s| {
-            let (c, h, w) = shape[s];
-            c.div_ceil(4) * 4 * (h + 2 * halo[s][0]) * (w + 2 * halo[s][1]) * 4
-        })
-        .collect();
-    let live: Vec<usize> = (0..mp.storages.len()).filter(|&s| !mp.storages[s].merged).collect();
-    let (offset, arena_bytes) = assign_offsets(&mp, &live, &padded);
-    let padded_peak_bytes = peak(
-        live.iter()
-            .map(|&s| (padded[s].div_ceil(ALIGN_BYTES) * ALIGN_BYTES, mp.storages[s].first, mp.storages[s].last)),
-        mp.groups.len(),
-    );
-    let layouts = Layouts { shape, halo, offset };
+    let (layouts, arena_bytes, padded_peak_bytes) = layout_storages(net, shapes, &mp)?;
     let mut b = Builder {
         threads,
         keep_lowered,
@@ -117,6 +95,9 @@ pub(super) fn plan(
         layouts: &layouts,
         steps: Vec::new(),
         params: Vec::new(),
+        kernels: Vec::new(),
+        by_hash: HashMap::new(),
+        kernel_cache: HashMap::new(),
     };
     for g in &mp.groups {
         let t = std::time::Instant::now();
@@ -150,6 +131,7 @@ pub(super) fn plan(
     let image_len = shapes[0].elements().unwrap_or(0) as usize;
     Ok(JitPlan {
         steps: b.steps,
+        kernels: b.kernels,
         params: b.params,
         arena_bytes,
         checker_peak_bytes: mp.peak_bytes,
@@ -157,6 +139,44 @@ pub(super) fn plan(
         image_len,
         results,
     })
+}
+
+/// The activation arena the JIT will allocate for `net`, in bytes (for the memory budget,
+/// before anything is allocated).
+pub(super) fn arena_bytes(net: &Network, shapes: &[Shape]) -> Result<u64, JitError> {
+    let mp = plan_memory(net, shapes);
+    Ok(layout_storages(net, shapes, &mp)?.1)
+}
+
+/// Storage layouts (shapes; halos as wide as the padding of the register-blocked convolutions
+/// that read them; arena offsets), the arena size and the liveness peak over padded sizes.
+fn layout_storages(net: &Network, shapes: &[Shape], mp: &MemoryPlan) -> Result<(Layouts, u64, u64), JitError> {
+    let mut halo = vec![[0u64; 2]; mp.storages.len()];
+    for g in &mp.groups {
+        if let Op::Conv(c) = &net.nodes[g.anchor()].op {
+            let p = placement(mp, g.inputs[0])?;
+            if conv_blockable(c.kernel, c.groups, shapes[g.inputs[0]].channels(), c.out_channels) {
+                for a in 0..2 {
+                    halo[p.storage][a] = halo[p.storage][a].max(c.pad[a]);
+                }
+            }
+        }
+    }
+    let shape: Vec<_> = mp.storages.iter().map(|s| shape3(shapes[s.creator])).collect();
+    let padded: Vec<u64> = (0..mp.storages.len())
+        .map(|s| {
+            let (c, h, w) = shape[s];
+            c.div_ceil(4) * 4 * (h + 2 * halo[s][0]) * (w + 2 * halo[s][1]) * 4
+        })
+        .collect();
+    let live: Vec<usize> = (0..mp.storages.len()).filter(|&s| !mp.storages[s].merged).collect();
+    let (offset, arena_bytes) = assign_offsets(mp, &live, &padded);
+    let padded_peak_bytes = peak(
+        live.iter()
+            .map(|&s| (padded[s].div_ceil(ALIGN_BYTES) * ALIGN_BYTES, mp.storages[s].first, mp.storages[s].last)),
+        mp.groups.len(),
+    );
+    Ok((Layouts { shape, halo, offset }, arena_bytes, padded_peak_bytes))
 }
 
 fn placement(mp: &MemoryPlan, node: NodeId) -> Result<Placement, JitError> {
@@ -180,15 +200,16 @@ fn assign_offsets(mp: &MemoryPlan, live: &[usize], bytes: &[u64]) -> (Vec<u64>, 
         let mut order: Vec<usize> = live.to_vec();
         order.sort_by_key(|&s| key(s));
         let mut offset = vec![0u64; mp.storages.len()];
-        let mut placed: Vec<usize> = Vec::new();
+        // The placed storages live at each step: a storage's neighbours in time are found
+        // without scanning every placed storage (networks of 100,000 layers stay linear).
+        let mut live_at: Vec<Vec<usize>> = vec![Vec::new(); mp.groups.len() + 1];
         let mut arena = 0u64;
         for s in order {
-            let (f, l) = (mp.storages[s].first, mp.storages[s].last);
-            let mut busy: Vec<(u64, u64)> = placed
-                .iter()
-                .filter(|&&o| mp.storages[o].first <= l && f <= mp.storages[o].last)
-                .map(|&o| (offset[o], offset[o] + size(o)))
-                .collect();
+            let (f, l) = (mp.storages[s].first, mp.storages[s].last.min(mp.groups.len()));
+            let mut overlapping: Vec<usize> = live_at[f..=l].iter().flatten().copied().collect();
+            overlapping.sort_unstable();
+            overlapping.dedup();
+            let mut busy: Vec<(u64, u64)> = overlapping.iter().map(|&o| (offset[o], offset[o] + size(o))).collect();
             busy.sort();
             let mut at = 0u64;
             for (start, end) in busy {
@@ -199,7 +220,9 @@ fn assign_offsets(mp: &MemoryPlan, live: &[usize], bytes: &[u64]) -> (Vec<u64>, 
             }
             offset[s] = at;
             arena = arena.max(at + size(s));
-            placed.push(s);
+            for step in &mut live_at[f..=l] {
+                step.push(s);
+            }
         }
         if best.as_ref().is_none_or(|(_, a)| arena < *a) {
             best = Some((offset, arena));
@@ -218,6 +241,12 @@ pub(super) struct Builder<'a> {
     layouts: &'a Layouts,
     steps: Vec<Step>,
     params: Vec<Vec<f32>>,
+    kernels: Vec<Kernel>,
+    /// Unique kernels by `Kernel::structure_hash`.
+    by_hash: HashMap<u64, Vec<usize>>,
+    /// Kernels by a key of what they compute, so that a kernel seen before is not built again
+    /// (building a register-blocked kernel costs about a millisecond).
+    kernel_cache: HashMap<String, (usize, Option<Tile>)>,
 }
 
 impl Builder<'_> {
@@ -316,9 +345,45 @@ impl Builder<'_> {
         bindings: Vec<Binding>,
         work: u64,
     ) {
-        let parallel = worth_parallel(scheduled.tasks, work.max(scheduled.macs));
-        let lowered = self.keep_lowered.then_some(lowered);
-        self.steps.push(Step { name, nodes, lowered, scheduled, bindings, parallel });
+        let kernel = self.add_kernel(scheduled);
+        self.push_step(name, nodes, Some(lowered), kernel, bindings, work);
+    }
+
+    /// Adds a step running the unique kernel `kernel` (from `add_kernel` or the cache).
+    pub(super) fn push_step(
+        &mut self,
+        name: String,
+        nodes: Vec<NodeId>,
+        lowered: Option<Kernel>,
+        kernel: usize,
+        bindings: Vec<Binding>,
+        work: u64,
+    ) {
+        let k = &self.kernels[kernel];
+        let parallel = worth_parallel(k.tasks, work.max(k.macs));
+        let lowered = if self.keep_lowered { lowered } else { None };
+        self.steps.push(Step { name, nodes, lowered, kernel, bindings, parallel });
+    }
+
+    /// The index of `k` among the unique kernels, adding it if no identical one is there.
+    pub(super) fn add_kernel(&mut self, k: Kernel) -> usize {
+        let candidates = self.by_hash.entry(k.structure_hash()).or_default();
+        if let Some(&i) = candidates.iter().find(|&&i| self.kernels[i].same_code(&k)) {
+            return i;
+        }
+        self.kernels.push(k);
+        candidates.push(self.kernels.len() - 1);
+        self.kernels.len() - 1
+    }
+
+    /// A kernel built before under `key` (the description of what it computes), with the
+    /// convolution tile it was built for.
+    pub(super) fn cached_kernel(&self, key: &str) -> Option<(usize, Option<Tile>)> {
+        self.kernel_cache.get(key).copied()
+    }
+
+    pub(super) fn cache_kernel(&mut self, key: String, kernel: usize, tile: Option<Tile>) {
+        self.kernel_cache.insert(key, (kernel, tile));
     }
 
     /// A copy of a weight tensor.

@@ -24,10 +24,9 @@ use crate::ir::geometry::Shape;
 use crate::ir::graph::Network;
 use crate::ir::tensor::Tensor;
 use compile::compile_all;
-use lower::{Binding, JitPlan, Step, plan};
+use lower::{Binding, JitPlan, plan};
 use ndarray::{Array2, Array4};
 use runtime::{Aligned, Call, Executor, ThreadPool};
-use std::collections::HashMap;
 use std::time::Instant;
 
 /// Timing and size facts about one step (kernel call) of a compiled model.
@@ -80,43 +79,27 @@ impl JitModel {
     /// Consumes `weights`: they are packed in place.
     pub fn compile(net: &Network, shapes: &[Shape], weights: Weights, threads: usize) -> Result<JitModel, JitError> {
         let start = Instant::now();
-        let p = plan(net, shapes, weights, threads, false)?;
+        let mut p = plan(net, shapes, weights, threads, false)?;
         let planned = start.elapsed();
-        let mut p = p;
-        let step_tasks: Vec<i64> = p.steps.iter().map(|s| s.scheduled.tasks).collect();
         let infos: Vec<StepInfo> = p
             .steps
             .iter()
             .map(|s| StepInfo {
                 name: s.name.clone(),
-                macs: s.scheduled.macs,
-                tasks: s.scheduled.tasks,
+                macs: p.kernels[s.kernel].macs,
+                tasks: p.kernels[s.kernel].tasks,
                 parallel: s.parallel,
             })
             .collect();
-        let (unique, kernel_index) = dedup_kernels(&mut p.steps);
-        let keyed = start.elapsed();
+        let unique = std::mem::take(&mut p.kernels);
         let code = compile_all(&unique, threads)?;
         let kernels_compiled = unique.len();
         // Freeing the IR trees takes a while; it need not delay the caller.
         std::thread::spawn(move || drop(unique));
         if std::env::var_os("CNNC_TIME_COMPILE").is_some() {
-            eprintln!(
-                "plan {:?}, dedup {:?}, codegen {:?} for {} kernels",
-                planned,
-                keyed - planned,
-                start.elapsed() - keyed,
-                kernels_compiled
-            );
+            eprintln!("plan {:?}, codegen {:?} for {} kernels", planned, start.elapsed() - planned, kernels_compiled);
         }
-        let JitPlan { steps, params, arena_bytes, checker_peak_bytes, padded_peak_bytes, image_len, results } = p;
-        if arena_bytes > crate::io::run::DEFAULT_MEMORY_LIMIT_BYTES {
-            return Err(JitError::Unsupported(format!(
-                "the activations need {} (with layout padding), more than the {} limit",
-                crate::report::table::human_bytes(arena_bytes),
-                crate::report::table::human_bytes(crate::io::run::DEFAULT_MEMORY_LIMIT_BYTES)
-            )));
-        }
+        let JitPlan { steps, params, arena_bytes, checker_peak_bytes, padded_peak_bytes, image_len, results, .. } = p;
         let mut arena = Aligned::zeroed((arena_bytes / 4) as usize);
         // Packed parameters are used where they were built (no copy): vector offsets are
         // multiples of 16 bytes, and the allocator's 16-byte alignment keeps loads within lines.
@@ -134,12 +117,11 @@ impl JitModel {
         };
         let calls = steps
             .iter()
-            .zip(&kernel_index)
-            .enumerate()
-            .map(|(i, (s, &k))| Call {
-                func: code.functions[k],
+            .zip(&infos)
+            .map(|(s, info)| Call {
+                func: code.functions[s.kernel],
                 table: s.bindings.iter().map(pointer).collect(),
-                tasks: step_tasks[i],
+                tasks: info.tasks,
                 parallel: s.parallel,
             })
             .collect();
@@ -220,25 +202,9 @@ impl JitModel {
     }
 }
 
-/// Identical kernels (VGG's repeated layers) are compiled once: the distinct kernels, moved
-/// out of the steps (their trees are large), and each step's index among them.
-fn dedup_kernels(steps: &mut [Step]) -> (Vec<ir::Kernel>, Vec<usize>) {
-    let mut unique: Vec<ir::Kernel> = Vec::new();
-    let mut by_hash: HashMap<u64, Vec<usize>> = HashMap::new();
-    let mut kernel_index = Vec::with_capacity(steps.len());
-    for s in steps {
-        let candidates = by_hash.entry(s.scheduled.structure_hash()).or_default();
-        let i = match candidates.iter().find(|&&i| unique[i].same_code(&s.scheduled)) {
-            Some(&i) => i,
-            None => {
-                unique.push(std::mem::take(&mut s.scheduled));
-                candidates.push(unique.len() - 1);
-                unique.len() - 1
-            }
-        };
-        kernel_index.push(i);
-    }
-    (unique, kernel_index)
+/// The activation arena the JIT would allocate for `net`, in bytes.
+pub(crate) fn arena_bytes(net: &Network, shapes: &[Shape]) -> Result<u64, JitError> {
+    lower::arena_bytes(net, shapes)
 }
 
 /// The IR of every step after a pass, for `cnnc compile --dump`.
@@ -248,8 +214,9 @@ pub(crate) fn dump(net: &Network, shapes: &[Shape], weights: Weights, pass: &str
     for s in &p.steps {
         let text = match pass {
             "lowered" => s.lowered.as_ref().map_or_else(String::new, |k| k.to_string()),
-            "scheduled" => s.scheduled.to_string(),
-            "clif" => compile::clif_text(&s.scheduled)?,
+            // A shared kernel is shown under the name of each step that runs it.
+            "scheduled" => ir::Kernel { name: s.name.clone(), ..p.kernels[s.kernel].clone() }.to_string(),
+            "clif" => compile::clif_text(&p.kernels[s.kernel])?,
             other => return Err(JitError::Unsupported(format!("unknown pass `{other}`"))),
         };
         out += &format!(

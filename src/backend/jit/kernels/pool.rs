@@ -153,7 +153,15 @@ pub(super) fn pool_kernel(p: &PoolJob, ty: Ty) -> Kernel {
         let window: Vec<Stmt> = if unroll {
             (0..kh).flat_map(|y| (0..kw).map(move |x| (y, x))).map(|(y, x)| element(ic(y), ic(x))).collect()
         } else {
-            vec![for_2d(ky, (ic(0), ic(kh)), kx, (ic(0), ic(kw)), vec![element(iv(ky), iv(kx))])]
+            // A large window is clipped to the input: the work is the output times the part of
+            // the window that reads real values, never the whole (padded) window.
+            let (y0, x0) = (iv(oy) * sh + (-ph), iv(ox) * sw + (-pw));
+            let rows = (y0.clone().max(ic(0)), (y0 + kh).min(ic(h)));
+            let cols = (x0.clone().max(ic(0)), (x0 + kw).min(ic(w)));
+            let value = load(ty, 0, act(ch.clone(), iv(ky), iv(kx)));
+            let combined =
+                if p.kind == PoolKind::Max { bin(BinOp::Max, value, fv(acc)) } else { bin(BinOp::Add, fv(acc), value) };
+            vec![for_2d(ky, rows, kx, cols, vec![set(acc, ty, combined)])]
         };
         let result = match (p.kind, checked) {
             (PoolKind::Max, _) => fv(acc),

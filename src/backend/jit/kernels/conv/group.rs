@@ -52,26 +52,37 @@ pub(in super::super::super) fn lower_group(
     let mut bias = if has_bias { b.tensor(&format!("{node_name}.bias")) } else { vec![0.0; job.cout as usize] };
     let start = if gap_input.is_some() { 2 } else { 1 };
     let (scale, shortcut) = absorb_epilogue(b, g, &g.nodes[start..], &mut job, &mut bias)?;
-    let blockable = job.blockable();
-    let lowered = if b.keep_lowered() || !blockable { lower(&job) } else { Kernel::default() };
-    let (scheduled, w_data, b_data) = if blockable {
-        let tile = choose_tile(&job);
-        let packed = pack_weights(&job, tile, weights, scale.as_deref(), b.threads());
-        let k = match &gap_input {
-            Some(map) => gap_fc_kernel(&job, tile, map),
-            None => schedule(&job, tile),
-        };
-        (k, packed, pad_bias(&job, &bias))
-    } else {
-        // The lowered form reads PyTorch's layout; fold the scale into a copy.
-        let per_out = weights.len() / job.cout as usize;
-        let mut folded = weights;
-        if let Some(s) = &scale {
-            for (i, w) in folded.iter_mut().enumerate() {
-                *w = (*w as f64 * s[i / per_out] as f64) as f32;
-            }
+    // The kernel is a function of the job (name aside) and the gap's map: built once for all
+    // the identical layers of a network.
+    let key = format!("conv {:?} {:?}", ConvJob { name: String::new(), ..job.clone() }, gap_input);
+    let lowered = b.keep_lowered().then(|| lower(&job));
+    let (kernel, tile) = match b.cached_kernel(&key) {
+        Some(cached) => cached,
+        None => {
+            let tile = job.blockable().then(|| choose_tile(&job));
+            let k = match (tile, &gap_input) {
+                (Some(tile), Some(map)) => gap_fc_kernel(&job, tile, map),
+                (Some(tile), None) => schedule(&job, tile),
+                (None, _) => lowered.clone().unwrap_or_else(|| lower(&job)),
+            };
+            let kernel = b.add_kernel(k);
+            b.cache_kernel(key, kernel, tile);
+            (kernel, tile)
         }
-        (lowered.clone(), folded, bias)
+    };
+    let (w_data, b_data) = match tile {
+        Some(tile) => (pack_weights(&job, tile, weights, scale.as_deref(), b.threads()), pad_bias(&job, &bias)),
+        None => {
+            // The lowered form reads PyTorch's layout; fold the scale into a copy.
+            let per_out = weights.len() / job.cout as usize;
+            let mut folded = weights;
+            if let Some(s) = &scale {
+                for (i, w) in folded.iter_mut().enumerate() {
+                    *w = (*w as f64 * s[i / per_out] as f64) as f32;
+                }
+            }
+            (folded, bias)
+        }
     };
     let input_binding = if gap_input.is_some() { Binding::Stack } else { b.arena(g.inputs[0])? };
     let mut bindings = vec![input_binding, b.param(w_data), b.param(b_data), b.arena(g.output)?];
@@ -84,7 +95,7 @@ pub(in super::super::super) fn lower_group(
         bindings.push(b.arena(g.inputs[0])?);
     }
     let work = job.macs().max(out.len());
-    b.push(name, g.nodes.clone(), lowered, scheduled, bindings, work);
+    b.push_step(name, g.nodes.clone(), lowered, kernel, bindings, work);
     Ok(())
 }
 

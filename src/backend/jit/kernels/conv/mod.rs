@@ -92,10 +92,9 @@ impl ConvJob {
         ch * cw * self.cout * self.cin_g() * self.kernel[0] * self.kernel[1]
     }
 
-    /// Whether the register-blocked schedule applies: each tile's output channels must come
-    /// from one group, whose input channels start on a block boundary.
+    /// Whether the register-blocked schedule applies (`conv_blockable`).
     pub(in super::super) fn blockable(&self) -> bool {
-        self.groups == 1 || (self.cin_g() % 4 == 0 && self.cout_g() % 4 == 0)
+        conv_blockable(self.kernel, self.groups, self.cin, self.cout)
     }
 
     fn buffers(&self, weights_len: u64, bias_len: u64) -> Vec<Buffer> {
@@ -110,6 +109,16 @@ impl ConvJob {
         }
         b
     }
+}
+
+/// Whether a convolution takes the register-blocked schedule: each tile's output channels must
+/// come from one group, whose input channels start on a block boundary, and the kernel must be
+/// small enough to unroll (its taps are unrolled in every reduction step; a 1x99999 kernel would
+/// be a million statements). The others run the lowered form, whose taps are a loop.
+pub(in super::super) fn conv_blockable(kernel: [u64; 2], groups: u64, cin: u64, cout: u64) -> bool {
+    const MAX_UNROLLED_TAPS: u64 = 256;
+    let grouping = groups == 1 || (cin / groups % 4 == 0 && cout / groups % 4 == 0);
+    grouping && kernel[0].saturating_mul(kernel[1]) <= MAX_UNROLLED_TAPS
 }
 
 /// Which kernel buffers a convolution reads and writes.

@@ -52,34 +52,43 @@ pub(super) fn pack_weights(
     let chunk_tiles = tiles.div_ceil(threads).max(1);
     if cin_g % 4 == 0 && cout % (4 * v) == 0 {
         debug_assert_eq!(weights.len(), tiles * per_tile);
-        std::thread::scope(|scope| {
-            for (c, chunk) in weights.chunks_mut(chunk_tiles * per_tile).enumerate() {
-                let pack = &pack;
-                scope.spawn(move || {
-                    let mut scratch = vec![0.0f32; per_tile];
-                    for (k, region) in chunk.chunks_mut(per_tile).enumerate() {
-                        scratch.copy_from_slice(region);
-                        pack(&scratch, (c * chunk_tiles + k) * 4 * v, region);
-                    }
-                });
+        let in_place = |c: usize, chunk: &mut [f32]| {
+            let mut scratch = vec![0.0f32; per_tile];
+            for (k, region) in chunk.chunks_mut(per_tile).enumerate() {
+                scratch.copy_from_slice(region);
+                pack(&scratch, (c * chunk_tiles + k) * 4 * v, region);
             }
-        });
+        };
+        for_each_chunk(&mut weights, chunk_tiles * per_tile, threads, &in_place);
         return weights;
     }
     let mut packed = vec![0.0f32; tiles * per_tile];
+    let copy = |c: usize, chunk: &mut [f32]| {
+        for (k, dst) in chunk.chunks_mut(per_tile).enumerate() {
+            let first_oc = (c * chunk_tiles + k) * 4 * v;
+            let last_oc = (first_oc + 4 * v).min(cout);
+            pack(&weights[first_oc * row..last_oc * row], first_oc, dst);
+        }
+    };
+    for_each_chunk(&mut packed, chunk_tiles * per_tile, threads, &copy);
+    packed
+}
+
+/// Runs `f(index, chunk)` on each `chunk_len` chunk of `data`: on this thread when `threads` is
+/// 1 (a thread spawn costs more than packing a small layer, and a network may have 100,000 of
+/// them), else one scoped thread per chunk.
+fn for_each_chunk(data: &mut [f32], chunk_len: usize, threads: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+    if threads <= 1 {
+        for (c, chunk) in data.chunks_mut(chunk_len).enumerate() {
+            f(c, chunk);
+        }
+        return;
+    }
     std::thread::scope(|scope| {
-        for (c, chunk) in packed.chunks_mut(chunk_tiles * per_tile).enumerate() {
-            let (pack, weights) = (&pack, &weights);
-            scope.spawn(move || {
-                for (k, dst) in chunk.chunks_mut(per_tile).enumerate() {
-                    let first_oc = (c * chunk_tiles + k) * 4 * v;
-                    let last_oc = (first_oc + 4 * v).min(cout);
-                    pack(&weights[first_oc * row..last_oc * row], first_oc, dst);
-                }
-            });
+        for (c, chunk) in data.chunks_mut(chunk_len).enumerate() {
+            scope.spawn(move || f(c, chunk));
         }
     });
-    packed
 }
 
 /// Bias padded to whole blocks of 4 output channels.
