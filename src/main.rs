@@ -210,9 +210,12 @@ enum Command {
 fn main() -> ExitCode {
     // Behave like other Unix tools when the reader of stdout goes away (`cnnc params | head`):
     // end quietly instead of panicking on a failed print.
-    // SAFETY: setting a signal disposition to SIG_DFL at startup, before any threads exist.
+    // A file-size limit (`ulimit -f`) should fail a write with an error cnnc reports and cleans
+    // up after, not kill the process half-way.
+    // SAFETY: setting signal dispositions at startup, before any threads exist.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
     let cli = Cli::parse();
     let result = match cli.command {

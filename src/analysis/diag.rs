@@ -158,8 +158,14 @@ pub struct LineIndex<'a> {
 impl<'a> LineIndex<'a> {
     /// Indexes the line starts of `source`.
     pub fn new(source: &'a str) -> LineIndex<'a> {
+        // Lines end at `\n`, `\r\n` or a lone `\r`, as the grammar's NEWLINE has it.
         let mut line_starts = vec![0];
-        line_starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
+        let bytes = source.as_bytes();
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n')) {
+                line_starts.push(i + 1);
+            }
+        }
         LineIndex { source, line_starts }
     }
 

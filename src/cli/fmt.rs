@@ -27,7 +27,8 @@ pub(crate) fn cmd_fmt(model: &Path, check: bool, write: bool) -> Result<ExitCode
         }
     } else if write {
         if formatted != source {
-            std::fs::write(model, &formatted).map_err(|e| UsageError(format!("cannot write {shown}: {e}")))?;
+            // Through a temporary file renamed over the source: a full disk leaves it whole.
+            cnnc::write_atomic(model, formatted.as_bytes(), true, false).map_err(|e| UsageError(e.to_string()))?;
         }
     } else {
         print!("{formatted}");

@@ -100,8 +100,59 @@ impl<'s> Printer<'s> {
         None
     }
 
+    /// Whether a comment not yet printed lies inside `span`.
     fn has_comment_within(&self, span: Span) -> bool {
-        self.comments.iter().any(|c| c.start > span.start && c.start < span.end)
+        self.comments.iter().zip(&self.used).any(|(c, used)| !used && c.start > span.start && c.start < span.end)
+    }
+
+    /// A list in parentheses (block parameters, call arguments) from `open` (the `(`) to `close`
+    /// (the `)`), one element per line when comments stand inside it, so that each comment
+    /// stays beside the element it follows. `None` when there are no comments: one line.
+    fn commented_list(&mut self, open: usize, close: usize, elems: &[(Span, String)], indent: usize) -> Option<String> {
+        if !self.has_comment_within(Span::new(open, close)) {
+            return None;
+        }
+        let pad = "  ".repeat(indent + 1);
+        let mut out = String::from("(\n");
+        let mut prev_end = open + 1;
+        for (k, (span, text)) in elems.iter().enumerate() {
+            for c in self.take_leading(prev_end, span.start) {
+                out += &format!("{pad}{c}\n");
+            }
+            out += &format!("{pad}{text},");
+            let next = elems.get(k + 1).map_or(close, |(s, _)| s.start);
+            let line = line_of(self.source, span.end.saturating_sub(1));
+            for (i, c) in self.comments.iter().enumerate() {
+                if !self.used[i] && c.start >= span.end && c.start < next && line_of(self.source, c.start) == line {
+                    self.used[i] = true;
+                    out += &format!("  {}", c.text);
+                }
+            }
+            out.push('\n');
+            prev_end = span.end;
+        }
+        for c in self.take_leading(prev_end, close) {
+            out += &format!("{pad}{c}\n");
+        }
+        Some(out + &"  ".repeat(indent) + ")")
+    }
+
+    /// The position of the `)` that closes the `(` at or after `from`, skipping comments.
+    fn closing_paren(&self, from: usize) -> usize {
+        let mut depth = 0usize;
+        let mut in_comment = false;
+        for (i, c) in self.source[from..].char_indices() {
+            match c {
+                '\n' => in_comment = false,
+                _ if in_comment => {}
+                '#' => in_comment = true,
+                '(' => depth += 1,
+                ')' if depth <= 1 => return from + i,
+                ')' => depth -= 1,
+                _ => {}
+            }
+        }
+        self.source.len()
     }
 
     /// Whether a blank line separates `prev_end` from `start` in the source (comments aside).
@@ -150,26 +201,30 @@ impl<'s> Printer<'s> {
                 s + &repeat_text(repeat)
             }
             Stmt::Call { callee, args, repeat } => {
-                let args: Vec<String> = args.iter().map(expr_text).collect();
-                format!("{}({}){}", callee.name, args.join(", "), repeat_text(repeat))
+                let (open, close) = (callee.span.end, self.closing_paren(callee.span.end));
+                let elems: Vec<(Span, String)> = args.iter().map(|a| (a.span, expr_text(a))).collect();
+                let list = self.commented_list(open, close, &elems, indent).unwrap_or_else(|| {
+                    format!("({})", elems.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join(", "))
+                });
+                format!("{}{list}{}", callee.name, repeat_text(repeat))
             }
             Stmt::Stage { name, body } => self.with_body(&format!("stage {}", name.name), body, item.span, indent, ""),
             Stmt::Block(def) => {
-                let params: Vec<String> = def
+                let elems: Vec<(Span, String)> = def
                     .params
                     .iter()
                     .map(|p| match &p.default {
-                        Some(d) => format!("{} = {}", p.name.name, expr_text(d)),
-                        None => p.name.name.clone(),
+                        Some(d) => (p.name.span.to(d.span), format!("{} = {}", p.name.name, expr_text(d))),
+                        None => (p.name.span, p.name.name.clone()),
                     })
                     .collect();
-                self.with_body(
-                    &format!("block {}({})", def.name.name, params.join(", ")),
-                    &def.body,
-                    item.span,
-                    indent,
-                    "",
-                )
+                let (open, close) = (def.name.span.end, self.closing_paren(def.name.span.end));
+                let list = self.commented_list(open, close, &elems, indent).unwrap_or_else(|| {
+                    format!("({})", elems.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join(", "))
+                });
+                // The body's span starts after the parameters (a comment in them may hold a `{`).
+                let span = Span::new(close.min(item.span.end), item.span.end);
+                self.with_body(&format!("block {}{list}", def.name.name), &def.body, span, indent, "")
             }
             Stmt::Branch { body, .. } => self.with_body("branch", body, item.span, indent, ""),
             Stmt::Group { body, repeat } => self.with_body("", body, item.span, indent, &repeat_text(repeat)),
@@ -214,8 +269,11 @@ impl<'s> Printer<'s> {
         }
         let mut inner = String::new();
         let body_start = self.text(span).find('{').map_or(span.start, |o| span.start + o + 1);
-        // A comment on the line of the opening brace stays there.
-        let open = match self.take_trailing(Span::new(span.start, body_start)) {
+        // A comment straight after the opening brace stays there (one after a nested opening
+        // brace on the same line belongs to that one).
+        let next_code = self.source[body_start..].find(|c: char| c != ' ' && c != '\t').map(|o| body_start + o);
+        let brace_comment = next_code.is_some_and(|at| self.source[at..].starts_with('#'));
+        let open = match brace_comment.then(|| self.take_trailing(Span::new(span.start, body_start))).flatten() {
             Some(c) => format!("{open}  {c}"),
             None => open,
         };
@@ -289,8 +347,11 @@ fn factor_text(f: &Factor) -> String {
     }
 }
 
-/// Formats a whole file, or returns the parse errors.
+/// Formats a whole file, or returns the parse errors. Line endings become `\n`: a lone `\r`
+/// ends a line for the parser, so it must end comments here too.
 pub fn format_source(source: &str) -> Result<String, Vec<Diagnostic>> {
+    let normalised = source.replace("\r\n", "\n").replace('\r', "\n");
+    let source = normalised.as_str();
     let file = parse_file(source)?;
     let comments = comments(source);
     let used = vec![false; comments.len()];

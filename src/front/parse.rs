@@ -45,7 +45,8 @@ fn check_nesting(source: &str) -> Result<(), Vec<Diagnostic>> {
     let mut in_string = false;
     for (i, c) in source.char_indices() {
         match c {
-            '\n' => {
+            // A lone `\r` ends a line for pest's NEWLINE too.
+            '\n' | '\r' => {
                 in_comment = false;
                 in_string = false;
             }
@@ -132,7 +133,7 @@ fn unclosed_brace(source: &str) -> Option<usize> {
     let (mut in_comment, mut in_string) = (false, false);
     for (i, c) in source.char_indices() {
         match c {
-            '\n' => (in_comment, in_string) = (false, false),
+            '\n' | '\r' => (in_comment, in_string) = (false, false),
             _ if in_comment => {}
             '"' => in_string = !in_string,
             _ if in_string => {}

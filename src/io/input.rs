@@ -242,10 +242,7 @@ fn decode_jpeg_strictly(path: &Path) -> Result<DynamicImage, String> {
     use zune_jpeg::zune_core::colorspace::ColorSpace;
     use zune_jpeg::zune_core::options::DecoderOptions;
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    // JPEG has no checksum; a stream cut anywhere loses its end-of-image marker (FF D9).
-    if !bytes.windows(2).rev().take(4096).any(|w| w == [0xFF, 0xD9]) {
-        return Err("the JPEG stream is truncated: it has no end-of-image marker".into());
-    }
+    crate::io::jpeg::check_jpeg(&bytes).map_err(|e| format!("corrupt or truncated JPEG: {e}"))?;
     let options = DecoderOptions::default()
         .set_strict_mode(true)
         .set_max_width(1 << 24)

@@ -4,5 +4,6 @@
 pub(crate) mod budget;
 pub(crate) mod files;
 pub(crate) mod input;
+pub(crate) mod jpeg;
 pub(crate) mod run;
 pub(crate) mod weights;
