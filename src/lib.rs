@@ -16,6 +16,9 @@ mod ir;
 mod ops;
 mod report;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use analysis::check::{CheckReport, Checked, check_source, parse_input_dims};
 pub use analysis::codes::Code;
 pub use analysis::cost::{KindTotals, LayerCost, Totals};

@@ -6,61 +6,14 @@
 mod common;
 use common::*;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cnnc-hostile-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// How a child process is confined.
-#[derive(Clone, Copy)]
-struct Confine {
-    address_space: u64,
-    file_size: Option<u64>,
-    umask: Option<u32>,
-}
-
-const TWO_GIB: Confine = Confine { address_space: 2 << 30, file_size: None, umask: None };
-
-/// Runs cnnc confined; panics if it runs past the watchdog.
-fn confined(args: &[&str], limits: Confine) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cnnc"));
-    cmd.args(args).current_dir(repo()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    // SAFETY: only async-signal-safe calls (setrlimit, umask) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            let set = |resource, bytes: u64| {
-                let lim = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
-                libc::setrlimit(resource, &lim);
-            };
-            set(libc::RLIMIT_AS, limits.address_space);
-            if let Some(f) = limits.file_size {
-                set(libc::RLIMIT_FSIZE, f);
-            }
-            if let Some(m) = limits.umask {
-                libc::umask(m as libc::mode_t);
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().expect("cnnc starts");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if child.try_wait().expect("waits").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("cnnc {args:?} ran for more than 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn stderr(o: &Output) -> String {

@@ -14,6 +14,19 @@ pub(crate) struct RunOptions {
     pub(crate) limits: Limits,
 }
 
+/// Class names from `--labels` or the header's `labels` file, if they fit the output.
+fn labels(model: &cnnc::Model, model_path: &Path, o: &RunOptions) -> Result<Option<Vec<String>>, RunError> {
+    let outputs = model.checked.shapes.last().and_then(|s| s.elements()).unwrap_or(0) as usize;
+    let header_labels =
+        || model.network().labels.as_ref().map(|l| model_path.parent().unwrap_or(Path::new(".")).join(l));
+    let Some(path) = o.labels.clone().or_else(header_labels) else { return Ok(None) };
+    let labels = cnnc::read_labels(&path, outputs)?;
+    if labels.is_none() {
+        eprintln!("warning: {} does not hold one label per output ({outputs}); showing class indices", path.display());
+    }
+    Ok(labels)
+}
+
 pub(crate) fn cmd_run(
     model_path: &Path,
     inputs: &[PathBuf],
@@ -38,24 +51,7 @@ pub(crate) fn cmd_run(
             model_path.with_extension("safetensors").display()
         );
     }
-    let outputs = model.checked.shapes.last().and_then(|s| s.elements()).unwrap_or(0) as usize;
-    let label_path = o
-        .labels
-        .clone()
-        .or_else(|| model.network().labels.as_ref().map(|l| model_path.parent().unwrap_or(Path::new(".")).join(l)));
-    let labels = match &label_path {
-        Some(p) => {
-            let l = cnnc::read_labels(p, outputs)?;
-            if l.is_none() {
-                eprintln!(
-                    "warning: {} does not hold one label per output ({outputs}); showing class indices",
-                    p.display()
-                );
-            }
-            l
-        }
-        None => None,
-    };
+    let labels = labels(&model, model_path, o)?;
     let label_of = |k: usize| labels.as_ref().map(|l| l[k].clone());
     let started = std::time::Instant::now();
     let mut runner = cnnc::Runner::new(&model, weights, o.backend, o.limits)?;

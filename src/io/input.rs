@@ -9,9 +9,12 @@
 //! alpha is dropped.
 
 use crate::io::budget::Limits;
+use crate::io::files::read_limited;
 use crate::ir::graph::{Input, Network};
 use image::{DynamicImage, GenericImageView, ImageFormat, ImageReader};
 use ndarray::{Array4, ArrayD, Ix4};
+use ndarray_npy::ReadNpyExt;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// Why an input (image or `.npy`) cannot be used. Every variant names the file (`path`).
@@ -141,20 +144,55 @@ fn load_npy(path: &Path, channels: u64) -> Result<Array4<f32>, InputError> {
     let shown = path.display().to_string();
     let io = |source| InputError::Io { path: shown.clone(), source };
     let file_len = std::fs::metadata(path).map_err(io)?.len();
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    // Read the header first: a crafted header must not make us allocate more than the file holds.
-    let header = ndarray_npy::npy::header::Header::from_reader(&mut file)
-        .map_err(|e| InputError::NpyCorrupt { path: shown.clone(), reason: e.to_string() })?;
+    let file = std::fs::File::open(path).map_err(io)?;
+    npy_from_reader(std::io::BufReader::new(file), file_len, &shown, channels)
+}
+
+/// The header of a `.npy`, read without trusting its length field: a crafted one must not make
+/// the header reader allocate more than the file holds (found by fuzzing: a 4 GiB header in a
+/// 40-byte file).
+pub(crate) fn npy_header<R: Read + Seek>(
+    reader: &mut R,
+    file_len: u64,
+) -> Result<ndarray_npy::npy::header::Header, String> {
+    let mut prefix = [0u8; 12];
+    let got = reader.read(&mut prefix).map_err(|e| e.to_string())?;
+    let header_end = match (&prefix[..6.min(got)], prefix[6]) {
+        (b"\x93NUMPY", 1) if got >= 10 => 10 + u16::from_le_bytes([prefix[8], prefix[9]]) as u64,
+        (b"\x93NUMPY", 2 | 3) if got >= 12 => {
+            12 + u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]) as u64
+        }
+        _ => return Err("it does not start with a .npy header".into()),
+    };
+    if header_end > file_len {
+        return Err(format!("its header claims {header_end} bytes but the file is {file_len}"));
+    }
+    reader.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    ndarray_npy::npy::header::Header::from_reader(reader).map_err(|e| e.to_string())
+}
+
+/// A float32 `.npy` of [C, H, W] or [N, C, H, W] with C = `channels`, from its bytes.
+pub(crate) fn npy_from_bytes(bytes: &[u8], shown: &str, channels: u64) -> Result<Array4<f32>, InputError> {
+    npy_from_reader(std::io::Cursor::new(bytes), bytes.len() as u64, shown, channels)
+}
+
+fn npy_from_reader<R: Read + Seek>(
+    mut reader: R,
+    file_len: u64,
+    shown: &str,
+    channels: u64,
+) -> Result<Array4<f32>, InputError> {
+    let shown = shown.to_string();
+    let corrupt = |reason: String| InputError::NpyCorrupt { path: shown.clone(), reason };
+    let header = npy_header(&mut reader, file_len).map_err(corrupt)?;
     let descr = header.type_descriptor.to_string();
     if !matches!(descr.as_str(), "'<f4'" | "'=f4'" | "'|f4'") {
         return Err(InputError::NpyDtype { path: shown, found: descr.trim_matches('\'').to_string() });
     }
     let count = header.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
     if count.is_none_or(|n| n.saturating_mul(4) > file_len) {
-        return Err(InputError::NpyCorrupt {
-            path: shown,
-            reason: format!("the header promises {:?} values but the file is {file_len} bytes", header.shape),
-        });
+        let reason = format!("the header promises {:?} values but the file is {file_len} bytes", header.shape);
+        return Err(corrupt(reason));
     }
     let shape_ok = match header.shape.as_slice() {
         [c, h, w] | [_, c, h, w] => *c as u64 == channels && *h > 0 && *w > 0,
@@ -163,11 +201,10 @@ fn load_npy(path: &Path, channels: u64) -> Result<Array4<f32>, InputError> {
     if !shape_ok {
         return Err(InputError::NpyShape { path: shown, found: header.shape, channels });
     }
-    let data: ArrayD<f32> = ndarray_npy::read_npy(path)
-        .map_err(|e| InputError::NpyCorrupt { path: shown.clone(), reason: e.to_string() })?;
+    reader.seek(SeekFrom::Start(0)).map_err(|e| corrupt(e.to_string()))?;
+    let data = ArrayD::<f32>::read_npy(reader).map_err(|e| corrupt(e.to_string()))?;
     let data = if data.ndim() == 3 { data.insert_axis(ndarray::Axis(0)) } else { data };
-    let data =
-        data.into_dimensionality::<Ix4>().map_err(|e| InputError::NpyCorrupt { path: shown, reason: e.to_string() })?;
+    let data = data.into_dimensionality::<Ix4>().map_err(|e| corrupt(e.to_string()))?;
     Ok(data.as_standard_layout().into_owned())
 }
 
@@ -215,40 +252,52 @@ fn load_image(path: &Path, net: &Network, limits: &Limits) -> Result<Array4<f32>
 /// stream is an error, not a picture with grey blocks.
 fn decode_image(path: &Path, limits: &Limits) -> Result<DynamicImage, InputError> {
     let shown = path.display().to_string();
-    let not_image = |reason: String| InputError::NotImage { path: shown.clone(), reason };
-    let open = || -> Result<ImageReader<_>, InputError> {
-        ImageReader::open(path)
-            .and_then(|r| r.with_guessed_format())
-            .map_err(|source| InputError::Io { path: shown.clone(), source })
+    // An image file is far smaller than its pixels; beyond 8 bytes a pixel it is not an image
+    // within the limit (and /dev/zero never ends).
+    let limit = limits.max_pixels.saturating_mul(8).saturating_add(1 << 20);
+    let bytes =
+        read_limited(path, limit).map_err(|source| InputError::Io { path: shown.clone(), source })?.ok_or_else(
+            || InputError::NotImage { path: shown.clone(), reason: format!("it is larger than {limit} bytes") },
+        )?;
+    decode_image_bytes(&bytes, &shown, limits)
+}
+
+/// Decodes an image from its bytes after checking its size in its header: more pixels than the
+/// limit are refused before any pixel is decoded. JPEGs are checked and decoded strictly.
+pub(crate) fn decode_image_bytes(bytes: &[u8], shown: &str, limits: &Limits) -> Result<DynamicImage, InputError> {
+    let not_image = |reason: String| InputError::NotImage { path: shown.to_string(), reason };
+    let reader = || {
+        ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|source| InputError::Io { path: shown.to_string(), source })
     };
-    let format = open()?.format().ok_or_else(|| not_image("unrecognised format".into()))?;
-    let (width, height) = open()?.into_dimensions().map_err(|e| not_image(e.to_string()))?;
+    let format = reader()?.format().ok_or_else(|| not_image("unrecognised format".into()))?;
+    let (width, height) = reader()?.into_dimensions().map_err(|e| not_image(e.to_string()))?;
     if width as u64 * height as u64 > limits.max_pixels {
-        return Err(InputError::TooManyPixels { path: shown, width, height, limit: limits.max_pixels });
+        return Err(InputError::TooManyPixels { path: shown.to_string(), width, height, limit: limits.max_pixels });
     }
     if format == ImageFormat::Jpeg {
-        return decode_jpeg_strictly(path).map_err(not_image);
+        return decode_jpeg_strictly(bytes).map_err(not_image);
     }
-    let mut reader = open()?;
+    let mut decoder = reader()?;
     let mut decode_limits = image::Limits::default();
     // The decoded image (up to 16 bytes a pixel) and the decoder's own buffers.
     decode_limits.max_alloc = Some(limits.max_pixels.saturating_mul(32));
-    reader.limits(decode_limits);
-    reader.decode().map_err(|e| not_image(e.to_string()))
+    decoder.limits(decode_limits);
+    decoder.decode().map_err(|e| not_image(e.to_string()))
 }
 
-fn decode_jpeg_strictly(path: &Path) -> Result<DynamicImage, String> {
+fn decode_jpeg_strictly(bytes: &[u8]) -> Result<DynamicImage, String> {
     use zune_jpeg::zune_core::bytestream::ZCursor;
     use zune_jpeg::zune_core::colorspace::ColorSpace;
     use zune_jpeg::zune_core::options::DecoderOptions;
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    crate::io::jpeg::check_jpeg(&bytes).map_err(|e| format!("corrupt or truncated JPEG: {e}"))?;
+    crate::io::jpeg::check_jpeg(bytes).map_err(|e| format!("corrupt or truncated JPEG: {e}"))?;
     let options = DecoderOptions::default()
         .set_strict_mode(true)
         .set_max_width(1 << 24)
         .set_max_height(1 << 24)
         .jpeg_set_out_colorspace(ColorSpace::RGB);
-    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes.as_slice()), options);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
     let pixels = decoder.decode().map_err(|e| format!("corrupt JPEG data: {e:?}"))?;
     let info = decoder.info().ok_or("the JPEG has no header")?;
     let buffer = image::RgbImage::from_raw(info.width as u32, info.height as u32, pixels)
@@ -314,7 +363,7 @@ fn triangle_weights(out_index: usize, in_len: usize, out_len: usize) -> (usize, 
 /// the image is scaled to cover round(H*256/224) x round(W*256/224)) and the centre `h x w`
 /// cropped. Only the crop is computed: the work is the output times the filter's width,
 /// whatever the image's size or shape. Pixels in row-major order.
-fn resize_and_crop(img: &DynamicImage, h: usize, w: usize) -> Vec<[f32; 3]> {
+pub(crate) fn resize_and_crop(img: &DynamicImage, h: usize, w: usize) -> Vec<[f32; 3]> {
     let (iw, ih) = (img.width() as usize, img.height() as usize);
     let px = Pixels::of(img);
     if (iw, ih) == (w, h) {

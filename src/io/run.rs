@@ -401,7 +401,8 @@ pub fn read_labels(path: &Path, outputs: usize) -> Result<Option<Vec<String>>, R
 pub fn npy_input_override(inputs: &[PathBuf], declared: Input) -> Option<Input> {
     let first = inputs.iter().find(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")))?;
     let mut file = std::fs::File::open(first).ok()?;
-    let header = ndarray_npy::npy::header::Header::from_reader(&mut file).ok()?;
+    let len = file.metadata().ok()?.len();
+    let header = crate::io::input::npy_header(&mut file, len).ok()?;
     let (h, w) = match header.shape.as_slice() {
         [_, h, w] | [_, _, h, w] => (*h as u64, *w as u64),
         _ => return None,

@@ -53,10 +53,10 @@ struct Compiled {
     alignment: u64,
 }
 
-fn compile_one(isa: &dyn TargetIsa, k: &Kernel) -> Result<Compiled, JitError> {
+fn compile_one(isa: &dyn TargetIsa, k: &Kernel, checked: bool) -> Result<Compiled, JitError> {
     let started = std::time::Instant::now();
     let mut fctx = FunctionBuilderContext::new();
-    let func = build_function(k, isa, &mut fctx);
+    let func = build_function(k, isa, &mut fctx, checked);
     let built = started.elapsed();
     let mut ctx = Context::for_function(func);
     let code = ctx
@@ -89,7 +89,7 @@ fn compile_one(isa: &dyn TargetIsa, k: &Kernel) -> Result<Compiled, JitError> {
 pub(crate) fn clif_text(k: &Kernel) -> Result<String, JitError> {
     let isa = host_isa()?;
     let mut fctx = FunctionBuilderContext::new();
-    Ok(build_function(k, &*isa, &mut fctx).display().to_string())
+    Ok(build_function(k, &*isa, &mut fctx, false).display().to_string())
 }
 
 pub struct CodeModule {
@@ -103,7 +103,8 @@ pub struct CodeModule {
 unsafe impl Sync for CodeModule {}
 
 /// Compiles `kernels` using up to `threads` threads and returns their entry points, in order.
-pub(crate) fn compile_all(kernels: &[Kernel], threads: usize) -> Result<CodeModule, JitError> {
+/// With `checked`, every load and store checks its address first (`CNNC_JIT_CHECKED`).
+pub(crate) fn compile_all(kernels: &[Kernel], threads: usize, checked: bool) -> Result<CodeModule, JitError> {
     let isa: Arc<dyn TargetIsa> = host_isa()?;
     let threads = threads.clamp(1, kernels.len().max(1));
     // Deal kernels round-robin so large and small ones spread over the threads.
@@ -114,7 +115,7 @@ pub(crate) fn compile_all(kernels: &[Kernel], threads: usize) -> Result<CodeModu
                 scope.spawn(move || {
                     (t..kernels.len())
                         .step_by(threads)
-                        .map(|i| (i, compile_one(&*isa, &kernels[i])))
+                        .map(|i| (i, compile_one(&*isa, &kernels[i], checked)))
                         .collect::<Vec<_>>()
                 })
             })

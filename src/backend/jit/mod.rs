@@ -92,7 +92,14 @@ impl JitModel {
             })
             .collect();
         let unique = std::mem::take(&mut p.kernels);
-        let code = compile_all(&unique, threads)?;
+        let checked = checked_mode();
+        let code = compile_all(&unique, threads, checked)?;
+        // Per step, its kernel's buffers (name, bytes), for the bounds-checked mode's checks.
+        let step_buffers: Vec<Vec<(String, u64)>> = p
+            .steps
+            .iter()
+            .map(|s| unique[s.kernel].buffers.iter().map(|b| (b.name.clone(), b.elements() * 4)).collect())
+            .collect();
         let kernels_compiled = unique.len();
         // Freeing the IR trees takes a while; it need not delay the caller.
         std::thread::spawn(move || drop(unique));
@@ -115,20 +122,28 @@ impl JitModel {
             Binding::Result(i) => result_ptrs[i],
             Binding::Stack => std::ptr::null_mut(),
         };
+        let mut slots = vec![[0u64; 2]; if checked { steps.len() } else { 0 }];
         let calls = steps
             .iter()
             .zip(&infos)
-            .map(|(s, info)| Call {
-                func: code.functions[s.kernel],
-                table: s.bindings.iter().map(pointer).collect(),
-                tasks: info.tasks,
-                parallel: s.parallel,
+            .enumerate()
+            .map(|(i, (s, info))| {
+                let mut table: Vec<*mut f32> = s.bindings.iter().map(pointer).collect();
+                if checked {
+                    check_bindings(&info.name, &s.bindings, &step_buffers[i], arena_bytes, &params);
+                    table.push(slots[i].as_mut_ptr().cast());
+                }
+                Call { func: code.functions[s.kernel], table, tasks: info.tasks, parallel: s.parallel }
             })
             .collect();
+        let checks = checked.then(|| runtime::BoundsChecks {
+            slots,
+            kernels: infos.iter().zip(step_buffers).map(|(info, b)| (info.name.clone(), b)).collect(),
+        });
 
         let result_shapes = results.iter().map(|&(n, _)| shapes[n]).collect();
         Ok(JitModel {
-            executor: Executor { _code: code, calls, pool: ThreadPool::new(threads) },
+            executor: Executor { _code: code, calls, pool: ThreadPool::new(threads), checks },
             arena,
             _params: params,
             image,
@@ -202,6 +217,25 @@ impl JitModel {
     }
 }
 
+/// Whether `CNNC_JIT_CHECKED` asks for bounds-checked code: every load and store compares its
+/// address with its buffer first, and an access outside it stops the run with the kernel's name.
+fn checked_mode() -> bool {
+    std::env::var_os("CNNC_JIT_CHECKED").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// In bounds-checked mode, that every buffer a step binds lies inside what it is bound to: the
+/// arena, or its parameter array (an internal error otherwise).
+fn check_bindings(name: &str, bindings: &[Binding], buffers: &[(String, u64)], arena: u64, params: &[Vec<f32>]) {
+    for (b, (buf, bytes)) in bindings.iter().zip(buffers) {
+        let room = match *b {
+            Binding::Arena(off) => arena.saturating_sub(off),
+            Binding::Param(i) => params[i].len() as u64 * 4,
+            Binding::Image | Binding::Result(_) | Binding::Stack => continue,
+        };
+        assert!(bytes <= &room, "JIT bounds check: kernel `{name}` binds buffer `{buf}` of {bytes} bytes to {room}");
+    }
+}
+
 /// The activation arena the JIT would allocate for `net`, in bytes.
 pub(crate) fn arena_bytes(net: &Network, shapes: &[Shape]) -> Result<u64, JitError> {
     lower::arena_bytes(net, shapes)
@@ -227,4 +261,41 @@ pub(crate) fn dump(net: &Network, shapes: &[Shape], weights: Weights, pass: &str
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compile::compile_all;
+    use super::ir::*;
+    use super::runtime::{BoundsChecks, Call, Executor, ThreadPool};
+
+    /// A kernel that stores one element past the end of its 4-element buffer.
+    fn off_by_one() -> Kernel {
+        let mut vars = Vars::default();
+        let (t, i) = (vars.new_var("t"), vars.new_var("i"));
+        let body = vec![for_range(i, 0, 5, vec![store(Ty::F32, 0, Index::Flat(iv(i)), fc(1.0))])];
+        let mut k = Kernel {
+            name: "off_by_one".into(),
+            buffers: vec![Buffer::new("out", Layout::Flat { len: 4 }, true)],
+            ..Kernel::default()
+        };
+        k.push_tasks(t, 1, body);
+        k.var_names = vars.names;
+        k
+    }
+
+    #[test]
+    #[should_panic(expected = "kernel `off_by_one` accessed buffer `out` at byte offset 16 (it holds 16 bytes)")]
+    fn the_checked_mode_stops_an_out_of_bounds_store_and_names_the_kernel() {
+        let code = compile_all(&[off_by_one()], 1, true).unwrap();
+        let mut memory = [0.0f32; 8];
+        let mut slots = vec![[0u64; 2]];
+        let table = vec![memory.as_mut_ptr(), slots[0].as_mut_ptr().cast()];
+        let call = Call { func: code.functions[0], table, tasks: 1, parallel: false };
+        let checks = BoundsChecks { slots, kernels: vec![("off_by_one".into(), vec![("out".into(), 16)])] };
+        let executor = Executor { _code: code, calls: vec![call], pool: ThreadPool::new(1), checks: Some(checks) };
+        executor.run();
+        // The store was skipped: the element past the buffer is untouched.
+        assert_eq!(memory[4], 0.0);
+    }
 }

@@ -196,26 +196,52 @@ pub struct Call {
     pub parallel: bool,
 }
 
+/// The bounds-checked mode's error slots (`[buffer + 1, byte offset]` per step, written by
+/// the kernel on an access outside its buffer) and, per step, the kernel and buffer names.
+pub struct BoundsChecks {
+    pub slots: Vec<[u64; 2]>,
+    pub kernels: Vec<(String, Vec<(String, u64)>)>,
+}
+
 /// Executes calls in order. Owns the code (so the function pointers stay valid).
 pub struct Executor {
     pub _code: CodeModule,
     pub calls: Vec<Call>,
     pub pool: ThreadPool,
+    pub checks: Option<BoundsChecks>,
 }
 
 impl Executor {
     pub fn run(&self) {
-        for c in &self.calls {
+        for (i, c) in self.calls.iter().enumerate() {
             self.pool.run(Job { func: c.func as usize, table: c.table.as_ptr() as usize, tasks: c.tasks }, c.parallel);
+            self.check(i);
         }
     }
 
     /// Like `run`, recording the wall time of each call in seconds.
     pub fn run_timed(&self, seconds: &mut [f64]) {
-        for (c, s) in self.calls.iter().zip(seconds.iter_mut()) {
+        for (i, (c, s)) in self.calls.iter().zip(seconds.iter_mut()).enumerate() {
             let t = Instant::now();
             self.pool.run(Job { func: c.func as usize, table: c.table.as_ptr() as usize, tasks: c.tasks }, c.parallel);
             *s += t.elapsed().as_secs_f64();
+            self.check(i);
+        }
+    }
+
+    /// In bounds-checked mode, stops with the kernel's name if call `i` reached outside a buffer.
+    fn check(&self, i: usize) {
+        let Some(checks) = &self.checks else { return };
+        // SAFETY: the slot was written, if at all, by the call that has returned (the pool's
+        // run waits for every worker), and nothing else writes it.
+        let [buffer, offset] = unsafe { std::ptr::read_volatile(&checks.slots[i]) };
+        if buffer != 0 {
+            let (kernel, buffers) = &checks.kernels[i];
+            let (name, bytes) = &buffers[(buffer - 1) as usize];
+            panic!(
+                "JIT bounds check: kernel `{kernel}` accessed buffer `{name}` at byte offset {} (it holds {bytes} bytes)",
+                offset as i64
+            );
         }
     }
 }

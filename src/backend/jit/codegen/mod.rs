@@ -11,6 +11,7 @@
 //! Signature of every kernel: `fn(buffers: *const *mut f32, task_begin: i64, task_end: i64)`.
 
 mod affine;
+mod checked;
 
 use super::ir::*;
 use affine::{Affine, affine, collect_accesses, defined_in, lane_index, physical, physical_affine};
@@ -38,7 +39,7 @@ fn flags() -> MemFlagsData {
     f
 }
 
-struct Gen<'a, 'b> {
+pub(super) struct Gen<'a, 'b> {
     b: FunctionBuilder<'b>,
     k: &'a Kernel,
     bufs_ptr: Value,
@@ -50,9 +51,14 @@ struct Gen<'a, 'b> {
     scopes: Vec<HashMap<(BufId, Vec<(VarId, i64)>), Value>>,
     task_begin: Value,
     task_end: Value,
+    /// In bounds-checked mode: the error slot (`[buffer + 1, byte offset]` of the first access
+    /// found outside its buffer), the entry after the buffers in the pointer table.
+    check_slot: Option<Value>,
 }
 
-pub fn build_function(k: &Kernel, isa: &dyn TargetIsa, fctx: &mut FunctionBuilderContext) -> Function {
+/// Cranelift IR of `k`. With `checked`, every load and store is first compared with its
+/// buffer's extent; one outside it is skipped (a load gives 0) and recorded in the error slot.
+pub fn build_function(k: &Kernel, isa: &dyn TargetIsa, fctx: &mut FunctionBuilderContext, checked: bool) -> Function {
     let mut func = Function::with_name_signature(UserFuncName::user(0, 0), kernel_signature(isa.default_call_conv()));
     let mut b = FunctionBuilder::new(&mut func, fctx);
     let entry = b.create_block();
@@ -71,6 +77,7 @@ pub fn build_function(k: &Kernel, isa: &dyn TargetIsa, fctx: &mut FunctionBuilde
         scopes: vec![HashMap::new()],
         task_begin: params[1],
         task_end: params[2],
+        check_slot: None,
     };
     // Buffer pointers are loaded once, in the entry block, which dominates every use; stack
     // buffers get a slot in the frame.
@@ -83,6 +90,9 @@ pub fn build_function(k: &Kernel, isa: &dyn TargetIsa, fctx: &mut FunctionBuilde
             g.b.ins().load(I64, flags(), g.bufs_ptr, (i * 8) as i32)
         };
         g.buf_ptrs.insert(i, v);
+    }
+    if checked {
+        g.check_slot = Some(g.b.ins().load(I64, flags(), g.bufs_ptr, (k.buffers.len() * 8) as i32));
     }
     g.stmts(&k.body);
     g.b.ins().return_(&[]);
@@ -198,18 +208,18 @@ impl Gen<'_, '_> {
         match ty {
             Ty::F32 => {
                 let (p, off) = self.address(buf, index);
-                self.b.ins().load(F32, flags(), p, off)
+                self.raw_load(buf, F32, p, off)
             }
             Ty::F32x4 if self.vector_aligned(buf, index) => {
                 let (p, off) = self.address(buf, index);
-                self.b.ins().load(F32X4, flags(), p, off)
+                self.raw_load(buf, F32X4, p, off)
             }
             Ty::F32x4 => {
                 let zero = self.b.ins().f32const(0.0);
                 let mut v = self.b.ins().splat(F32X4, zero);
                 for lane in 0..4u8 {
                     let (p, off) = self.address(buf, &lane_index(index, lane as i64));
-                    let s = self.b.ins().load(F32, flags(), p, off);
+                    let s = self.raw_load(buf, F32, p, off);
                     v = self.b.ins().insertlane(v, s, lane);
                 }
                 v
@@ -223,12 +233,12 @@ impl Gen<'_, '_> {
                 for lane in 0..4u8 {
                     let s = self.b.ins().extractlane(value, lane);
                     let (p, off) = self.address(buf, &lane_index(index, lane as i64));
-                    self.b.ins().store(flags(), s, p, off);
+                    self.raw_store(buf, s, p, off);
                 }
             }
             _ => {
                 let (p, off) = self.address(buf, index);
-                self.b.ins().store(flags(), value, p, off);
+                self.raw_store(buf, value, p, off);
             }
         }
     }
