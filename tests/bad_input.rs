@@ -237,3 +237,41 @@ fn unused_weights_are_a_warning() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("warning") && stderr.contains("extra.tensor"), "{stderr}");
 }
+
+/// An `.npy` of another height and width runs the network at that size (the weights allow it)
+/// but says so, naming both sizes; another channel count stays an error.
+#[test]
+fn npy_of_another_size_is_noted_and_of_other_channels_refused() {
+    let dir = scratch("npy-size");
+    let bigger = dir.join("bigger.npy");
+    ndarray_npy::write_npy(&bigger, &ndarray::Array3::<f32>::zeros((1, 40, 40))).unwrap();
+    let out = cnnc(&["run", "examples/digits.cnn", bigger.to_str().unwrap(), "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("note:") && stderr.contains("40x40") && stderr.contains("32x32"), "{stderr}");
+    assert!(stderr.contains("bigger.npy"), "{stderr}");
+    let same = dir.join("same.npy");
+    ndarray_npy::write_npy(&same, &ndarray::Array3::<f32>::zeros((1, 32, 32))).unwrap();
+    let out = cnnc(&["run", "examples/digits.cnn", same.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("note:"), "no note at the declared size");
+    let rgb = dir.join("rgb.npy");
+    ndarray_npy::write_npy(&rgb, &ndarray::Array3::<f32>::zeros((3, 40, 40))).unwrap();
+    fails_with(&["run", "examples/digits.cnn", rgb.to_str().unwrap()], &["rgb.npy", "[3, 40, 40]"]);
+}
+
+/// Each batch element is named by its path, with `[k]` for the images of an `.npy` that holds
+/// several.
+#[test]
+fn batched_npy_inputs_are_named_by_path_and_index() {
+    let dir = scratch("npy-names");
+    let two = dir.join("two.npy");
+    ndarray_npy::write_npy(&two, &ndarray::Array4::<f32>::zeros((2, 1, 32, 32))).unwrap();
+    let one = dir.join("one.npy");
+    ndarray_npy::write_npy(&one, &ndarray::Array3::<f32>::zeros((1, 32, 32))).unwrap();
+    let out = cnnc(&["run", "examples/digits.cnn", two.to_str().unwrap(), one.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = v.as_array().unwrap().iter().map(|p| p["input"].as_str().unwrap()).collect();
+    let (t, o) = (two.display().to_string(), one.display().to_string());
+    assert_eq!(names, vec![format!("{t}[0]"), format!("{t}[1]"), o]);
+}

@@ -14,6 +14,13 @@ const TOTALS: &[(&str, u64, u64, u64)] = &[
     ("vgg19.cnn", 143_667_240, 19_632_062_464, 19),
     ("googlenet.cnn", 6_624_904, 1_498_376_192, 22),
     ("resnet18.cnn", 11_689_512, 1_814_073_344, 18),
+    ("mobilenet_v2.cnn", 3_504_872, 300_774_272, 53),
+    // Depth leaves out the squeeze-excitation convs, as the papers count.
+    ("efficientnet_b0.cnn", 5_288_548, 385_814_752, 50),
+    ("shufflenet_v2_x1_0.cnn", 2_278_604, 144_907_992, 51),
+    ("regnet_y_400mf.cnn", 4_344_144, 401_842_848, 50),
+    // ConvNeXt's per-pixel Linear layers count at every pixel, as the 1x1 convs they are.
+    ("convnext_tiny.cnn", 28_589_128, 4_455_531_264, 59),
     // Paper, Table 2: A-LRN 133M (LRN has no parameters), C 134M.
     ("vgg11_lrn.cnn", 132_863_336, 7_609_090_048, 11),
     ("vgg16c.cnn", 133_638_952, 11_770_888_192, 16),

@@ -149,6 +149,53 @@ fn edge_shapes() {
     }
 }
 
+/// One case per construct of the modern families: each activation fused into a convolution
+/// and on its own, gates, layer scales (folded and not), sliced branches (aligned and not),
+/// shuffles, layer norms (odd channel counts, maps and vectors), projections written first,
+/// and conditionals reading the block's input.
+#[test]
+fn modern_constructs() {
+    let acts = [
+        "relu6",
+        "sigmoid",
+        "silu",
+        "swish",
+        "hardswish",
+        "hardsigmoid",
+        "gelu",
+        "gelu tanh",
+        "tanh",
+        "leaky_relu 0.2",
+    ];
+    let mut cases: Vec<String> = acts
+        .iter()
+        .map(|a| format!("input 5x6x7\nconv 3x3 7\n{a}\nconv 1x1 6\nbn\n{a}\nmaxpool 2\n{a}\nflatten\nfc 4\n{a}"))
+        .collect();
+    cases.extend(
+        [
+            // Squeeze-excitation, as EfficientNet writes it, at 4k and odd channel counts.
+            "input 8x9x9\nconv 3x3 12 relu\ngate { gap; conv 1x1 3 relu; conv 1x1 12; sigmoid }\nconv 1x1 6\ngate { gap; conv 1x1 2; silu; conv 1x1 6; hardsigmoid }\ngap\nflatten\nfc 3",
+            // Layer scale folded into a conv, after a bn, on its own and on a vector.
+            "input 6x5x5\nconv 3x3 9\nscale\nbn\nscale\nrelu\nscale\ngap\nflatten\nfc 5\nscale",
+            // Sliced branches (aligned and not), empty and not, and shuffles.
+            "input 12x6x6\nbranch 0..6 { }\nbranch 6..12 { conv 1x1 6 nobias; bn; relu; conv 3x3 6 groups 6 nobias; bn; conv 1x1 6 relu }\nshuffle 2\nbranch 4..12 { conv 3x3 5 }\nbranch 0..4 { }\nbranch 1..10 { }\nshuffle 3\nconv 1x1 8",
+            // Layer norm over channels of maps (4k and not), with ConvNeXt's pattern, and over a vector.
+            "input 7x6x5\nconv 3x3 8 pad 1\nlayernorm eps 1e-6\nconv 1x1 32\ngelu\nconv 1x1 8\nscale\nlayernorm\nconv 1x1 5\nlayernorm\ngap\nflatten\nlayernorm\nfc 3",
+            // A projection written before its residual; a block deciding its own projection.
+            "input 4x8x8\nblock basic(c, s = 1) {\n  residual { conv 3x3 c stride s nobias; bn; relu; conv 3x3 c nobias; bn }\n  shortcut { if s != 1 || in.c != c { conv 1x1 c stride s nobias; bn } }\n  relu\n}\nbasic(4)\nbasic(8, 2)\nbasic(8)\nshortcut { conv 1x1 6 nobias; bn } residual { conv 3x3 6 nobias; bn; relu6 }\ngap\nflatten\nfc 2",
+            // MobileNetV2's inverted residual: expansion only when e != 1, the skip only when
+            // the shape allows.
+            "input 3x10x10\nblock ir(c, s, e) {\n  if s == 1 && in.c == c {\n    residual { if e != 1 { conv 1x1 in.c*e nobias; bn; relu6 }; conv 3x3 in.c*e stride s groups in.c*e nobias; bn; relu6; conv 1x1 c nobias; bn }\n  } else {\n    if e != 1 { conv 1x1 in.c*e nobias; bn; relu6 }\n    conv 3x3 in.c*e stride s groups in.c*e nobias; bn; relu6; conv 1x1 c nobias; bn\n  }\n}\nconv 3x3 8 stride 2 nobias; bn; relu6\nir(4, 1, 1)\nir(6, 2, 6)\nir(6, 1, 6)\nconv 1x1 16 nobias; bn; relu6\ngap\nflatten\nfc 3",
+        ]
+        .map(String::from),
+    );
+    for src in &cases {
+        for (batch, threads) in [(1, 1), (3, 2)] {
+            assert_close(src, None, batch, threads);
+        }
+    }
+}
+
 /// Max-pooling and ReLU treat NaN alike on both backends (as Rust's `f32::max` does: a NaN
 /// operand is ignored), so a few NaN pixels give the same output, NaNs in the same places.
 #[test]

@@ -10,7 +10,10 @@ import sys
 import torch
 import torchvision.models as tvm
 
-DEFAULT = ["alexnet", "vgg11", "vgg13", "vgg16", "vgg19", "googlenet", "resnet18"]
+DEFAULT = [
+    "alexnet", "vgg11", "vgg13", "vgg16", "vgg19", "googlenet", "resnet18",
+    "mobilenet_v2", "efficientnet_b0", "shufflenet_v2_x1_0", "regnet_y_400mf", "convnext_tiny",
+]
 
 
 def costs(name, size=224):
@@ -25,7 +28,9 @@ def costs(name, size=224):
         macs[0] += out.numel() * k
 
     def fc_hook(m, inp, out):
-        macs[0] += m.in_features * m.out_features
+        # Per output value: in_features. A Linear applied at every pixel (ConvNeXt's MLP) is
+        # counted at every pixel, as a 1x1 convolution is.
+        macs[0] += out.numel() * m.in_features
 
     for m in net.modules():
         if isinstance(m, torch.nn.Conv2d):
@@ -42,4 +47,4 @@ def costs(name, size=224):
 if __name__ == "__main__":
     for name in sys.argv[1:] or DEFAULT:
         p, b, m = costs(name)
-        print(f"{name:10} params={p:>12,} buffers={b:>9,} macs={m:>15,}")
+        print(f"{name:18} params={p:>12,} buffers={b:>9,} macs={m:>15,}")

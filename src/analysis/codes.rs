@@ -52,6 +52,12 @@ pub enum Code {
     TooLarge,
     /// E0109
     PoolPadding,
+    /// E0110
+    GateShape,
+    /// E0111
+    ShuffleGroups,
+    /// E0112
+    SliceRange,
     /// E0201
     WeightShape,
     /// E0301
@@ -70,6 +76,10 @@ pub enum Code {
     UnusedBlock,
     /// W0005
     AfterSoftmax,
+    /// W0006
+    EvenKernelPadding,
+    /// W0007
+    EmptyResidual,
 }
 
 /// What a code means.
@@ -269,6 +279,36 @@ Such sizes are certainly mistakes.",
 entirely in the padding.",
     },
     Info {
+        code: Code::GateShape,
+        id: "E0110",
+        title: "a gate's body does not give one value per channel",
+        explanation: "`gate { ... }` multiplies its input, C x H x W, by what its body computes from it, which \
+must be C x 1 x 1: one factor per channel. Squeeze-excitation pools, reduces and restores the \
+channels:
+
+    gate { gap; conv 1x1 in.c/4 relu; conv 1x1 in.c; sigmoid }
+
+A body that forgets `gap` keeps the height and width; one that ends with the wrong channel count \
+cannot be matched to the input's channels.",
+    },
+    Info {
+        code: Code::ShuffleGroups,
+        id: "E0111",
+        title: "channel shuffle with groups that do not divide the channels",
+        explanation: "`shuffle G` splits the channels into G groups of C/G and interleaves them, so G must \
+divide the channel count.",
+    },
+    Info {
+        code: Code::SliceRange,
+        id: "E0112",
+        title: "a branch's channel range does not fit its input",
+        explanation: "`branch A..B { ... }` reads channels A to B-1 of its input: it needs 0 <= A < B <= C. \
+ShuffleNetV2 splits its input in halves:
+
+    branch 0..in.c/2 { }
+    branch in.c/2..in.c { conv 1x1 in.c/2 nobias; bn; relu }",
+    },
+    Info {
         code: Code::WeightShape,
         id: "E0201",
         title: "a weight tensor has the wrong shape",
@@ -333,6 +373,23 @@ reach the output. Use `ceil` mode, padding, or an input size the stride divides.
         id: "W0005",
         title: "a layer after softmax",
         explanation: "A layer reads softmax's probabilities. Softmax belongs at the very end of a classifier.",
+    },
+    Info {
+        code: Code::EvenKernelPadding,
+        id: "W0006",
+        title: "an even kernel with the default padding",
+        explanation: "A convolution's default padding is floor(k/2), which keeps the size for odd kernels. With \
+an even kernel it adds a row and a column: `conv 4x4 96 stride 4` on 224 gives 57x57, where \
+PyTorch's default (padding 0) gives 56x56. Say which you mean: `pad 0` as in ConvNeXt's stem, or \
+`pad 2` to keep the default.",
+    },
+    Info {
+        code: Code::EmptyResidual,
+        id: "W0007",
+        title: "an empty residual doubles its input",
+        explanation: "`residual { }` with no layers (and no shortcut layers) adds its input to itself: the \
+result is twice the input. An empty `branch { }` is the identity; an empty residual is almost \
+certainly a mistake.",
     },
 ];
 

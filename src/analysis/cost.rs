@@ -114,6 +114,8 @@ pub(crate) fn layer_costs(net: &Network, shapes: &[Shape]) -> Result<Vec<LayerCo
 
 /// Receptive field and effective stride of `id`, from those of its inputs (already in `done`).
 /// Through branches and sums the larger field is taken. gap, flatten and fc see the whole map.
+/// The stride comes from the inputs at the first input's resolution (a gate's C x 1 x 1 factor
+/// widens the field to the whole image without changing the stride).
 fn receptive_field(net: &Network, id: NodeId, shapes: &[Shape], done: &[LayerCost]) -> ([u64; 2], [u64; 2]) {
     let node = &net.nodes[id];
     if node.inputs.is_empty() {
@@ -121,10 +123,13 @@ fn receptive_field(net: &Network, id: NodeId, shapes: &[Shape], done: &[LayerCos
     }
     let mut rf = [1u64, 1];
     let mut jump = [1u64, 1];
+    let resolution = shapes[node.inputs[0]].spatial();
     for &i in &node.inputs {
         for a in 0..2 {
             rf[a] = rf[a].max(done[i].rf[a]);
-            jump[a] = jump[a].max(done[i].jump[a]);
+            if shapes[i].spatial() == resolution {
+                jump[a] = jump[a].max(done[i].jump[a]);
+            }
         }
     }
     let inputs: Vec<Shape> = node.inputs.iter().map(|&i| shapes[i]).collect();
@@ -163,11 +168,13 @@ pub(crate) fn totals(net: &Network, costs: &[LayerCost]) -> Totals {
 }
 
 /// The largest number of conv and fc layers on any path from input to output: how the papers
-/// count (VGG-16: 16, GoogLeNet: 22, ResNet-18: 18).
+/// count (VGG-16: 16, GoogLeNet: 22, ResNet-18: 18). A gate's factor (squeeze-excitation) is
+/// not on the path, as EfficientNet and RegNet count.
 pub(crate) fn depth(net: &Network) -> u64 {
     let mut d = vec![0u64; net.nodes.len()];
     for (id, node) in net.nodes.iter().enumerate() {
-        let before = node.inputs.iter().map(|&i| d[i]).max().unwrap_or(0);
+        let inputs = if node.op.def().traits().factor { &node.inputs[..1] } else { &node.inputs[..] };
+        let before = inputs.iter().map(|&i| d[i]).max().unwrap_or(0);
         d[id] = before + u64::from(node.op.is_weighted_linear());
     }
     d.last().copied().unwrap_or(0)

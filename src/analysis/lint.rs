@@ -6,7 +6,7 @@ use crate::analysis::codes::Code;
 use crate::analysis::diag::Diagnostic;
 use crate::analysis::infer::at_node;
 use crate::front::ast::Span;
-use crate::ir::geometry::{Shape, dropped_trailing};
+use crate::ir::geometry::{Shape, conv_out_len, dropped_trailing};
 use crate::ir::graph::{DesignRule, Network};
 use crate::ops::{Op, Window};
 
@@ -20,6 +20,43 @@ pub(crate) fn lint(net: &Network, shapes: &[Shape]) -> Vec<Diagnostic> {
     out.extend(pooling_drops(net, shapes));
     out.extend(kernel_larger_than_input(net, shapes));
     out.extend(after_softmax(net));
+    out.extend(even_kernel_default_padding(net, shapes));
+    out
+}
+
+/// W0006: an even kernel with the default floor(k/2) padding grows the map by one, where
+/// PyTorch's default (padding 0) does not. Once per statement, however often it is expanded.
+fn even_kernel_default_padding(net: &Network, shapes: &[Shape]) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (id, node) in net.nodes.iter().enumerate() {
+        let Op::Conv(c) = &node.op else { continue };
+        let extent = [0, 1].map(|a| c.dilation[a] * (c.kernel[a] - 1) + 1);
+        if !c.pad_default || extent.iter().all(|e| e % 2 == 1) || !seen.insert(node.origin.span) {
+            continue;
+        }
+        let (Shape::Map { h, w, .. }, Shape::Map { h: oh, w: ow, .. }) = (shapes[node.inputs[0]], shapes[id]) else {
+            continue;
+        };
+        let unpadded =
+            [(h, 0), (w, 1)].map(|(len, a)| conv_out_len(len, c.kernel[a], c.stride[a], 0, c.dilation[a]).unwrap_or(0));
+        let k = format!("{}x{}", c.kernel[0], c.kernel[1]);
+        let pad = if c.pad[0] == c.pad[1] { c.pad[0].to_string() } else { format!("{}x{}", c.pad[0], c.pad[1]) };
+        out.push(at_node(
+            Diagnostic::warning(
+                Code::EvenKernelPadding,
+                node.origin.span,
+                format!(
+                    "{} has an even {k} kernel with the default padding {pad}: {h}x{w} becomes {oh}x{ow}, where \
+                     PyTorch's default padding 0 gives {}x{}",
+                    node.name, unpadded[0], unpadded[1]
+                ),
+            )
+            .with_label(format!("padding {pad} by default"))
+            .with_help(format!("write `pad 0` for PyTorch's default, or `pad {pad}` to keep this size")),
+            node,
+        ));
+    }
     out
 }
 

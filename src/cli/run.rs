@@ -37,7 +37,21 @@ pub(crate) fn cmd_run(
     let declared = load_model(model_path, None)?;
     let override_input = cnnc::npy_input_override(inputs, declared.network().input);
     let model = match override_input {
-        Some(input) => load_model(model_path, Some(input))?,
+        Some((input, path)) => {
+            let d = declared.network().input;
+            eprintln!(
+                "note: {} holds {}x{} inputs; running {} at {}x{} instead of its declared {}x{}",
+                path.display(),
+                input.h,
+                input.w,
+                model_path.display(),
+                input.h,
+                input.w,
+                d.h,
+                d.w
+            );
+            load_model(model_path, Some(input))?
+        }
         None => declared,
     };
     let usage = cnnc::usage(o.backend, o.batch.min(inputs.len()));

@@ -48,7 +48,64 @@ pub struct Term {
 pub enum Factor {
     Int(i64, Span),
     Var(Ident),
+    /// `in.c`, `in.h`, `in.w`: a size of the block instance's input.
+    Input(InputDim, Span),
     Paren(Box<Expr>),
+}
+
+/// Which size of a block's input `in.?` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputDim {
+    C = 0,
+    H = 1,
+    W = 2,
+}
+
+impl InputDim {
+    pub fn letter(self) -> char {
+        match self {
+            InputDim::C => 'c',
+            InputDim::H => 'h',
+            InputDim::W => 'w',
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl CmpOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        }
+    }
+}
+
+/// `lhs OP rhs`, or a bare `lhs` (true when not 0).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    pub lhs: Expr,
+    pub rhs: Option<(CmpOp, Expr)>,
+}
+
+/// A disjunction of conjunctions: `a == b && c || d`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Condition {
+    pub any: Vec<Vec<Comparison>>,
+    pub span: Span,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,13 +163,50 @@ pub struct Item {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stmt {
-    Stage { name: Ident, body: Vec<Item> },
+    Stage {
+        name: Ident,
+        body: Vec<Item>,
+    },
     Block(BlockDef),
-    Branch { keyword: Span, body: Vec<Item> },
-    Residual { keyword: Span, body: Vec<Item>, shortcut: Option<Vec<Item>> },
-    Group { body: Vec<Item>, repeat: Option<Repeat> },
-    Call { callee: Ident, args: Vec<Expr>, repeat: Option<Repeat> },
-    Layer { op: Ident, args: Vec<Arg>, repeat: Option<Repeat> },
+    /// A branch; with `range`, it reads channels `range.0 .. range.1` of its input.
+    Branch {
+        keyword: Span,
+        range: Option<(Expr, Expr)>,
+        body: Vec<Item>,
+    },
+    /// The input times the body's output, a per-channel (C x 1 x 1) gate.
+    Gate {
+        keyword: Span,
+        body: Vec<Item>,
+    },
+    /// `shortcut_first`: written `shortcut { } residual { }`, the shortcut's layers first.
+    Residual {
+        keyword: Span,
+        body: Vec<Item>,
+        shortcut: Option<Vec<Item>>,
+        shortcut_first: bool,
+    },
+    /// `if COND { } else { }`: the chosen body's items stand in place of the statement.
+    If {
+        keyword: Span,
+        cond: Condition,
+        then: Vec<Item>,
+        otherwise: Option<Vec<Item>>,
+    },
+    Group {
+        body: Vec<Item>,
+        repeat: Option<Repeat>,
+    },
+    Call {
+        callee: Ident,
+        args: Vec<Expr>,
+        repeat: Option<Repeat>,
+    },
+    Layer {
+        op: Ident,
+        args: Vec<Arg>,
+        repeat: Option<Repeat>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -3,12 +3,14 @@
 //! Rules (also in README.md):
 //! - two spaces of indentation per level; single spaces between tokens; `a + b` and `a - b`
 //!   spaced, `a*b`, `a/b` and `a%b` tight; `name(a, b)` for calls and blocks; `label: item`;
-//! - a statement with a body (stage, block, branch, group, residual) stays on one line,
-//!   `stage conv1 { conv 3x3 64 relu x2; maxpool 2 }`, when its body holds only layers and
-//!   calls, carries no comment, and the line fits in 100 columns; otherwise its items go one
-//!   per line, indented, and the closing brace on a line of its own;
+//! - a statement with a body (stage, block, branch, gate, group, residual, if) stays on one
+//!   line, `stage conv1 { conv 3x3 64 relu x2; maxpool 2 }`, when its body holds only layers,
+//!   calls and such one-line `if`s, carries no comment, and the line fits in 100 columns;
+//!   otherwise its items go one per line, indented, and the closing brace on a line of its own;
+//!   when one arm of an `if` takes several lines, all its arms do;
 //! - `shortcut { ... }` follows the residual's closing brace on the same line if the line fits,
-//!   else it starts the next line;
+//!   else it starts the next line (and the same for `residual` after a `shortcut` written
+//!   first); `else` follows the closing brace of its `if`;
 //! - comments are kept: a comment on a line of its own stays above the statement it preceded
 //!   (or before the closing brace), a trailing comment stays at the end of its statement's
 //!   line; one blank line between statements is kept, several become one;
@@ -65,6 +67,19 @@ struct Printer<'s> {
     source: &'s str,
     comments: Vec<Comment>,
     used: Vec<bool>,
+    /// The next body is printed on several lines even if it would fit on one.
+    force_multiline: bool,
+}
+
+/// Whether an item may share a one-line body: a layer, a call, or an `if` of such.
+fn simple_item(i: &Item) -> bool {
+    match &i.stmt {
+        Stmt::Layer { .. } | Stmt::Call { .. } => true,
+        Stmt::If { then, otherwise, .. } => {
+            then.iter().all(simple_item) && otherwise.as_deref().unwrap_or(&[]).iter().all(simple_item)
+        }
+        _ => false,
+    }
 }
 
 fn line_of(source: &str, pos: usize) -> usize {
@@ -139,20 +154,33 @@ impl<'s> Printer<'s> {
 
     /// The position of the `)` that closes the `(` at or after `from`, skipping comments.
     fn closing_paren(&self, from: usize) -> usize {
+        self.closing(from, '(', ')')
+    }
+
+    /// The position of the `close` matching the first `open` at or after `from`, skipping
+    /// comments and strings (the end of the source if there is none).
+    fn closing(&self, from: usize, open: char, close: char) -> usize {
         let mut depth = 0usize;
-        let mut in_comment = false;
+        let (mut in_comment, mut in_string) = (false, false);
         for (i, c) in self.source[from..].char_indices() {
             match c {
-                '\n' => in_comment = false,
+                '\n' => (in_comment, in_string) = (false, false),
                 _ if in_comment => {}
+                '"' => in_string = !in_string,
+                _ if in_string => {}
                 '#' => in_comment = true,
-                '(' => depth += 1,
-                ')' if depth <= 1 => return from + i,
-                ')' => depth -= 1,
+                c if c == open => depth += 1,
+                c if c == close && depth <= 1 => return from + i,
+                c if c == close => depth -= 1,
                 _ => {}
             }
         }
         self.source.len()
+    }
+
+    /// The span from `start` to just after the `}` closing the first body at or after `from`.
+    fn through_body(&self, start: usize, from: usize) -> Span {
+        Span::new(start, (self.closing(from, '{', '}') + 1).min(self.source.len()))
     }
 
     /// Whether a blank line separates `prev_end` from `start` in the source (comments aside).
@@ -226,31 +254,74 @@ impl<'s> Printer<'s> {
                 let span = Span::new(close.min(item.span.end), item.span.end);
                 self.with_body(&format!("block {}{list}", def.name.name), &def.body, span, indent, "")
             }
-            Stmt::Branch { body, .. } => self.with_body("branch", body, item.span, indent, ""),
+            Stmt::Branch { body, range: None, .. } => self.with_body("branch", body, item.span, indent, ""),
+            Stmt::Branch { body, range: Some((a, b)), .. } => {
+                let head = format!("branch {}..{}", expr_text(a), expr_text(b));
+                let span = Span::new(b.span.end, item.span.end);
+                self.with_body(&head, body, span, indent, "")
+            }
+            Stmt::Gate { body, .. } => self.with_body("gate", body, item.span, indent, ""),
+            Stmt::If { .. } => self.if_text(item, indent, false),
             Stmt::Group { body, repeat } => self.with_body("", body, item.span, indent, &repeat_text(repeat)),
-            Stmt::Residual { body, shortcut, .. } => {
-                // The shortcut's body starts at its keyword; split the span there.
-                let split =
-                    shortcut.as_ref().and_then(|_| self.text(item.span).find("shortcut").map(|o| item.span.start + o));
-                let body_span = Span::new(item.span.start, split.unwrap_or(item.span.end));
-                let head = self.with_body("residual", body, body_span, indent, "");
-                match (shortcut, split) {
-                    (Some(sc), Some(at)) => {
-                        let tail = self.with_body("shortcut", sc, Span::new(at, item.span.end), indent, "");
-                        // On the residual's line when it all fits, else on the next line.
-                        let last_line = head.rsplit('\n').next().unwrap_or("");
-                        let first_line = tail.split('\n').next().unwrap_or("");
-                        if 2 * indent + label.len() + last_line.len() + 1 + first_line.len() <= WIDTH {
-                            format!("{head} {tail}")
-                        } else {
-                            format!("{head}\n{}{tail}", "  ".repeat(indent))
-                        }
+            Stmt::Residual { body, shortcut, shortcut_first, .. } => {
+                let first = self.through_body(item.span.start, item.span.start);
+                let second = Span::new(first.end, item.span.end);
+                let (head, tail) = match (shortcut, *shortcut_first) {
+                    (Some(sc), true) => (
+                        self.with_body("shortcut", sc, first, indent, ""),
+                        self.with_body("residual", body, second, indent, ""),
+                    ),
+                    (Some(sc), false) => (
+                        self.with_body("residual", body, first, indent, ""),
+                        self.with_body("shortcut", sc, second, indent, ""),
+                    ),
+                    (None, _) => (self.with_body("residual", body, item.span, indent, ""), String::new()),
+                };
+                if tail.is_empty() {
+                    head
+                } else {
+                    // On the first part's line when it all fits, else on the next line.
+                    let last_line = head.rsplit('\n').next().unwrap_or("");
+                    let first_line = tail.split('\n').next().unwrap_or("");
+                    if 2 * indent + label.len() + last_line.len() + 1 + first_line.len() <= WIDTH {
+                        format!("{head} {tail}")
+                    } else {
+                        format!("{head}\n{}{tail}", "  ".repeat(indent))
                     }
-                    _ => head,
                 }
             }
         };
         label + &stmt
+    }
+
+    /// `if COND { ... } else if ... { ... } else { ... }`, `else` on the closing brace's line.
+    /// When one arm takes several lines, every arm does (`force` passes that down an `else if`).
+    fn if_text(&mut self, item: &Item, indent: usize, force: bool) -> String {
+        let Stmt::If { cond, then, otherwise, .. } = &item.stmt else { unreachable!("if_text of an if") };
+        let head = format!("if {}", condition_text(cond));
+        let then_span = self.through_body(cond.span.end, cond.span.end);
+        self.force_multiline = force;
+        let mut out = self.with_body(&head, then, then_span, indent, "");
+        let multi = out.contains('\n');
+        if let Some(other) = otherwise {
+            let rest = Span::new(then_span.end, item.span.end);
+            let else_if = match other.as_slice() {
+                [inner @ Item { stmt: Stmt::If { .. }, .. }]
+                    if !self.text(Span::new(rest.start, inner.span.start)).contains('{') =>
+                {
+                    Some(inner)
+                }
+                _ => None,
+            };
+            out += &match else_if {
+                Some(inner) => format!(" else {}", self.if_text(inner, indent, multi)),
+                None => {
+                    self.force_multiline = multi;
+                    format!(" {}", self.with_body("else", other, rest, indent, ""))
+                }
+            };
+        }
+        out
     }
 
     /// `head { ... } tail` on one line when the rules allow, else multi-line.
@@ -259,11 +330,11 @@ impl<'s> Printer<'s> {
         if body.is_empty() && !self.has_comment_within(span) {
             return format!("{open} }}{tail}");
         }
-        let simple = body.iter().all(|i| matches!(i.stmt, Stmt::Layer { .. } | Stmt::Call { .. }));
-        if simple && !self.has_comment_within(span) {
+        let forced = std::mem::take(&mut self.force_multiline);
+        if !forced && body.iter().all(simple_item) && !self.has_comment_within(span) {
             let parts: Vec<String> = body.iter().map(|i| self.item(i, indent + 1)).collect();
             let line = format!("{open} {} }}{tail}", parts.join("; "));
-            if 2 * indent + line.len() <= WIDTH {
+            if 2 * indent + line.len() <= WIDTH && !line.contains('\n') {
                 return line;
             }
         }
@@ -339,9 +410,18 @@ fn term_text(t: &Term) -> String {
     s
 }
 
+fn condition_text(c: &Condition) -> String {
+    let comparison = |c: &Comparison| match &c.rhs {
+        Some((op, rhs)) => format!("{} {} {}", expr_text(&c.lhs), op.symbol(), expr_text(rhs)),
+        None => expr_text(&c.lhs),
+    };
+    c.any.iter().map(|all| all.iter().map(comparison).collect::<Vec<_>>().join(" && ")).collect::<Vec<_>>().join(" || ")
+}
+
 fn factor_text(f: &Factor) -> String {
     match f {
         Factor::Int(n, _) => n.to_string(),
+        Factor::Input(dim, _) => format!("in.{}", dim.letter()),
         Factor::Var(id) => id.name.clone(),
         Factor::Paren(e) => format!("({})", expr_text(e)),
     }
@@ -355,7 +435,7 @@ pub fn format_source(source: &str) -> Result<String, Vec<Diagnostic>> {
     let file = parse_file(source)?;
     let comments = comments(source);
     let used = vec![false; comments.len()];
-    let mut p = Printer { source, comments, used };
+    let mut p = Printer { source, comments, used, force_multiline: false };
     let mut out = String::new();
     p.items(&file.items, 0, 0, source.len(), &mut out);
     // Anything left (a comment the rules above could not place) goes at the end, not lost.

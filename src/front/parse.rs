@@ -89,6 +89,11 @@ fn describe_rule(rule: Rule) -> &'static str {
         Rule::repeat => "a repetition like `x2`",
         Rule::add_op | Rule::mul_op => "an operator",
         Rule::kw_shortcut => "`shortcut`",
+        Rule::kw_residual => "`residual`",
+        Rule::kw_else => "`else`",
+        Rule::condition | Rule::conjunction | Rule::comparison => "a condition",
+        Rule::cmp_op => "a comparison",
+        Rule::channel_range => "a channel range like `0..c/2`",
         _ => "something else",
     }
 }
@@ -237,15 +242,35 @@ impl Builder {
             }
             Rule::branch => {
                 let keyword = span_of(&inner.next().expect("grammar: branch keyword"));
-                let body = self.body(inner.next().expect("grammar: branch body"));
-                Stmt::Branch { keyword, body }
+                let mut next = inner.next().expect("grammar: branch body");
+                let mut range = None;
+                if next.as_rule() == Rule::channel_range {
+                    let mut ends = next.into_inner();
+                    let lo = self.expr(ends.next().expect("grammar: range start"));
+                    let hi = self.expr(ends.next().expect("grammar: range end"));
+                    range = Some((lo, hi));
+                    next = inner.next().expect("grammar: branch body");
+                }
+                Stmt::Branch { keyword, range, body: self.body(next) }
+            }
+            Rule::gate => {
+                let keyword = span_of(&inner.next().expect("grammar: gate keyword"));
+                Stmt::Gate { keyword, body: self.body(inner.next().expect("grammar: gate body")) }
             }
             Rule::residual => {
                 let keyword = span_of(&inner.next().expect("grammar: residual keyword"));
                 let body = self.body(inner.next().expect("grammar: residual body"));
                 let shortcut = inner.find(|p| p.as_rule() == Rule::body).map(|p| self.body(p));
-                Stmt::Residual { keyword, body, shortcut }
+                Stmt::Residual { keyword, body, shortcut, shortcut_first: false }
             }
+            Rule::shortcut_first => {
+                inner.next(); // shortcut keyword
+                let shortcut = self.body(inner.next().expect("grammar: shortcut body"));
+                let keyword = span_of(&inner.next().expect("grammar: residual keyword"));
+                let body = self.body(inner.next().expect("grammar: residual body"));
+                Stmt::Residual { keyword, body, shortcut: Some(shortcut), shortcut_first: true }
+            }
+            Rule::if_stmt => self.if_stmt(inner),
             Rule::group => {
                 let body = self.body(inner.next().expect("grammar: group body"));
                 let repeat = inner.next().map(|p| self.repeat(p));
@@ -279,6 +304,50 @@ impl Builder {
             }
             other => unreachable!("grammar: unexpected statement rule {other:?}"),
         }
+    }
+
+    /// `if COND { } else { }`; `else if` nests as the else body's only item.
+    fn if_stmt(&mut self, mut inner: pest::iterators::Pairs<Rule>) -> Stmt {
+        let keyword = span_of(&inner.next().expect("grammar: if keyword"));
+        let cond = self.condition(inner.next().expect("grammar: condition"));
+        let then = self.body(inner.next().expect("grammar: if body"));
+        let otherwise = match (inner.next(), inner.next()) {
+            (Some(_else), Some(p)) if p.as_rule() == Rule::if_stmt => {
+                let span = span_of(&p);
+                Some(vec![Item { label: None, stmt: self.if_stmt(p.into_inner()), span }])
+            }
+            (Some(_else), Some(p)) => Some(self.body(p)),
+            _ => None,
+        };
+        Stmt::If { keyword, cond, then, otherwise }
+    }
+
+    fn condition(&mut self, pair: Pair<Rule>) -> Condition {
+        let span = span_of(&pair);
+        let any = pair
+            .into_inner()
+            .map(|conj| {
+                conj.into_inner()
+                    .map(|cmp| {
+                        let mut parts = cmp.into_inner();
+                        let lhs = self.expr(parts.next().expect("grammar: comparison"));
+                        let rhs = parts.next().map(|op| {
+                            let op = match op.as_str() {
+                                "==" => CmpOp::Eq,
+                                "!=" => CmpOp::Ne,
+                                "<" => CmpOp::Lt,
+                                "<=" => CmpOp::Le,
+                                ">" => CmpOp::Gt,
+                                _ => CmpOp::Ge,
+                            };
+                            (op, self.expr(parts.next().expect("grammar: comparison rhs")))
+                        });
+                        Comparison { lhs, rhs }
+                    })
+                    .collect()
+            })
+            .collect();
+        Condition { any, span }
     }
 
     fn repeat(&mut self, pair: Pair<Rule>) -> Repeat {
@@ -385,6 +454,14 @@ impl Builder {
         match pair.as_rule() {
             Rule::int => Factor::Int(self.int_value(&pair), span_of(&pair)),
             Rule::ident => Factor::Var(self.ident(pair)),
+            Rule::in_ref => {
+                let dim = match pair.as_str().as_bytes().last() {
+                    Some(b'c') => InputDim::C,
+                    Some(b'h') => InputDim::H,
+                    _ => InputDim::W,
+                };
+                Factor::Input(dim, span_of(&pair))
+            }
             _ => Factor::Paren(Box::new(self.expr(pair.into_inner().next().expect("grammar: paren")))),
         }
     }

@@ -116,7 +116,12 @@ pub(crate) fn load_input_limited(path: &Path, net: &Network, limits: &Limits) ->
 }
 
 /// Loads every input and stacks them into one batch. All must share H and W.
-pub(crate) fn load_batch(paths: &[&Path], net: &Network, limits: &Limits) -> Result<Array4<f32>, InputError> {
+/// The inputs as one batch, and how many images each path gave (a `.npy` may hold several).
+pub(crate) fn load_batch(
+    paths: &[&Path],
+    net: &Network,
+    limits: &Limits,
+) -> Result<(Array4<f32>, Vec<usize>), InputError> {
     let mut parts: Vec<Array4<f32>> = Vec::with_capacity(paths.len());
     for path in paths {
         let a = load_input_limited(path, net, limits)?;
@@ -137,7 +142,8 @@ pub(crate) fn load_batch(paths: &[&Path], net: &Network, limits: &Limits) -> Res
         parts.push(a);
     }
     let views: Vec<_> = parts.iter().map(|a| a.view()).collect();
-    Ok(ndarray::concatenate(ndarray::Axis(0), &views).expect("inputs share C, H and W"))
+    let counts = parts.iter().map(|a| a.dim().0).collect();
+    Ok((ndarray::concatenate(ndarray::Axis(0), &views).expect("inputs share C, H and W"), counts))
 }
 
 fn load_npy(path: &Path, channels: u64) -> Result<Array4<f32>, InputError> {

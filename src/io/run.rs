@@ -310,7 +310,7 @@ impl<'m> Runner<'m> {
         let budget = |n: usize| check_budget(&model.checked, self.usage(n), 0, &self.limits);
         budget(inputs.len()).map_err(RunError::MemoryLimit)?;
         let paths: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
-        let batch = load_batch(&paths, model.network(), &self.limits)?;
+        let (batch, counts) = load_batch(&paths, model.network(), &self.limits)?;
         let n = batch.dim().0;
         budget(n).map_err(RunError::MemoryLimit)?;
         let softmax_last = matches!(model.network().nodes[model.network().output()].op, Op::Softmax(_));
@@ -320,7 +320,7 @@ impl<'m> Runner<'m> {
         let (logits, output) = self.run(batch);
         let logits = logits.to_rows();
         let probs = if softmax_last { output.to_rows() } else { softmax_rows(&logits) };
-        let names = input_names(inputs, n);
+        let names = input_names(inputs, &counts);
         Ok((0..n)
             .map(|i| {
                 let p = probs.row(i).to_vec();
@@ -363,13 +363,18 @@ pub fn usage(backend: Backend, batch: usize) -> Usage {
     }
 }
 
-/// Names each batch element: the path, with `[k]` for the images of a batched .npy.
-fn input_names(inputs: &[PathBuf], n: usize) -> Vec<String> {
-    if inputs.len() == n {
-        return inputs.iter().map(|p| p.display().to_string()).collect();
+/// Names each batch element: the path, with `[k]` for the images of a .npy holding several.
+fn input_names(inputs: &[PathBuf], counts: &[usize]) -> Vec<String> {
+    let mut names = Vec::new();
+    for (path, &count) in inputs.iter().zip(counts) {
+        let shown = path.display();
+        if count == 1 {
+            names.push(shown.to_string());
+        } else {
+            names.extend((0..count).map(|k| format!("{shown}[{k}]")));
+        }
     }
-    // Some .npy inputs held several images: number them all by position.
-    (0..n).map(|i| format!("batch[{i}]")).collect()
+    names
 }
 
 pub(crate) fn softmax_rows(x: &Array2<f32>) -> Array2<f32> {
@@ -396,9 +401,10 @@ pub fn read_labels(path: &Path, outputs: usize) -> Result<Option<Vec<String>>, R
     Ok((labels.len() == outputs).then_some(labels))
 }
 
-/// The input size a batch of `.npy` files asks for, if it differs from the declared one; images
-/// are always resized to the declared size.
-pub fn npy_input_override(inputs: &[PathBuf], declared: Input) -> Option<Input> {
+/// The input size a batch of `.npy` files asks for, if it differs from the declared one, and the
+/// file that asks (the first `.npy`); images are always resized to the declared size. Callers
+/// should say so: the network then runs at a size the file does not declare.
+pub fn npy_input_override(inputs: &[PathBuf], declared: Input) -> Option<(Input, PathBuf)> {
     let first = inputs.iter().find(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")))?;
     let mut file = std::fs::File::open(first).ok()?;
     let len = file.metadata().ok()?.len();
@@ -407,7 +413,7 @@ pub fn npy_input_override(inputs: &[PathBuf], declared: Input) -> Option<Input> 
         [_, h, w] | [_, _, h, w] => (*h as u64, *w as u64),
         _ => return None,
     };
-    ((h, w) != (declared.h, declared.w) && h > 0 && w > 0).then_some(Input { c: declared.c, h, w })
+    ((h, w) != (declared.h, declared.w) && h > 0 && w > 0).then(|| (Input { c: declared.c, h, w }, first.clone()))
 }
 
 /// The output of the last layer as a Tensor, for callers comparing backends.

@@ -111,6 +111,13 @@ pub enum Structure {
         /// The sum.
         join: NodeId,
     },
+    /// `join` multiplies the input by the body's per-channel (C x 1 x 1) result.
+    Gate {
+        /// The gate's body (squeeze-excitation: gap, convs, sigmoid).
+        body: Vec<Structure>,
+        /// The product.
+        join: NodeId,
+    },
 }
 
 /// What a `Structure::Group` is.

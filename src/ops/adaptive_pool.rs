@@ -71,7 +71,7 @@ impl LayerOp for AdaptiveAvgPool {
     }
 
     fn traits(&self) -> Traits {
-        Traits { category: Category::Pool, in_place: false, view: false, activation: None }
+        Traits { category: Category::Pool, in_place: false, view: false, activation: None, factor: false }
     }
 
     fn eval(&self, inputs: &[&Tensor], _: &[&[f32]]) -> Tensor {
@@ -100,7 +100,7 @@ impl LayerOp for Gap {
     }
 
     fn traits(&self) -> Traits {
-        Traits { category: Category::Pool, in_place: false, view: false, activation: None }
+        Traits { category: Category::Pool, in_place: false, view: false, activation: None, factor: false }
     }
 
     fn eval(&self, inputs: &[&Tensor], _: &[&[f32]]) -> Tensor {

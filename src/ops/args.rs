@@ -39,6 +39,7 @@ pub(crate) fn eval_args(
 ) -> Result<Vec<ArgValue>, Vec<Diagnostic>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
+    let mut failed = false;
     for arg in args {
         let value = match &arg.kind {
             ArgKind::Float(f) => Ok(Value::Float(*f)),
@@ -52,10 +53,14 @@ pub(crate) fn eval_args(
         };
         match value {
             Ok(value) => out.push(ArgValue { value, span: arg.span }),
-            Err(d) => errors.push(d),
+            // No diagnostic: the value depends on an error reported elsewhere.
+            Err(d) => {
+                failed = true;
+                errors.extend(d);
+            }
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if failed { Err(errors) } else { Ok(out) }
 }
 
 /// What an option or positional argument takes.

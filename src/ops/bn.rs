@@ -62,7 +62,7 @@ impl LayerOp for BatchNorm {
     }
 
     fn traits(&self) -> Traits {
-        Traits { category: Category::Other, in_place: true, view: false, activation: None }
+        Traits { category: Category::Other, in_place: true, view: false, activation: None, factor: false }
     }
 
     /// `(x - mean) / sqrt(var + eps) * gamma + beta` per channel (feature).

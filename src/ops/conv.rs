@@ -38,6 +38,8 @@ pub(crate) struct Conv {
     pub(crate) groups: u64,
     pub(crate) bias: bool,
     pub(crate) relu: bool,
+    /// Whether `pad` is the default floor(k/2) rather than written.
+    pub(crate) pad_default: bool,
 }
 
 fn build_conv(p: &Parsed, errors: &mut Vec<Diagnostic>) -> Option<Op> {
@@ -54,7 +56,8 @@ fn build_conv(p: &Parsed, errors: &mut Vec<Diagnostic>) -> Option<Op> {
         // floor(k/2) of the effective (dilated) kernel: "same" size at stride 1 for odd kernels.
         None => [0, 1].map(|i| (dilation[i] * (kernel[i] - 1) + 1) / 2),
     };
-    Some(Op::Conv(Conv { kernel, out_channels, stride, pad, dilation, groups, bias, relu: p.flag("relu") }))
+    let (relu, pad_default) = (p.flag("relu"), p.option("pad").is_none());
+    Some(Op::Conv(Conv { kernel, out_channels, stride, pad, dilation, groups, bias, relu, pad_default }))
 }
 
 impl LayerOp for Conv {
@@ -134,6 +137,7 @@ impl LayerOp for Conv {
             in_place: false,
             view: false,
             activation: self.relu.then_some(Activation::Relu),
+            factor: false,
         }
     }
 

@@ -80,6 +80,7 @@ impl LayerOp for Fc {
             in_place: false,
             view: false,
             activation: self.relu.then_some(Activation::Relu),
+            factor: false,
         }
     }
 

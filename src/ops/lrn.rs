@@ -68,7 +68,7 @@ impl LayerOp for Lrn {
     }
 
     fn traits(&self) -> Traits {
-        Traits { category: Category::Other, in_place: false, view: false, activation: None }
+        Traits { category: Category::Other, in_place: false, view: false, activation: None, factor: false }
     }
 
     fn eval(&self, inputs: &[&Tensor], _: &[&[f32]]) -> Tensor {

@@ -27,9 +27,14 @@ mod args;
 mod bn;
 mod conv;
 mod fc;
+mod gate;
+mod layernorm;
 mod lrn;
 mod pool;
+mod scale;
 mod shape;
+mod shuffle;
+mod slice;
 mod softmax;
 mod structure;
 mod support;
@@ -40,9 +45,14 @@ pub(crate) use args::{ArgValue, MAX_SIZE, Value, eval_args, show};
 pub(crate) use bn::BatchNorm;
 pub(crate) use conv::Conv;
 pub(crate) use fc::Fc;
+pub(crate) use gate::GateMul;
+pub(crate) use layernorm::LayerNorm;
 pub(crate) use lrn::Lrn;
 pub(crate) use pool::{Pool, PoolKind};
+pub(crate) use scale::Scale;
 pub(crate) use shape::{Dropout, Flatten};
+pub(crate) use shuffle::Shuffle;
+pub(crate) use slice::Slice;
 pub(crate) use softmax::Softmax;
 pub(crate) use structure::{Add, Concat, InputOp, Invalid};
 
@@ -70,6 +80,16 @@ pub(crate) enum Op {
     /// Eval-mode batch normalisation with running statistics.
     BatchNorm(BatchNorm),
     Lrn(Lrn),
+    /// Layer normalisation over the channels of each pixel.
+    LayerNorm(LayerNorm),
+    /// A learned per-channel multiplier.
+    Scale(Scale),
+    /// Channel shuffle.
+    Shuffle(Shuffle),
+    /// Channels `start..end` of the input (a sliced branch).
+    Slice(Slice),
+    /// The input times a per-channel gate: inputs are [x, gate].
+    GateMul(GateMul),
     Dropout(Dropout),
     Flatten(Flatten),
     Fc(Fc),
@@ -97,6 +117,11 @@ macro_rules! with_op {
             $crate::ops::Op::Activation($o) => $body,
             $crate::ops::Op::BatchNorm($o) => $body,
             $crate::ops::Op::Lrn($o) => $body,
+            $crate::ops::Op::LayerNorm($o) => $body,
+            $crate::ops::Op::Scale($o) => $body,
+            $crate::ops::Op::Shuffle($o) => $body,
+            $crate::ops::Op::Slice($o) => $body,
+            $crate::ops::Op::GateMul($o) => $body,
             $crate::ops::Op::Dropout($o) => $body,
             $crate::ops::Op::Flatten($o) => $body,
             $crate::ops::Op::Fc($o) => $body,
@@ -116,7 +141,10 @@ const CATALOGUE: &[&[OpSpec]] = &[
     adaptive_pool::SPECS,
     activation::SPECS,
     bn::SPECS,
+    layernorm::SPECS,
+    scale::SPECS,
     lrn::SPECS,
+    shuffle::SPECS,
     shape::SPECS,
     fc::SPECS,
     softmax::SPECS,
@@ -126,7 +154,7 @@ const CATALOGUE: &[&[OpSpec]] = &[
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ParamKind {
-    /// Conv and fc weights; BN's gamma.
+    /// Conv and fc weights; BN's and layer norm's gamma; the layer scale.
     Weight,
     /// Biases; BN's beta.
     Bias,
@@ -175,7 +203,7 @@ pub(crate) enum Fusion {
     Anchor { spatial: bool },
     /// gap: starts a group that can absorb a following fc.
     GlobalPool,
-    /// bn: folded into the anchor's weights when it follows the anchor directly.
+    /// bn, scale: folded into the anchor's weights when it follows the anchor directly.
     Fold,
     /// An elementwise activation, applied in the epilogue.
     Activation,
@@ -209,6 +237,9 @@ pub(crate) struct Traits {
     pub(crate) view: bool,
     /// The non-linearity it applies, if any (a conv's fused relu counts).
     pub(crate) activation: Option<Activation>,
+    /// Whether its second input is a factor computed from the first (a gate): the papers leave
+    /// the factor's layers out of the network's depth.
+    pub(crate) factor: bool,
 }
 
 /// Everything the passes need to know about an op. Every op implements all of it: the compiler
@@ -269,7 +300,8 @@ impl Op {
 
 /// Statements that belong to the file header rather than the network body.
 pub(crate) const HEADER_KEYWORDS: &[&str] = &["network", "input", "mean", "std", "labels", "rule"];
-pub(crate) const STRUCTURE_KEYWORDS: &[&str] = &["stage", "block", "branch", "residual", "shortcut"];
+pub(crate) const STRUCTURE_KEYWORDS: &[&str] =
+    &["stage", "block", "branch", "residual", "shortcut", "gate", "if", "else", "in"];
 
 fn specs() -> impl Iterator<Item = &'static OpSpec> {
     CATALOGUE.iter().flat_map(|family| family.iter())

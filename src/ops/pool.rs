@@ -136,7 +136,7 @@ impl LayerOp for Pool {
     }
 
     fn traits(&self) -> Traits {
-        Traits { category: Category::Pool, in_place: false, view: false, activation: None }
+        Traits { category: Category::Pool, in_place: false, view: false, activation: None, factor: false }
     }
 
     fn eval(&self, inputs: &[&Tensor], _: &[&[f32]]) -> Tensor {

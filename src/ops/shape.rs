@@ -82,7 +82,7 @@ impl LayerOp for Dropout {
     }
 
     fn traits(&self) -> Traits {
-        Traits { category: Category::Other, in_place: false, view: true, activation: None }
+        Traits { category: Category::Other, in_place: false, view: true, activation: None, factor: false }
     }
 
     fn eval(&self, inputs: &[&Tensor], _: &[&[f32]]) -> Tensor {
@@ -110,7 +110,7 @@ impl LayerOp for Flatten {
     }
 
     fn traits(&self) -> Traits {
-        Traits { category: Category::Other, in_place: false, view: true, activation: None }
+        Traits { category: Category::Other, in_place: false, view: true, activation: None, factor: false }
     }
 
     fn eval(&self, inputs: &[&Tensor], _: &[&[f32]]) -> Tensor {

@@ -42,7 +42,7 @@ impl LayerOp for Softmax {
     }
 
     fn traits(&self) -> Traits {
-        Traits { category: Category::Other, in_place: true, view: false, activation: None }
+        Traits { category: Category::Other, in_place: true, view: false, activation: None, factor: false }
     }
 
     fn eval(&self, inputs: &[&Tensor], _: &[&[f32]]) -> Tensor {

@@ -53,7 +53,7 @@ impl LayerOp for InputOp {
     }
 
     fn traits(&self) -> Traits {
-        Traits { category: Category::Input, in_place: false, view: false, activation: None }
+        Traits { category: Category::Input, in_place: false, view: false, activation: None, factor: false }
     }
 
     fn eval(&self, inputs: &[&Tensor], _: &[&[f32]]) -> Tensor {
@@ -77,7 +77,7 @@ impl LayerOp for Concat {
     }
 
     fn traits(&self) -> Traits {
-        Traits { category: Category::Join, in_place: false, view: false, activation: None }
+        Traits { category: Category::Join, in_place: false, view: false, activation: None, factor: false }
     }
 
     fn eval(&self, inputs: &[&Tensor], _: &[&[f32]]) -> Tensor {
@@ -175,7 +175,7 @@ impl LayerOp for Add {
     }
 
     fn traits(&self) -> Traits {
-        Traits { category: Category::Join, in_place: false, view: false, activation: None }
+        Traits { category: Category::Join, in_place: false, view: false, activation: None, factor: false }
     }
 
     fn eval(&self, inputs: &[&Tensor], _: &[&[f32]]) -> Tensor {
@@ -203,7 +203,7 @@ impl LayerOp for Invalid {
     }
 
     fn traits(&self) -> Traits {
-        Traits { category: Category::Other, in_place: false, view: false, activation: None }
+        Traits { category: Category::Other, in_place: false, view: false, activation: None, factor: false }
     }
 
     fn eval(&self, _: &[&Tensor], _: &[&[f32]]) -> Tensor {

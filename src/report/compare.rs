@@ -2,7 +2,6 @@
 //! network's. The figures are those of `cnnc check` (one place computes them).
 
 use crate::analysis::check::Checked;
-use crate::ops::Activation;
 use crate::report::table::{feature_receptive_field, human_bytes, thousands};
 use serde_json::json;
 
@@ -15,10 +14,9 @@ pub struct Summary {
     pub file: String,
     /// Parameters.
     pub params: u64,
-    /// Parameters of conv layers.
-    pub conv_params: u64,
-    /// Parameters of fc layers.
-    pub fc_params: u64,
+    /// Parameters by op kind (`conv`, `bn`, `fc`, ...), in the check table's order: they add up
+    /// to `params`.
+    pub params_by_kind: Vec<(String, u64)>,
     /// Multiply-accumulates.
     pub macs: u64,
     /// The memory plan's peak.
@@ -27,28 +25,27 @@ pub struct Summary {
     pub depth: u64,
     /// Receptive field of the last feature map.
     pub receptive_field: [u64; 2],
-    /// relu layers and relu suffixes: the non-linearities a stack of small kernels gains.
-    pub relus: u64,
+    /// Activation layers and relu suffixes: the non-linearities a stack of small kernels gains.
+    pub activations: u64,
     /// The output shape.
     pub output: String,
 }
 
 /// The figures of a checked network, `file` naming it.
 pub fn summarize(c: &Checked, file: &str) -> Summary {
-    let kind = |k: &str| c.totals.by_kind.iter().find(|t| t.kind == k).map_or(0, |t| t.params);
-    let relus =
-        c.network.nodes.iter().filter(|n| n.op.def().traits().activation == Some(Activation::Relu)).count() as u64;
+    let activations = c.network.nodes.iter().filter(|n| n.op.def().traits().activation.is_some()).count() as u64;
+    let params_by_kind =
+        c.totals.by_kind.iter().filter(|t| t.params > 0).map(|t| (t.kind.to_string(), t.params)).collect();
     Summary {
         name: c.network.name.clone(),
         file: file.to_string(),
         params: c.totals.params,
-        conv_params: kind("conv"),
-        fc_params: kind("fc"),
+        params_by_kind,
         macs: c.totals.macs,
         peak_activation_bytes: c.peak_activation_bytes,
         depth: c.totals.depth,
         receptive_field: feature_receptive_field(c),
-        relus,
+        activations,
         output: c.shapes.last().map_or(String::new(), |s| s.to_string()),
     }
 }
@@ -57,32 +54,53 @@ fn ratio(v: u64, base: u64) -> Option<f64> {
     (base > 0).then(|| v as f64 / base as f64)
 }
 
-/// The numeric rows: label, value per summary, and how to print a value.
-fn rows(s: &Summary) -> Vec<(&'static str, u64, fn(u64) -> String)> {
+impl Summary {
+    /// The parameters of op kind `kind` (0 if it has none).
+    pub fn kind_params(&self, kind: &str) -> u64 {
+        self.params_by_kind.iter().find(|(k, _)| k == kind).map_or(0, |&(_, p)| p)
+    }
+}
+
+/// The op kinds with parameters in any of `summaries`, each once, in order of appearance.
+fn kinds(summaries: &[Summary]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (k, _) in summaries.iter().flat_map(|s| &s.params_by_kind) {
+        if !out.contains(k) {
+            out.push(k.clone());
+        }
+    }
+    out
+}
+
+/// The numeric rows: label, value per summary, and how to print a value. The parameter rows of
+/// every kind any network has add up to the total.
+fn rows(s: &Summary, kinds: &[String]) -> Vec<(String, u64, fn(u64) -> String)> {
     let rf = s.receptive_field[0].max(s.receptive_field[1]);
-    vec![
-        ("params", s.params, thousands),
-        ("  conv", s.conv_params, thousands),
-        ("  fc", s.fc_params, thousands),
+    let mut out: Vec<(String, u64, fn(u64) -> String)> = vec![("params".into(), s.params, thousands)];
+    out.extend(kinds.iter().map(|k| (format!("  {k}"), s.kind_params(k), thousands as fn(u64) -> String)));
+    let more: Vec<(&str, u64, fn(u64) -> String)> = vec![
         ("MACs", s.macs, thousands),
         ("FLOPs (2 x MACs)", s.macs.saturating_mul(2), thousands),
         ("peak activations", s.peak_activation_bytes, human_bytes),
         ("depth (conv + fc)", s.depth, |v| v.to_string()),
         ("receptive field", rf, |v| format!("{v}x{v}")),
-        ("relus", s.relus, |v| v.to_string()),
-    ]
+        ("activations", s.activations, |v| v.to_string()),
+    ];
+    out.extend(more.into_iter().map(|(l, v, f)| (l.to_string(), v, f)));
+    out
 }
 
 /// The comparison table, one column per network, ratios to the first.
 pub fn render_comparison(summaries: &[Summary]) -> String {
     let Some(first) = summaries.first() else { return String::new() };
-    let base = rows(first);
+    let kinds = kinds(summaries);
+    let base = rows(first, &kinds);
     let mut table: Vec<Vec<String>> =
         vec![std::iter::once(String::new()).chain(summaries.iter().map(|s| s.name.clone())).collect()];
     for (r, (label, _, _)) in base.iter().enumerate() {
         let mut line = vec![label.to_string()];
         for (k, s) in summaries.iter().enumerate() {
-            let (_, v, show) = rows(s)[r];
+            let (_, v, show) = rows(s, &kinds)[r];
             let cell = match (k, ratio(v, base[r].1)) {
                 (0, _) => show(v),
                 (_, Some(q)) => format!("{} ({q:.2}x)", show(v)),
@@ -126,14 +144,15 @@ pub fn comparison_json(summaries: &[Summary]) -> serde_json::Value {
                 "network": s.name,
                 "file": s.file,
                 "params": s.params,
-                "conv_params": s.conv_params,
-                "fc_params": s.fc_params,
+                "conv_params": s.kind_params("conv"),
+                "fc_params": s.kind_params("fc"),
+                "params_by_kind": s.params_by_kind.iter().map(|(k, p)| (k.clone(), json!(p))).collect::<serde_json::Map<_, _>>(),
                 "macs": s.macs,
                 "flops": s.macs.saturating_mul(2),
                 "peak_activation_bytes": s.peak_activation_bytes,
                 "depth": s.depth,
                 "receptive_field": s.receptive_field,
-                "relus": s.relus,
+                "activations": s.activations,
                 "output": s.output,
                 "ratios": {
                     "params": r(s.params, |f| f.params),

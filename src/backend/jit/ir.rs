@@ -115,6 +115,9 @@ pub enum Index {
 pub enum UnOp {
     Exp,
     Ln,
+    Tanh,
+    Erf,
+    Sqrt,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -127,6 +130,8 @@ pub enum BinOp {
     /// value first and the accumulator (or ReLU's zero) second, so a NaN value is ignored, as
     /// Rust's `f32::max` in the interpreter ignores it.
     Max,
+    /// `if a < b { a } else { b }` (x86 `minps`), NaN in `a` yields `b`, as `Max`.
+    Min,
 }
 
 /// A comparison guarding a lazily evaluated value (`Select` never evaluates the other arm).

@@ -95,3 +95,44 @@ pub fn ln_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
     let ln2 = splat_f(b, std::f32::consts::LN_2);
     b.ins().fma(ef, ln2, lnm)
 }
+
+/// tanh x = (1 - e^(-2x)) / (1 + e^(-2x)), through `exp_f32x4` (whose clamp gives -1 and 1 in
+/// the tails). The absolute error stays below 1e-7.
+pub fn tanh_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
+    let m2 = splat_f(b, -2.0);
+    let t = b.ins().fmul(x, m2);
+    let e = exp_f32x4(b, t);
+    let one = splat_f(b, 1.0);
+    let num = b.ins().fsub(one, e);
+    let den = b.ins().fadd(one, e);
+    b.ins().fdiv(num, den)
+}
+
+/// erf by Abramowitz and Stegun 7.1.26: 1 - (a1 t + ... + a5 t^5) e^(-x^2), t = 1/(1 + p|x|),
+/// with the sign of x; absolute error below 1.5e-7 (GELU's exact form needs nothing finer).
+pub fn erf_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
+    let ax = b.ins().fabs(x);
+    let p = splat_f(b, 0.327_591_1);
+    let one = splat_f(b, 1.0);
+    let d = b.ins().fma(ax, p, one);
+    let t = b.ins().fdiv(one, d);
+    let coeffs = [1.061_405_4, -1.453_152_1, 1.421_413_7, -0.284_496_74, 0.254_829_6];
+    let mut poly = splat_f(b, coeffs[0]);
+    for &c in &coeffs[1..] {
+        let cv = splat_f(b, c);
+        poly = b.ins().fma(poly, t, cv);
+    }
+    poly = b.ins().fmul(poly, t);
+    let x2 = b.ins().fmul(ax, ax);
+    let neg = b.ins().fneg(x2);
+    let e = exp_f32x4(b, neg);
+    let tail = b.ins().fmul(poly, e);
+    let r = b.ins().fsub(one, tail);
+    // Copy x's sign bit onto the (non-negative) result.
+    let sign_mask = splat_i(b, i32::MIN);
+    let xi = b.ins().bitcast(I32X4, little(), x);
+    let sign = b.ins().band(xi, sign_mask);
+    let ri = b.ins().bitcast(I32X4, little(), r);
+    let ri = b.ins().bor(ri, sign);
+    b.ins().bitcast(F32X4, little(), ri)
+}

@@ -5,7 +5,7 @@ use super::{Ctx, Elaborator};
 use crate::analysis::codes::Code;
 use crate::analysis::diag::{Diagnostic, did_you_mean};
 use crate::front::ast::*;
-use crate::front::expr::{Env, eval_expr};
+use crate::front::expr::{BlockInput, Env, eval_expr};
 use crate::ops::{is_keyword, op_names};
 use std::collections::HashMap;
 
@@ -102,13 +102,20 @@ impl<'a> Elaborator<'a> {
                         edges.push((caller.to_string(), callee));
                         calls.push((callee, args.len()));
                     }
-                    Stmt::Stage { body, .. } | Stmt::Branch { body, .. } | Stmt::Group { body, .. } => {
-                        walk(body, caller, edges, calls)
-                    }
+                    Stmt::Stage { body, .. }
+                    | Stmt::Branch { body, .. }
+                    | Stmt::Group { body, .. }
+                    | Stmt::Gate { body, .. } => walk(body, caller, edges, calls),
                     Stmt::Residual { body, shortcut, .. } => {
                         walk(body, caller, edges, calls);
                         if let Some(s) = shortcut {
                             walk(s, caller, edges, calls);
+                        }
+                    }
+                    Stmt::If { then, otherwise, .. } => {
+                        walk(then, caller, edges, calls);
+                        if let Some(o) = otherwise {
+                            walk(o, caller, edges, calls);
                         }
                     }
                     Stmt::Block(def) => walk(&def.body, &def.name.name, edges, calls),
@@ -220,8 +227,18 @@ impl<'a> Elaborator<'a> {
         }
     }
 
-    pub(super) fn bind_args(&mut self, def: &BlockDef, args: &[Expr], caller_env: &Env, ctx: &Ctx) -> Option<Env> {
+    /// The environment of an instance of `def`: its parameters bound to `args` (evaluated in the
+    /// caller's environment) or their defaults, and `in.?` to `input`.
+    pub(super) fn bind_args(
+        &mut self,
+        def: &BlockDef,
+        args: &[Expr],
+        caller_env: &Env,
+        input: BlockInput,
+        ctx: &Ctx,
+    ) -> Option<Env> {
         let mut env = Env::default();
+        env.input = input;
         let mut ok = true;
         for (i, p) in def.params.iter().enumerate() {
             let value = match (args.get(i), &p.default) {
@@ -232,7 +249,7 @@ impl<'a> Elaborator<'a> {
             match value {
                 Ok(v) => env.bind(&p.name.name, v),
                 Err(d) => {
-                    self.error_at(d, ctx);
+                    self.report(d, ctx);
                     ok = false;
                 }
             }

@@ -6,9 +6,26 @@ use super::{Ctx, Elaborator, MAX_CALL_DEPTH};
 use crate::analysis::codes::Code;
 use crate::analysis::diag::Diagnostic;
 use crate::front::ast::*;
-use crate::front::expr::Env;
+use crate::front::expr::{Env, eval_condition, eval_expr};
 use crate::ir::graph::*;
-use crate::ops::{Add, Concat, HEADER_KEYWORDS, Invalid, Op, build_op};
+use crate::ops::{Add, Concat, GateMul, HEADER_KEYWORDS, Invalid, Op, Slice, build_op};
+
+/// The parts of a residual statement.
+#[derive(Clone, Copy)]
+pub(super) struct Residual<'a> {
+    keyword: Span,
+    body: &'a [Item],
+    shortcut: Option<&'a [Item]>,
+    /// Written `shortcut { } residual { }`: the shortcut's layers come first.
+    first: bool,
+}
+
+/// Where each copy of a repeated item gets its environment: the enclosing one (a group), or a
+/// block's parameters bound anew for each copy's input.
+enum CopyEnv<'e, 'a> {
+    Same(&'e Env),
+    Block { def: &'a BlockDef, args: &'e [Expr], caller: &'e Env, caller_ctx: &'e Ctx },
+}
 
 impl<'a> Elaborator<'a> {
     pub(super) fn expand_seq(
@@ -19,6 +36,7 @@ impl<'a> Elaborator<'a> {
         input: NodeId,
         ctx: &Ctx,
     ) -> NodeId {
+        let items = self.choose(items, env, ctx);
         let mut current = input;
         let mut i = 0;
         while i < items.len() {
@@ -26,6 +44,10 @@ impl<'a> Elaborator<'a> {
                 return current;
             }
             let item = items[i];
+            if self.stray_shortcut(item, items.get(i + 1).copied(), ctx) {
+                i += 2;
+                continue;
+            }
             if let Stmt::Branch { .. } = item.stmt {
                 let run_end = items[i..]
                     .iter()
@@ -47,9 +69,11 @@ impl<'a> Elaborator<'a> {
             Stmt::Call { callee, args, repeat } => self.expand_call(item, callee, args, repeat, scope, env, input, ctx),
             Stmt::Group { body, repeat } => self.expand_group(item, body, repeat, scope, env, input, ctx),
             Stmt::Stage { name, body } => self.expand_stage(item, name, body, scope, env, input, ctx),
-            Stmt::Residual { keyword, body, shortcut } => {
-                self.expand_residual(item, *keyword, body, shortcut.as_deref(), scope, env, input, ctx)
+            Stmt::Residual { keyword, body, shortcut, shortcut_first } => {
+                let parts = Residual { keyword: *keyword, body, shortcut: shortcut.as_deref(), first: *shortcut_first };
+                self.expand_residual(item, parts, scope, env, input, ctx)
             }
+            Stmt::Gate { keyword, body } => self.expand_gate(item, *keyword, body, scope, env, input, ctx),
             Stmt::Block(def) => {
                 let d = Diagnostic::error(
                     Code::Misplaced,
@@ -62,6 +86,10 @@ impl<'a> Elaborator<'a> {
                 input
             }
             Stmt::Branch { .. } => unreachable!("branches are expanded in runs by expand_seq"),
+            // A condition that could not be evaluated (reported): unknown from here on.
+            Stmt::If { .. } => {
+                self.add_node(scope.next_position("if"), Op::Invalid(Invalid), vec![input], item.span, ctx)
+            }
         }
     }
 
@@ -144,26 +172,14 @@ impl<'a> Elaborator<'a> {
         let Some(count) = self.repeat_count(repeat, env, ctx) else {
             return input;
         };
-        let Some(inner_env) = self.bind_args(def, args, env, ctx) else {
-            return self.add_node(scope.next_position(&callee.name), Op::Invalid(Invalid), vec![input], item.span, ctx);
-        };
         let mut inner_ctx = ctx.clone();
         inner_ctx.call_sites.insert(0, (item.span, format!("in this instance of `{}`", callee.name)));
         inner_ctx.blocks.push(callee.name.clone());
         let body: Vec<&Item> = def.body.iter().collect();
         let kind = GroupKind::Instance(callee.name.clone());
-        self.expand_copies(
-            item,
-            &callee.name,
-            kind,
-            &body,
-            count,
-            repeat.is_some(),
-            scope,
-            &inner_env,
-            input,
-            &inner_ctx,
-        )
+        // Each copy binds its arguments anew: `in.c` is the channels of its own input.
+        let copy_env = CopyEnv::Block { def, args, caller: env, caller_ctx: ctx };
+        self.expand_copies(item, &callee.name, kind, &body, count, repeat.is_some(), scope, copy_env, input, &inner_ctx)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -181,7 +197,8 @@ impl<'a> Elaborator<'a> {
             return input;
         };
         let body: Vec<&Item> = body.iter().collect();
-        self.expand_copies(item, "group", GroupKind::Group, &body, count, repeat.is_some(), scope, env, input, ctx)
+        let copy_env = CopyEnv::Same(env);
+        self.expand_copies(item, "group", GroupKind::Group, &body, count, repeat.is_some(), scope, copy_env, input, ctx)
     }
 
     /// `count` copies of a block body or `{ ... }` group, each a named scope of its own.
@@ -195,7 +212,7 @@ impl<'a> Elaborator<'a> {
         count: i64,
         repeated: bool,
         scope: &mut Scope,
-        env: &Env,
+        copy_env: CopyEnv,
         input: NodeId,
         ctx: &Ctx,
     ) -> NodeId {
@@ -208,6 +225,20 @@ impl<'a> Elaborator<'a> {
             if item.label.is_some() {
                 name = self.claim_name(&name, item.span, ctx);
             }
+            let bound;
+            let env = match &copy_env {
+                CopyEnv::Same(env) => *env,
+                CopyEnv::Block { def, args, caller, caller_ctx } => {
+                    let input = self.block_input(current);
+                    match self.bind_args(def, args, caller, input, caller_ctx) {
+                        Some(e) => {
+                            bound = e;
+                            &bound
+                        }
+                        None => return self.add_node(name, Op::Invalid(Invalid), vec![current], item.span, caller_ctx),
+                    }
+                }
+            };
             let mut inner = Scope::named(name.clone());
             let (out, items) = self.framed(|e| e.expand_seq(body, &mut inner, env, current, ctx));
             current = out;
@@ -253,13 +284,10 @@ impl<'a> Elaborator<'a> {
         out
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn expand_residual(
         &mut self,
         item: &Item,
-        keyword: Span,
-        body: &'a [Item],
-        shortcut: Option<&'a [Item]>,
+        parts: Residual<'a>,
         scope: &mut Scope,
         env: &Env,
         input: NodeId,
@@ -272,31 +300,160 @@ impl<'a> Elaborator<'a> {
                 "a residual cannot be labelled; label the block that holds it",
             ));
         }
-        let body: Vec<&Item> = body.iter().collect();
+        if parts.body.is_empty() && parts.shortcut.is_none_or(|s| s.is_empty()) {
+            let d = Diagnostic::warning(
+                Code::EmptyResidual,
+                parts.keyword,
+                "an empty `residual { }` with an identity shortcut adds the input to itself",
+            )
+            .with_label("this doubles its input")
+            .with_help("give the residual a body, or remove it");
+            self.error_at(d, ctx);
+        }
+        let body: Vec<&Item> = parts.body.iter().collect();
+        // The shortcut's layers first when it is written first (the order of the weights).
+        let early = if parts.first { Some(self.expand_shortcut(parts.shortcut, scope, env, input, ctx)) } else { None };
         let (body_out, body_items) = self.framed(|e| e.expand_seq(&body, scope, env, input, ctx));
-        self.frames.push(Vec::new());
-        let short_out = match shortcut {
-            Some(sc) => {
-                let mut sc_scope = scope.clone();
-                sc_scope.shortcut = true;
-                sc_scope.pos = scope.sc;
-                let mut sc_ctx = ctx.clone();
-                sc_ctx.off_main = true;
-                let sc: Vec<&Item> = sc.iter().collect();
-                let out = self.expand_seq(&sc, &mut sc_scope, env, input, &sc_ctx);
-                scope.sc = sc_scope.pos;
-                scope.branch = sc_scope.branch;
-                scope.cat = sc_scope.cat;
-                scope.add = sc_scope.add;
-                out
-            }
-            None => input,
+        let short = match early {
+            Some(s) => s,
+            None => self.expand_shortcut(parts.shortcut, scope, env, input, ctx),
         };
-        let shortcut_items = self.frames.pop().unwrap_or_default();
+        let (short_out, shortcut_items) = short;
         let name = scope.next_join("add");
-        let join = self.add_node(name, Op::Add(Add), vec![body_out, short_out], keyword, ctx);
+        let join = self.add_node(name, Op::Add(Add), vec![body_out, short_out], parts.keyword, ctx);
         self.wrap_join(join, |join| Structure::Residual { body: body_items, shortcut: shortcut_items, join });
         join
+    }
+
+    /// A residual's shortcut (`sc1`, `sc2`, ... in the enclosing scope), or the identity.
+    fn expand_shortcut(
+        &mut self,
+        shortcut: Option<&'a [Item]>,
+        scope: &mut Scope,
+        env: &Env,
+        input: NodeId,
+        ctx: &Ctx,
+    ) -> (NodeId, Vec<Structure>) {
+        let Some(sc) = shortcut else { return (input, Vec::new()) };
+        let mut sc_scope = scope.clone();
+        sc_scope.shortcut = true;
+        sc_scope.pos = scope.sc;
+        let mut sc_ctx = ctx.clone();
+        sc_ctx.off_main = true;
+        let sc: Vec<&Item> = sc.iter().collect();
+        let (out, items) = self.framed(|e| e.expand_seq(&sc, &mut sc_scope, env, input, &sc_ctx));
+        scope.sc = sc_scope.pos;
+        scope.branch = sc_scope.branch;
+        scope.cat = sc_scope.cat;
+        scope.add = sc_scope.add;
+        scope.gate = sc_scope.gate;
+        (out, items)
+    }
+
+    /// `gate { body }`: the input times the body's per-channel result. The product is named
+    /// `gate` (`gate2`, ...) in the enclosing scope, or by its label; the body's layers are
+    /// `gate.1`, `gate.2`, ...
+    #[allow(clippy::too_many_arguments)]
+    fn expand_gate(
+        &mut self,
+        item: &Item,
+        keyword: Span,
+        body: &'a [Item],
+        scope: &mut Scope,
+        env: &Env,
+        input: NodeId,
+        ctx: &Ctx,
+    ) -> NodeId {
+        let name = match &item.label {
+            Some(l) => l.name.clone(),
+            None => scope.next_join("gate"),
+        };
+        let mut inner = Scope::named(name.clone());
+        let mut inner_ctx = ctx.clone();
+        inner_ctx.off_main = true;
+        let body: Vec<&Item> = body.iter().collect();
+        let (out, items) = self.framed(|e| e.expand_seq(&body, &mut inner, env, input, &inner_ctx));
+        let join = self.add_node(name, Op::GateMul(GateMul), vec![input, out], keyword, ctx);
+        self.wrap_join(join, |join| Structure::Gate { body: items, join });
+        join
+    }
+
+    /// The items of `items` with each `if` replaced by the items of the arm its condition
+    /// chooses (an `if` whose condition has no value stays, to become an invalid node). Blocks
+    /// instantiated only in the other arm count as used.
+    fn choose(&mut self, items: &[&'a Item], env: &Env, ctx: &Ctx) -> Vec<&'a Item> {
+        let mut out = Vec::with_capacity(items.len());
+        for &item in items {
+            let Stmt::If { cond, then, otherwise, .. } = &item.stmt else {
+                out.push(item);
+                continue;
+            };
+            if let Some(l) = &item.label {
+                let d = Diagnostic::error(Code::Misplaced, l.span, "an `if` cannot be labelled")
+                    .with_label("label on a conditional")
+                    .with_help("label the layers or blocks inside it");
+                self.error_at(d, ctx);
+            }
+            let other = otherwise.as_deref().unwrap_or(&[]);
+            match eval_condition(cond, env) {
+                Ok(holds) => {
+                    let (taken, skipped) = if holds { (&then[..], other) } else { (other, &then[..]) };
+                    self.mark_called(skipped);
+                    let taken: Vec<&Item> = taken.iter().collect();
+                    out.extend(self.choose(&taken, env, ctx));
+                }
+                Err(d) => {
+                    self.report(d, ctx);
+                    self.mark_called(then);
+                    self.mark_called(other);
+                    out.push(item);
+                }
+            }
+        }
+        out
+    }
+
+    /// Counts the blocks instantiated in `items` as used (an arm an `if` did not take).
+    fn mark_called(&mut self, items: &[Item]) {
+        for item in items {
+            match &item.stmt {
+                Stmt::Call { callee, .. } => {
+                    self.instantiated.insert(callee.name.clone());
+                }
+                Stmt::Stage { body, .. }
+                | Stmt::Branch { body, .. }
+                | Stmt::Gate { body, .. }
+                | Stmt::Group { body, .. }
+                | Stmt::Block(BlockDef { body, .. }) => self.mark_called(body),
+                Stmt::Residual { body, shortcut, .. } => {
+                    self.mark_called(body);
+                    self.mark_called(shortcut.as_deref().unwrap_or(&[]));
+                }
+                Stmt::If { then, otherwise, .. } => {
+                    self.mark_called(then);
+                    self.mark_called(otherwise.as_deref().unwrap_or(&[]));
+                }
+                Stmt::Layer { .. } => {}
+            }
+        }
+    }
+
+    /// `shortcut { ... }` away from a residual parses as a layer named `shortcut` and a group;
+    /// says what is wrong once and skips both.
+    fn stray_shortcut(&mut self, item: &Item, next: Option<&Item>, ctx: &Ctx) -> bool {
+        let Stmt::Layer { op, args, repeat: None } = &item.stmt else { return false };
+        let group_follows = matches!(next.map(|n| &n.stmt), Some(Stmt::Group { repeat: None, .. }));
+        if op.name != "shortcut" || !args.is_empty() || !group_follows {
+            return false;
+        }
+        let d = Diagnostic::error(Code::Misplaced, op.span, "`shortcut` must come right after a `residual { ... }`")
+            .with_label("no residual before this shortcut")
+            .with_help(
+                "write `residual { ... } shortcut { ... }`, or `shortcut { ... } residual { ... }` when the \
+                 projection's weights come first",
+            );
+        self.error_at(d, ctx);
+        true
     }
 
     fn expand_branches(&mut self, run: &[&'a Item], scope: &mut Scope, env: &Env, input: NodeId, ctx: &Ctx) -> NodeId {
@@ -304,7 +461,7 @@ impl<'a> Elaborator<'a> {
         let mut branches = Vec::new();
         let mut span = run[0].span;
         for item in run {
-            let Stmt::Branch { keyword, body } = &item.stmt else {
+            let Stmt::Branch { keyword, range, body } = &item.stmt else {
                 continue;
             };
             span = span.to(*keyword);
@@ -317,7 +474,13 @@ impl<'a> Elaborator<'a> {
             let mut inner_ctx = ctx.clone();
             inner_ctx.off_main = true;
             let body: Vec<&Item> = body.iter().collect();
-            let (out, items) = self.framed(|e| e.expand_seq(&body, &mut inner, env, input, &inner_ctx));
+            let (out, items) = self.framed(|e| {
+                let start = match range {
+                    Some(r) => e.channel_slice(r, &inner, env, input, *keyword, &inner_ctx),
+                    None => input,
+                };
+                e.expand_seq(&body, &mut inner, env, start, &inner_ctx)
+            });
             outputs.push(out);
             branches.push(items);
         }
@@ -329,5 +492,29 @@ impl<'a> Elaborator<'a> {
         let join = self.add_node(name, Op::Concat(Concat), outputs, keyword, ctx);
         self.wrap_join(join, |join| Structure::Branches { branches, join });
         join
+    }
+
+    /// The node reading channels `range` of `input` for a sliced branch: `PREFIX.slice`.
+    fn channel_slice(
+        &mut self,
+        range: &(Expr, Expr),
+        inner: &Scope,
+        env: &Env,
+        input: NodeId,
+        keyword: Span,
+        ctx: &Ctx,
+    ) -> NodeId {
+        let bounds = (eval_expr(&range.0, env), eval_expr(&range.1, env));
+        let op = match bounds {
+            (Ok(start), Ok(end)) => Op::Slice(Slice { start, end }),
+            (a, b) => {
+                for d in [a.err(), b.err()].into_iter().flatten() {
+                    self.report(d, ctx);
+                }
+                Op::Invalid(Invalid)
+            }
+        };
+        let span = keyword.to(range.1.span);
+        self.add_node(inner.join("slice"), op, vec![input], span, ctx)
     }
 }

@@ -20,7 +20,8 @@ mod naming;
 use crate::analysis::codes::Code;
 use crate::analysis::diag::Diagnostic;
 use crate::front::ast::*;
-use crate::front::expr::{Env, eval_expr};
+use crate::front::expr::{BlockInput, Env, eval_expr};
+use crate::ir::geometry::{MAX_ELEMENTS, Shape};
 use crate::ir::graph::*;
 use crate::ops::{InputOp, Op};
 use naming::Scope;
@@ -50,8 +51,11 @@ pub(crate) fn elaborate(file: &File, default_name: &str) -> Elaborated {
         diags: Vec::new(),
         too_large: false,
         frames: vec![Vec::new()],
+        shapes: Vec::new(),
+        declared: Input { c: 0, h: 0, w: 0 },
     };
     let header = e.header(file, default_name);
+    e.declared = header.input;
     e.collect_blocks(file);
     e.check_calls(file);
     e.nodes.push(Node {
@@ -62,6 +66,7 @@ pub(crate) fn elaborate(file: &File, default_name: &str) -> Elaborated {
         stage: None,
         off_main_path: false,
     });
+    e.shapes.push(Some(Shape::Map { c: header.input.c, h: header.input.h, w: header.input.w }));
     e.names.insert("input".into(), header.input_span);
     e.frames[0].push(Structure::Node(0));
     let mut top = Scope::top();
@@ -108,6 +113,9 @@ struct Elaborator<'a> {
     too_large: bool,
     /// The structure being built: one frame per open stage, instance, group, branch or body.
     frames: Vec<Vec<Structure>>,
+    /// Each node's shape at the declared input, as far as known.
+    shapes: Vec<Option<Shape>>,
+    declared: Input,
 }
 
 impl Elaborator<'_> {
@@ -146,7 +154,22 @@ impl Elaborator<'_> {
             stage: ctx.stage,
             off_main_path: ctx.off_main,
         });
+        // Shapes as the network grows, at the declared input, for `in.c` (diagnostics come
+        // from the shape pass, later).
+        let node = &self.nodes[id];
+        let ins: Option<Vec<Shape>> = node.inputs.iter().map(|&i| self.shapes[i]).collect();
+        let shape = ins.and_then(|ins| node.op.def().infer(node, &ins, self.declared).ok());
+        self.shapes.push(shape.filter(|s| s.elements().is_some_and(|n| n <= MAX_ELEMENTS)));
         id
+    }
+
+    /// What `in.?` means in a block instance reading node `input`.
+    fn block_input(&self, input: NodeId) -> BlockInput {
+        match self.shapes.get(input).copied().flatten() {
+            Some(Shape::Map { c, h, w }) => BlockInput::Known([c, h, w]),
+            Some(Shape::Flat { n }) => BlockInput::Known([n, 1, 1]),
+            None => BlockInput::Unknown,
+        }
     }
 
     /// Runs `f` in a fresh structure frame and returns what it produced and the frame.
@@ -187,9 +210,16 @@ impl Elaborator<'_> {
                 None
             }
             Err(d) => {
-                self.error_at(d, ctx);
+                self.report(d, ctx);
                 None
             }
+        }
+    }
+
+    /// Reports `d` if there is one (`None`: the problem was reported upstream).
+    fn report(&mut self, d: Option<Diagnostic>, ctx: &Ctx) {
+        if let Some(d) = d {
+            self.error_at(d, ctx);
         }
     }
 }

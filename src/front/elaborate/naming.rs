@@ -16,11 +16,12 @@ pub(super) struct Scope {
     pub(super) sc: u32,
     pub(super) cat: u32,
     pub(super) add: u32,
+    pub(super) gate: u32,
 }
 
 impl Scope {
     pub(super) fn top() -> Scope {
-        Scope { prefix: String::new(), top: true, shortcut: false, pos: 0, branch: 0, sc: 0, cat: 0, add: 0 }
+        Scope { prefix: String::new(), top: true, shortcut: false, pos: 0, branch: 0, sc: 0, cat: 0, add: 0, gate: 0 }
     }
 
     pub(super) fn named(prefix: String) -> Scope {
@@ -44,13 +45,13 @@ impl Scope {
     }
 
     pub(super) fn next_join(&mut self, kind: &str) -> String {
-        let n = if kind == "cat" {
-            self.cat += 1;
-            self.cat
-        } else {
-            self.add += 1;
-            self.add
+        let counter = match kind {
+            "cat" => &mut self.cat,
+            "gate" => &mut self.gate,
+            _ => &mut self.add,
         };
+        *counter += 1;
+        let n = *counter;
         if n == 1 { self.join(kind) } else { self.join(&format!("{kind}{n}")) }
     }
 }

@@ -78,6 +78,10 @@ fn dot_items(items: &[Structure], c: &Checked, collapse: bool, rep: &mut Vec<Str
                 dot_items(shortcut, c, collapse, rep, out, depth);
                 dot_items(&[Structure::Node(*join)], c, collapse, rep, out, depth);
             }
+            Structure::Gate { body, join } => {
+                dot_items(body, c, collapse, rep, out, depth);
+                dot_items(&[Structure::Node(*join)], c, collapse, rep, out, depth);
+            }
         }
     }
 }

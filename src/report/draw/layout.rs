@@ -184,6 +184,7 @@ impl Layout<'_> {
             Structure::Group { name, kind, items } => self.group(name, kind, items),
             Structure::Branches { branches, join } => self.branches(branches, *join),
             Structure::Residual { body, shortcut, join } => self.residual(body, shortcut, *join),
+            Structure::Gate { body, join } => self.gate(body, *join),
         }
     }
 
@@ -291,6 +292,34 @@ impl Layout<'_> {
         out.h = jy + j.h;
         out.absorb(b);
         out.absorb(sc);
+        out.absorb(j);
+        out
+    }
+}
+
+impl Layout<'_> {
+    /// A gate: the input's lane straight down into the product, the gate's body beside it,
+    /// arriving at the product's right side.
+    fn gate(&self, body: &[Structure], join: NodeId) -> Block {
+        let mut g = self.seq(body);
+        let mut j = self.node(join);
+        let lane = j.w.max(LANE);
+        let jy = g.h + GAP;
+        let mut out = Block::empty();
+        out.w = lane + HGAP + g.w;
+        g.shift(lane + HGAP, 0.0);
+        let jx = lane / 2.0;
+        j.shift(jx - j.w / 2.0, jy);
+        out.entries.push((jx, 0.0));
+        out.edges.push(Edge { points: vec![(jx, 0.0), (jx, jy)], label: String::new() });
+        out.entries.extend(g.entries.iter().copied());
+        let side = (jx + j.w / 2.0, jy + j.h / 2.0);
+        if let Some((n, ex, ey)) = g.exit {
+            out.edges.push(Edge { points: vec![(ex, ey), (ex, side.1), side], label: self.shape(n).to_string() });
+        }
+        out.exit = j.exit;
+        out.h = jy + j.h;
+        out.absorb(g);
         out.absorb(j);
         out
     }

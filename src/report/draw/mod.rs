@@ -101,6 +101,10 @@ pub(super) fn nodes_in(items: &[Structure], out: &mut Vec<NodeId>) {
                 nodes_in(shortcut, out);
                 out.push(*join);
             }
+            Structure::Gate { body, join } => {
+                nodes_in(body, out);
+                out.push(*join);
+            }
         }
     }
 }

@@ -285,15 +285,18 @@ impl Gen<'_, '_> {
                 let ty = self.ty_of(a);
                 let x = self.float(a);
                 match op {
-                    UnOp::Exp | UnOp::Ln => {
+                    UnOp::Exp | UnOp::Ln | UnOp::Tanh | UnOp::Erf => {
                         let v = if ty == Ty::F32 { self.b.ins().splat(F32X4, x) } else { x };
-                        let r = if *op == UnOp::Exp {
-                            super::mathfn::exp_f32x4(&mut self.b, v)
-                        } else {
-                            super::mathfn::ln_f32x4(&mut self.b, v)
+                        let f = match op {
+                            UnOp::Exp => super::mathfn::exp_f32x4,
+                            UnOp::Ln => super::mathfn::ln_f32x4,
+                            UnOp::Tanh => super::mathfn::tanh_f32x4,
+                            _ => super::mathfn::erf_f32x4,
                         };
+                        let r = f(&mut self.b, v);
                         if ty == Ty::F32 { self.b.ins().extractlane(r, 0) } else { r }
                     }
+                    UnOp::Sqrt => self.b.ins().sqrt(x),
                 }
             }
             FExpr::Bin(op, a, c) => {
@@ -307,6 +310,7 @@ impl Gen<'_, '_> {
                     // (`maxss`/`minss`); its `fmax`/`fmin` take eight instructions for IEEE NaN
                     // and signed-zero rules that pooling and ReLU do not need.
                     BinOp::Max => self.pseudo_minmax(FloatCC::LessThan, y, x, x, y),
+                    BinOp::Min => self.pseudo_minmax(FloatCC::LessThan, x, y, x, y),
                 }
             }
             FExpr::Fma(a, c, d) => {

@@ -8,7 +8,7 @@ use super::super::ir::*;
 use super::super::lower::Builder;
 use super::{Lower, TensorView, append_halo_zeroing, ceil_div, lanes, new_kernel, rows_tasks, splat_if};
 use crate::analysis::fusion::Group;
-use crate::ops::{Activation, Add, BatchNorm};
+use crate::ops::{Activation, Add, BatchNorm, GateMul, Scale};
 
 #[derive(Clone, Debug, PartialEq)]
 enum EltOp {
@@ -18,6 +18,8 @@ enum EltOp {
     Affine,
     /// `x + y`; `y` is buffer 2.
     Add,
+    /// `x * g[c]`: the gate `g` (buffer 2) is a `C x 1 x 1` map.
+    Gate,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -63,29 +65,60 @@ impl Lower for Add {
     }
 }
 
-impl Lower for BatchNorm {
+impl Lower for GateMul {
     fn lower(&self, b: &mut Builder, g: &Group) -> Result<(), JitError> {
-        let x = b.anchor_input(g, 0);
-        let input = b.view(x)?;
-        let (scale, shift) = bn_scale_shift(b, g.anchor(), self.eps);
-        let len = if input.flat { scale.len() } else { scale.len().div_ceil(4) * 4 };
-        let pad = |mut v: Vec<f32>| {
-            v.resize(len, 0.0);
-            v
-        };
+        let (x, gate) = (b.anchor_input(g, 0), b.anchor_input(g, 1));
         let job = EltJob {
             name: b.name_of(g),
-            op: EltOp::Affine,
-            input,
-            other: None,
+            op: EltOp::Gate,
+            input: b.view(x)?,
+            other: Some(b.view(gate)?),
             output: b.view(g.output)?,
-            params: len as u64,
+            params: 0,
         };
-        let (scale, shift) = (b.param(pad(scale)), b.param(pad(shift)));
-        let bindings = vec![b.arena(x)?, b.arena(g.output)?, scale, shift];
+        let bindings = vec![b.arena(x)?, b.arena(g.output)?, b.arena(gate)?];
         push(b, g, job, bindings);
         Ok(())
     }
+}
+
+impl Lower for BatchNorm {
+    fn lower(&self, b: &mut Builder, g: &Group) -> Result<(), JitError> {
+        let (scale, shift) = bn_scale_shift(b, g.anchor(), self.eps);
+        lower_affine(b, g, scale, shift)
+    }
+}
+
+/// A layer scale on its own (not after a convolution): an affine map without shift.
+impl Lower for Scale {
+    fn lower(&self, b: &mut Builder, g: &Group) -> Result<(), JitError> {
+        let scale = b.tensor(&format!("{}.weight", b.node_name(g.anchor())));
+        let shift = vec![0.0; scale.len()];
+        lower_affine(b, g, scale, shift)
+    }
+}
+
+/// `x * scale + shift` per channel (feature), as one elementwise kernel.
+fn lower_affine(b: &mut Builder, g: &Group, scale: Vec<f32>, shift: Vec<f32>) -> Result<(), JitError> {
+    let x = b.anchor_input(g, 0);
+    let input = b.view(x)?;
+    let len = if input.flat { scale.len() } else { scale.len().div_ceil(4) * 4 };
+    let pad = |mut v: Vec<f32>| {
+        v.resize(len, 0.0);
+        v
+    };
+    let job = EltJob {
+        name: b.name_of(g),
+        op: EltOp::Affine,
+        input,
+        other: None,
+        output: b.view(g.output)?,
+        params: len as u64,
+    };
+    let (scale, shift) = (b.param(pad(scale)), b.param(pad(shift)));
+    let bindings = vec![b.arena(x)?, b.arena(g.output)?, scale, shift];
+    push(b, g, job, bindings);
+    Ok(())
 }
 
 fn push(b: &mut Builder, g: &Group, job: EltJob, bindings: Vec<super::super::lower::Binding>) {
@@ -109,9 +142,40 @@ pub(in super::super) fn bn_scale_shift(b: &Builder, bn: crate::ir::graph::NodeId
 }
 
 /// The activation on a scalar or vector value, as the kernels compute it.
+/// Functions that use `x` twice repeat its expression (an epilogue's `x` is a variable or one
+/// load).
 pub(in super::super) fn activation_expr(act: Activation, x: FExpr, ty: Ty) -> FExpr {
+    let k = |v: f32| splat_if(ty, fc(v));
+    let un = |op: UnOp, v: FExpr| FExpr::Un(op, Box::new(v));
+    let relu6 = |v: FExpr| bin(BinOp::Min, bin(BinOp::Max, v, k(0.0)), k(6.0));
+    // 1 / (1 + e^-v)
+    let sigmoid =
+        |v: FExpr| bin(BinOp::Div, k(1.0), bin(BinOp::Add, k(1.0), un(UnOp::Exp, bin(BinOp::Sub, k(0.0), v))));
     match act {
-        Activation::Relu => bin(BinOp::Max, x, splat_if(ty, fc(0.0))),
+        Activation::Relu => bin(BinOp::Max, x, k(0.0)),
+        Activation::Relu6 => relu6(x),
+        Activation::Sigmoid => sigmoid(x),
+        Activation::Silu => bin(BinOp::Mul, x.clone(), sigmoid(x)),
+        Activation::HardSwish => {
+            bin(BinOp::Mul, x.clone(), bin(BinOp::Mul, relu6(bin(BinOp::Add, x, k(3.0))), k(1.0 / 6.0)))
+        }
+        Activation::HardSigmoid => bin(BinOp::Mul, relu6(bin(BinOp::Add, x, k(3.0))), k(1.0 / 6.0)),
+        Activation::Gelu => {
+            let half_x = bin(BinOp::Mul, x.clone(), k(0.5));
+            let e = un(UnOp::Erf, bin(BinOp::Mul, x, k(std::f32::consts::FRAC_1_SQRT_2)));
+            fma(half_x.clone(), e, half_x)
+        }
+        Activation::GeluTanh => {
+            // x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+            let x2 = bin(BinOp::Mul, x.clone(), x.clone());
+            let cube_term = fma(bin(BinOp::Mul, x2, k(0.044_715)), x.clone(), x.clone());
+            let inner = bin(BinOp::Mul, cube_term, k((2.0 / std::f64::consts::PI).sqrt() as f32));
+            let half_x = bin(BinOp::Mul, x, k(0.5));
+            fma(half_x.clone(), un(UnOp::Tanh, inner), half_x)
+        }
+        Activation::Tanh => un(UnOp::Tanh, x),
+        // max(x, 0) + slope min(x, 0), as the interpreter computes it.
+        Activation::LeakyRelu(slope) => fma(bin(BinOp::Min, x.clone(), k(0.0)), k(slope), bin(BinOp::Max, x, k(0.0))),
     }
 }
 
@@ -124,6 +188,7 @@ fn elementwise_kernel(e: &EltJob, ty: Ty) -> Kernel {
             buffers.push(Buffer::new("shift", Layout::Flat { len: e.params }, false));
         }
         EltOp::Add => buffers.push(e.other.as_ref().expect("add has two operands").buffer("other", false)),
+        EltOp::Gate => buffers.push(e.other.as_ref().expect("a gate has two operands").buffer("gate", false)),
         EltOp::Activation(_) => {}
     }
     let mut k = new_kernel(&e.name, buffers);
@@ -132,6 +197,7 @@ fn elementwise_kernel(e: &EltJob, ty: Ty) -> Kernel {
             EltOp::Activation(a) => activation_expr(*a, x, ty),
             EltOp::Affine => fma(x, load(ty, 2, Index::Flat(param.clone())), load(ty, 3, Index::Flat(param))),
             EltOp::Add => bin(BinOp::Add, x, other),
+            EltOp::Gate => bin(BinOp::Mul, x, other),
         }
     };
     if e.input.flat {
@@ -154,7 +220,11 @@ fn elementwise_kernel(e: &EltJob, ty: Ty) -> Kernel {
     let lanes = lanes(ty);
     let ch = iv(c) * lanes;
     let index = act(ch.clone(), iv(y), iv(x));
-    let other = if e.other.is_some() { load(ty, 2, index.clone()) } else { fc(0.0) };
+    let other = match (&e.op, &e.other) {
+        (EltOp::Gate, _) => load(ty, 2, act(ch.clone(), ic(0), ic(0))),
+        (_, Some(_)) => load(ty, 2, index.clone()),
+        (_, None) => fc(0.0),
+    };
     let value = apply(load(ty, 0, index.clone()), other, ch);
     let body = vec![for_range(x, 0, e.input.w as i64, vec![store(ty, 1, index, value)])];
     rows_tasks(&mut k, &mut vars, ceil_div(e.input.c as i64, lanes), e.input.h as i64, 0, c, y, body);

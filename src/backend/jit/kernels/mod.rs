@@ -5,9 +5,11 @@
 //! Shared here: how a kernel sees a tensor (`TensorView`), the parallel loop over (channel
 //! block, row) most kernels use, and the zeroing of an output's halo.
 
+mod channels;
 pub(super) mod conv;
 mod eltwise;
 mod io;
+mod layernorm;
 mod lrn;
 mod pool;
 mod softmax;

@@ -144,6 +144,11 @@ fn conv_job(b: &Builder, node: NodeId, name: &str, input: &TensorView, out: &Ten
         | Op::Activation(_)
         | Op::BatchNorm(_)
         | Op::Lrn(_)
+        | Op::LayerNorm(_)
+        | Op::Scale(_)
+        | Op::Shuffle(_)
+        | Op::Slice(_)
+        | Op::GateMul(_)
         | Op::Dropout(_)
         | Op::Flatten(_)
         | Op::Softmax(_)
@@ -179,6 +184,14 @@ fn absorb_epilogue(
                 }
                 scale = Some(sc);
             }
+            Op::Scale(_) => {
+                // A layer scale multiplies the weights and the bias.
+                let sc = b.tensor(&format!("{}.weight", b.node_name(m)));
+                for (o, v) in bias.iter_mut().enumerate() {
+                    *v = (*v as f64 * sc[o] as f64) as f32;
+                }
+                scale = Some(sc);
+            }
             Op::Activation(a) => {
                 // Applying an idempotent activation twice in a row changes nothing.
                 if job.epilogue.last() != Some(&Epilogue::Activation(*a)) || !a.idempotent() {
@@ -197,6 +210,10 @@ fn absorb_epilogue(
             | Op::AdaptiveAvgPool(_)
             | Op::Gap(_)
             | Op::Lrn(_)
+            | Op::LayerNorm(_)
+            | Op::Shuffle(_)
+            | Op::Slice(_)
+            | Op::GateMul(_)
             | Op::Dropout(_)
             | Op::Flatten(_)
             | Op::Fc(_)
