@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 
 fn parseable_files() -> Vec<std::path::PathBuf> {
     let mut files = cnn_files("examples");
+    files.extend(cnn_files("tests/fixtures/families"));
     files.extend(
         cnn_files("examples/errors")
             .into_iter()
@@ -54,6 +55,47 @@ fn comments_survive() {
         let comments =
             |s: &str| s.lines().filter_map(|l| l.find('#').map(|i| l[i..].trim_end().to_string())).collect::<Vec<_>>();
         assert_eq!(comments(&source), comments(&formatted), "{}", f.display());
+    }
+}
+
+/// The constructs of the modern families, written carelessly and with comments everywhere.
+const MODERN: &str = "input 8x16x16
+block ir(c, s = 1, e = 6) {
+  if s == 1&&in.c==c { residual { conv 1x1 in.c*e nobias;bn; relu6;conv 1x1 c } }   # skip
+  else if e == 1 { conv 3x3 in.c groups in.c stride s } else {
+    # expand
+    conv 1x1 in.c*e; relu6
+    conv 1x1 c
+  }
+  gate {gap;conv 1x1 in.c/4;silu;conv 1x1 c;sigmoid}
+}
+block unit(c) { branch 0..in.c/2 { } branch in.c/2..in.c { conv 1x1 c/2 } ; shuffle 2 }
+stage a {
+  ir(8); ir(16, 2) # down
+  shortcut { conv 1x1 16 nobias; bn }  # projection first
+  residual { conv 3x3 16; gelu tanh; scale }
+  unit(16); layernorm eps 1e-6; leaky_relu 0.2
+}
+";
+
+#[test]
+fn modern_constructs_format_stably() {
+    let once = format_source(MODERN).unwrap();
+    assert_eq!(format_source(&once).unwrap(), once, "idempotent:\n{once}");
+    let comments = |s: &str| s.lines().filter_map(|l| l.find('#').map(|i| l[i..].to_string())).collect::<Vec<_>>();
+    assert_eq!(comments(MODERN), comments(&once), "{once}");
+    let (a, b) = (check_source(MODERN, "x", None), check_source(&once, "x", None));
+    let names = |r: &cnnc::CheckReport| {
+        r.checked.as_ref().expect("checks").network.nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&a), names(&b), "{once}");
+    for needle in [
+        "else if e == 1 {",
+        "branch 0..in.c/2 { }",
+        "shortcut { conv 1x1 16 nobias; bn }  # projection first\n  residual {",
+        "if s == 1 && in.c == c {",
+    ] {
+        assert!(once.contains(needle), "{needle:?} in\n{once}");
     }
 }
 

@@ -139,6 +139,9 @@ fn edge_shapes() {
         "input 5x11x13\nresidual { conv 3x3 6 stride 2 nobias; bn; relu; conv 3x3 6 nobias; bn } shortcut { conv 1x1 6 stride 2 nobias; bn }\nrelu\ngap\nflatten\nfc 2",
         // Softmax over channels of a map, and lrn.
         "input 7x4x4\nlrn 3 alpha 0.1 beta 0.6 k 1.5\nsoftmax",
+        // An elementwise kernel (the gate) writing a fresh storage laid out like its input (both
+        // read by padded convs) must zero its halo: the arena there held an earlier tensor.
+        "input 1x10x16\nresidual { conv 3x3 1; conv 3x3 1 }\ngate { gap; conv 1x1 1 }\nconv 3x3 1\nconv 3x3 1",
         // fc straight after flatten of a map with a halo-padded producer.
         "input 2x6x6\nconv 3x3 4\nflatten\nrelu\nfc 5\nsoftmax",
     ];
@@ -271,7 +274,9 @@ fn run_defaults_to_the_jit_and_both_backends_agree() {
 
 /// Writes a random small network that checks: convolutions with every kind of kernel, stride,
 /// padding, dilation and grouping, odd channel counts, pools with ceil mode, batch norm, LRN,
-/// inception-style branches, residuals with and without projections, and an fc head.
+/// every activation, gates, layer scales, layer norms, channel shuffles, sliced branches,
+/// inception-style branches, residuals with and without projections (written before or after
+/// the body), and an fc head.
 fn random_network(seed: u64) -> String {
     let mut r = ChaCha8Rng::seed_from_u64(seed);
     let mut c: u64 = [1, 2, 3, 4, 5, 8][r.random_range(0..6)];
@@ -280,7 +285,7 @@ fn random_network(seed: u64) -> String {
     let conv_len =
         |len: u64, k: u64, s: u64, p: u64, d: u64| (len + 2 * p).checked_sub(d * (k - 1) + 1).map(|v| v / s + 1);
     for _ in 0..r.random_range(1..5) {
-        match r.random_range(0..8) {
+        match r.random_range(0..12) {
             0 | 1 => {
                 let k = [1u64, 2, 3, 5][r.random_range(0..4)];
                 let s = r.random_range(1..3u64);
@@ -323,6 +328,47 @@ fn random_network(seed: u64) -> String {
                 (h, w) = (oh, ow);
             }
             3 => src += ["relu\n", "bn\n", "lrn 3 alpha 0.01 beta 0.75 k 2\n"][r.random_range(0..3)],
+            8 => {
+                const ACTS: [&str; 11] = [
+                    "relu6",
+                    "sigmoid",
+                    "silu",
+                    "hardswish",
+                    "hardsigmoid",
+                    "gelu",
+                    "gelu tanh",
+                    "tanh",
+                    "leaky_relu 0.1",
+                    "scale",
+                    "layernorm eps 0.001",
+                ];
+                src += ACTS[r.random_range(0..ACTS.len())];
+                src += "\n";
+            }
+            9 => {
+                let r_c = r.random_range(1..=c.max(1));
+                let act = ["relu", "silu"][r.random_range(0..2)];
+                let squash = ["sigmoid", "hardsigmoid"][r.random_range(0..2)];
+                src += &format!("gate {{ gap; conv 1x1 {r_c}; {act}; conv 1x1 {c}; {squash} }}\n");
+            }
+            10 if c >= 2 => {
+                // A sliced pair of branches (ShuffleNetV2's unit), then a shuffle.
+                let cut = r.random_range(1..c);
+                let out = r.random_range(1..7u64);
+                src += &format!("{{\nbranch 0..{cut} {{ }}\nbranch {cut}..{c} {{ conv 3x3 {out} relu }}\n}}\n");
+                c = cut + out;
+                let g = [2u64, 3, 4].into_iter().find(|g| c % g == 0);
+                if let Some(g) = g {
+                    src += &format!("shuffle {g}\n");
+                }
+            }
+            11 => {
+                let out = r.random_range(2..9u64);
+                src += &format!(
+                    "shortcut {{ conv 1x1 {out} nobias; bn }} residual {{ conv 3x3 {out} nobias; bn; relu6; conv 1x1 {out}; scale }}\n"
+                );
+                c = out;
+            }
             4 | 5 => {
                 // Inception-style branches at stride 1, in a group of their own (consecutive
                 // branches would otherwise join the previous unit's concatenation).

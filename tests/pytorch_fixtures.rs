@@ -69,3 +69,29 @@ fn jit_matches_pytorch_on_every_fixture() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// The modern families (tests/fixtures/families/, made by `tools/families.py fixtures`): tiny
+/// torchvision models of each family's own class, with random batch-norm statistics, layer-norm
+/// affines and layer scales, written with the blocks of the full-size example. Both backends
+/// must be within 1e-3 x std(logits) of PyTorch.
+#[test]
+fn modern_families_match_pytorch() {
+    let cases = cnn_files("tests/fixtures/families");
+    assert_eq!(cases.len(), 5, "the five family fixtures are committed");
+    let mut failures = Vec::new();
+    for case in &cases {
+        let expected: ArrayD<f32> =
+            ndarray_npy::read_npy(format!("{}.expected.npy", case.with_extension("").display())).unwrap();
+        let n = expected.len() as f32;
+        let mean = expected.iter().sum::<f32>() / n;
+        let std = (expected.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n).sqrt();
+        for backend in [Backend::Interp, Backend::Jit { threads: 2 }] {
+            let (diff, _) = run_case(case, backend);
+            eprintln!("{}: {backend:?} max|diff| / std = {:.1e}", case.display(), diff / std);
+            if diff > 1e-3 * std {
+                failures.push(format!("{} ({backend:?}): max|diff| {diff} vs std {std}", case.display()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -47,6 +47,63 @@ class Residual(nn.Module):
         return self.body(x) + (self.shortcut(x) if self.shortcut is not None else x)
 
 
+class Gate(nn.Module):
+    """The input times a per-channel factor computed from it (squeeze-excitation)."""
+
+    def __init__(self, body):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x):
+        return x * self.body(x)
+
+
+class LayerScale(nn.Module):
+    """ConvNeXt's learned per-channel multiplier, stored as [C, 1, 1]."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.layer_scale = nn.Parameter(torch.ones(c, 1, 1))
+
+    def forward(self, x):
+        return self.layer_scale * x
+
+
+class Split(nn.Module):
+    """ShuffleNetV2's unit: the first `keep` channels pass, the rest go through `body`."""
+
+    def __init__(self, keep, body):
+        super().__init__()
+        self.keep = keep
+        self.body = body
+
+    def forward(self, x):
+        return torch.cat([x[:, : self.keep], self.body(x[:, self.keep :])], 1)
+
+
+class Permuted(nn.Module):
+    """A channels-last module applied at every pixel (LayerNorm(C), Linear(C, O))."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class ProjectionFirst(nn.Module):
+    """A residual whose projection is registered before its body (RegNet)."""
+
+    def __init__(self, proj, body):
+        super().__init__()
+        self.proj = proj
+        self.body = body
+
+    def forward(self, x):
+        return self.proj(x) + self.body(x)
+
+
 S = nn.Sequential
 
 
@@ -164,6 +221,41 @@ CASES = {
                        nn.Conv2d(10, 10, 3, padding=1, bias=False), nn.BatchNorm2d(10))), nn.ReLU()),
           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(10, 7)),
     ),
+    # the modern families' layers: activations on their own and fused into a conv
+    "relu6": ("3x5x5", "conv 3x3 4; relu6", S(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU6())),
+    "sigmoid": ("3x5x5", "sigmoid", nn.Sigmoid()),
+    "silu": ("3x5x5", "conv 3x3 5; silu", S(nn.Conv2d(3, 5, 3, padding=1), nn.SiLU())),
+    "swish_map": ("6x4x3", "swish", nn.SiLU()),
+    "hardswish": ("3x5x5", "conv 3x3 5; hardswish", S(nn.Conv2d(3, 5, 3, padding=1), nn.Hardswish())),
+    "hardsigmoid": ("3x5x5", "conv 3x3 5; hardsigmoid", S(nn.Conv2d(3, 5, 3, padding=1), nn.Hardsigmoid())),
+    "gelu": ("3x5x5", "conv 3x3 6; gelu", S(nn.Conv2d(3, 6, 3, padding=1), nn.GELU())),
+    "gelu_tanh": ("3x5x5", "gelu tanh", nn.GELU(approximate="tanh")),
+    "tanh": ("3x5x5", "conv 3x3 4; tanh", S(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh())),
+    "leaky_relu": ("3x5x5", "conv 3x3 4; leaky_relu 0.2", S(nn.Conv2d(3, 4, 3, padding=1), nn.LeakyReLU(0.2))),
+    "leaky_relu_default": ("3x5x5", "leaky_relu", nn.LeakyReLU()),
+    # squeeze-excitation gates, layer scale, channel split and shuffle, layer norm, per-pixel Linear
+    "gate_se": (
+        "8x6x6",
+        "conv 3x3 8 relu; gate { gap; conv 1x1 2; silu; conv 1x1 8; sigmoid }",
+        S(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+          Gate(S(nn.AdaptiveAvgPool2d(1), nn.Conv2d(8, 2, 1), nn.SiLU(), nn.Conv2d(2, 8, 1), nn.Sigmoid()))),
+    ),
+    "scale": ("5x4x4", "conv 3x3 5; scale", S(nn.Conv2d(5, 5, 3, padding=1), LayerScale(5))),
+    "shuffle": ("12x3x4", "shuffle 3", nn.ChannelShuffle(3)),
+    "split_shuffle": (
+        "10x5x5",
+        "branch 0..4 { }; branch 4..10 { conv 1x1 6 nobias; bn; relu }; shuffle 2",
+        S(Split(4, S(nn.Conv2d(6, 6, 1, bias=False), nn.BatchNorm2d(6), nn.ReLU())), nn.ChannelShuffle(2)),
+    ),
+    "layernorm2d": ("6x4x5", "layernorm eps 1e-6", Permuted(nn.LayerNorm(6, eps=1e-6))),
+    "layernorm_flat": ("3x2x2", "flatten; layernorm", S(nn.Flatten(), nn.LayerNorm(12))),
+    "pixel_linear": ("5x3x4", "conv 1x1 7", Permuted(nn.Linear(5, 7))),
+    "projection_first": (
+        "4x6x6",
+        "shortcut { conv 1x1 6 stride 2 nobias; bn } residual { conv 3x3 6 stride 2 nobias; bn; relu6 }",
+        ProjectionFirst(S(nn.Conv2d(4, 6, 1, 2, bias=False), nn.BatchNorm2d(6)),
+                        S(nn.Conv2d(4, 6, 3, 2, 1, bias=False), nn.BatchNorm2d(6), nn.ReLU6())),
+    ),
 }
 
 
@@ -180,6 +272,11 @@ def randomise(module, gen):
                 m.bias.normal_(0, 0.2, generator=gen)
                 m.running_mean.normal_(0, 0.3, generator=gen)
                 m.running_var.uniform_(0.5, 2.0, generator=gen)
+            elif isinstance(m, nn.LayerNorm):
+                m.weight.uniform_(0.5, 1.5, generator=gen)
+                m.bias.normal_(0, 0.2, generator=gen)
+            elif isinstance(m, LayerScale):
+                m.layer_scale.uniform_(0.5, 1.5, generator=gen)
 
 
 def main():

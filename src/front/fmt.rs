@@ -266,28 +266,25 @@ impl<'s> Printer<'s> {
             Stmt::Residual { body, shortcut, shortcut_first, .. } => {
                 let first = self.through_body(item.span.start, item.span.start);
                 let second = Span::new(first.end, item.span.end);
-                let (head, tail) = match (shortcut, *shortcut_first) {
-                    (Some(sc), true) => (
-                        self.with_body("shortcut", sc, first, indent, ""),
-                        self.with_body("residual", body, second, indent, ""),
-                    ),
-                    (Some(sc), false) => (
-                        self.with_body("residual", body, first, indent, ""),
-                        self.with_body("shortcut", sc, second, indent, ""),
-                    ),
-                    (None, _) => (self.with_body("residual", body, item.span, indent, ""), String::new()),
+                let (first_kw, first_body, second_kw, second_body) = match (shortcut, *shortcut_first) {
+                    (Some(sc), true) => ("shortcut", &sc[..], "residual", &body[..]),
+                    (Some(sc), false) => ("residual", &body[..], "shortcut", &sc[..]),
+                    (None, _) => return label + &self.with_body("residual", body, item.span, indent, ""),
                 };
-                if tail.is_empty() {
-                    head
-                } else {
-                    // On the first part's line when it all fits, else on the next line.
-                    let last_line = head.rsplit('\n').next().unwrap_or("");
-                    let first_line = tail.split('\n').next().unwrap_or("");
-                    if 2 * indent + label.len() + last_line.len() + 1 + first_line.len() <= WIDTH {
+                let head = self.with_body(first_kw, first_body, first, indent, "");
+                // A comment ending the first part's line stays there; the second part moves down.
+                let comment = self.take_trailing(first);
+                let tail = self.with_body(second_kw, second_body, second, indent, "");
+                let pad = "  ".repeat(indent);
+                // On the first part's line when it all fits, else on the next line.
+                let last_line = head.rsplit('\n').next().unwrap_or("");
+                let first_line = tail.split('\n').next().unwrap_or("");
+                match comment {
+                    Some(c) => format!("{head}  {c}\n{pad}{tail}"),
+                    None if 2 * indent + label.len() + last_line.len() + 1 + first_line.len() <= WIDTH => {
                         format!("{head} {tail}")
-                    } else {
-                        format!("{head}\n{}{tail}", "  ".repeat(indent))
                     }
+                    None => format!("{head}\n{pad}{tail}"),
                 }
             }
         };

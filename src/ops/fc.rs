@@ -49,7 +49,10 @@ impl LayerOp for Fc {
                     format!("fc expects a flat vector but receives a {s} feature map"),
                 )
                 .with_label("input is not flat")
-                .with_help("insert `flatten` before fc"),
+                .with_help(format!(
+                    "insert `flatten` before fc; for a Linear applied at every pixel (ConvNeXt's MLP), write `conv 1x1 {}`",
+                    self.out
+                )),
             )),
         }
     }

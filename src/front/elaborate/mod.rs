@@ -13,6 +13,7 @@
 //! - items outside any stage are named by their op (or block) and position: `conv1`, `fc7`.
 
 mod blocks;
+mod choose;
 mod expand;
 mod header;
 mod naming;

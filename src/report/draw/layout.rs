@@ -5,7 +5,7 @@ use super::{Cluster, Drawing, Edge, PlacedBox, nodes_in, short};
 use crate::analysis::check::Checked;
 use crate::ir::geometry::Shape;
 use crate::ir::graph::{GroupKind, NodeId, Structure};
-use crate::ops::{Category, Op};
+use crate::ops::Category;
 use crate::report::table::thousands;
 
 const NODE_H: f64 = 58.0;
@@ -98,7 +98,16 @@ impl Layout<'_> {
         };
         let lines = if join {
             vec![
-                format!("{} {}", if matches!(node.op, Op::Add(_)) { "+" } else { "concat" }, node.name),
+                // The sum as `+`, a gate's product as `×`, a concatenation by name.
+                format!(
+                    "{} {}",
+                    match node.op.keyword() {
+                        "add" => "+",
+                        "gate" => "×",
+                        k => k,
+                    },
+                    node.name
+                ),
                 self.shape(n).to_string(),
             ]
         } else if category == Category::Input {

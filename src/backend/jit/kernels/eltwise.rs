@@ -124,8 +124,11 @@ fn lower_affine(b: &mut Builder, g: &Group, scale: Vec<f32>, shift: Vec<f32>) ->
 fn push(b: &mut Builder, g: &Group, job: EltJob, bindings: Vec<super::super::lower::Binding>) {
     let work = job.output.len();
     // Flat tensors (which may live in a map's storage) are addressed element by element.
-    let scheduled = elementwise_kernel(&job, if job.input.flat { Ty::F32 } else { Ty::F32x4 });
-    b.push(job.name.clone(), g.nodes.clone(), elementwise_kernel(&job, Ty::F32), scheduled, bindings, work);
+    // In place (the output in the input's storage) the halo is the input's, already zero; a
+    // fresh storage of the same layout still needs its halo zeroed.
+    let in_place = bindings[0] == bindings[1];
+    let scheduled = elementwise_kernel(&job, if job.input.flat { Ty::F32 } else { Ty::F32x4 }, in_place);
+    b.push(job.name.clone(), g.nodes.clone(), elementwise_kernel(&job, Ty::F32, in_place), scheduled, bindings, work);
 }
 
 /// Eval-mode batch norm of node `bn` as `x * scale + shift`: scale = gamma / sqrt(var + eps),
@@ -179,7 +182,7 @@ pub(in super::super) fn activation_expr(act: Activation, x: FExpr, ty: Ty) -> FE
     }
 }
 
-fn elementwise_kernel(e: &EltJob, ty: Ty) -> Kernel {
+fn elementwise_kernel(e: &EltJob, ty: Ty, in_place: bool) -> Kernel {
     let mut vars = Vars::default();
     let mut buffers = vec![e.input.buffer("in", false), e.output.buffer("out", true)];
     match &e.op {
@@ -230,7 +233,7 @@ fn elementwise_kernel(e: &EltJob, ty: Ty) -> Kernel {
     rows_tasks(&mut k, &mut vars, ceil_div(e.input.c as i64, lanes), e.input.h as i64, 0, c, y, body);
     // In place, the halo is the input's and already zero.
     k.var_names = vars.names;
-    if e.input.layout != e.output.layout {
+    if !in_place {
         append_halo_zeroing(&mut k, 1, e.output.c);
     }
     k
