@@ -34,7 +34,7 @@ pub use io::budget::{
     memory_need, parse_size,
 };
 pub use io::files::{WriteError, check_writable, read_limited, write_atomic};
-pub use io::input::{InputError, load_input};
+pub use io::input::{InputError, load_image_bytes, load_input};
 pub use io::run::{
     Backend, MAX_LABELS_BYTES, Model, Prediction, RunError, Runner, WeightsSource, default_threads, forward_output,
     load_model, npy_input_override, read_labels, resolve_weights, usage,

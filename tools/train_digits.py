@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Train examples/digits.cnn on scikit-learn's handwritten digits, with PyTorch.
 
-Usage: tools/train_digits.py [--epochs N] [--cnnc PATH]
-Needs: python3 -m pip install torch scikit-learn pillow safetensors numpy
+Usage: tools/train_digits.py [--epochs N]
+Needs: pip install "./python[torch]" scikit-learn pillow (the cnnc package with its PyTorch bridge)
 
 The 1797 8x8 images (values 0..16) are upsampled to 32x32 with bilinear interpolation and
 quantised to 8 bits, so that a PNG holds exactly what the network was trained on. A fixed seed
-splits them 80/20 into training and held-out sets. The PyTorch model mirrors digits.cnn layer for
-layer; its state dict is converted with tools/torch2cnnc.py (by position, like any torchvision
-model). Writes:
+splits them 80/20 into training and held-out sets. The PyTorch model is digits.cnn itself, built
+by `cnnc.torch.build`; its state dict carries cnnc's canonical names and is saved with safetensors
+as it is (no conversion). Writes:
 
 - examples/digits.safetensors: the trained weights;
 - examples/images/digit_K.png: the first held-out image of each class K;
@@ -22,14 +22,14 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 
+import cnnc.torch
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
+from safetensors.torch import save_file
 from sklearn.datasets import load_digits
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -43,25 +43,9 @@ def header_value(text, key):
     return float(m.group(1))
 
 
-def conv_bn(cin, cout):
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
-
-
-def build_model():
-    # Mirrors examples/digits.cnn: three stages of conv_bn x2 + maxpool, then gap/flatten/fc.
-    layers = []
-    cin = 1
-    for c in (16, 32, 64):
-        layers += conv_bn(cin, c) + conv_bn(c, c) + [nn.MaxPool2d(2)]
-        cin = c
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(64, 10)]
-    return nn.Sequential(*layers)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--cnnc", help="path to the cnnc binary (default: target/release/cnnc)")
     a = ap.parse_args()
 
     torch.manual_seed(SEED)
@@ -89,7 +73,7 @@ def main():
     xtr, ytr = normalise(u8[train_idx]), labels[train_idx]
     xho, yho = normalise(u8[held_idx]), labels[held_idx]
 
-    model = build_model()
+    model = cnnc.torch.build(cnn_path)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.epochs)
     for epoch in range(a.epochs):
@@ -117,15 +101,9 @@ def main():
     accuracy = (preds == yho).float().mean().item()
     print(f"final held-out accuracy {accuracy:.4f} on {len(yho)} images")
 
-    # Weights: through torch2cnnc.py, as a user would convert any PyTorch model.
-    pth = os.path.join(ROOT, "target", "digits.pth")
-    os.makedirs(os.path.dirname(pth), exist_ok=True)
-    torch.save(model.state_dict(), pth)
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "torch2cnnc.py"), pth, cnn_path,
-           "-o", os.path.join(ROOT, "examples", "digits.safetensors")]
-    if a.cnnc:
-        cmd += ["--cnnc", a.cnnc]
-    subprocess.run(cmd, check=True)
+    # Weights: the state dict as it is; its names are the canonical ones.
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              os.path.join(ROOT, "examples", "digits.safetensors"), metadata={"trained_by": "tools/train_digits.py"})
 
     img_dir = os.path.join(ROOT, "examples", "images")
     held_dir = os.path.join(ROOT, "tests", "fixtures", "digits_heldout")

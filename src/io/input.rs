@@ -216,7 +216,18 @@ fn npy_from_reader<R: Read + Seek>(
 
 fn load_image(path: &Path, net: &Network, limits: &Limits) -> Result<Array4<f32>, InputError> {
     let img = decode_image(path, limits)?;
-    let shown = path.display().to_string();
+    preprocess(&img, &path.display().to_string(), net)
+}
+
+/// An encoded image (PNG, JPEG, ...) held in memory, preprocessed as `cnnc run` preprocesses
+/// files: `shown` names it in messages. The result is a batch of one.
+pub fn load_image_bytes(bytes: &[u8], shown: &str, net: &Network, limits: &Limits) -> Result<Array4<f32>, InputError> {
+    preprocess(&decode_image_bytes(bytes, shown, limits)?, shown, net)
+}
+
+/// torchvision's evaluation transform of a decoded image, to the network's declared input.
+fn preprocess(img: &DynamicImage, shown: &str, net: &Network) -> Result<Array4<f32>, InputError> {
+    let shown = shown.to_string();
     let Input { c, h, w } = net.input;
     let grey = !img.color().has_color();
     let planes = match (c, grey) {
@@ -241,7 +252,7 @@ fn load_image(path: &Path, net: &Network, limits: &Limits) -> Result<Array4<f32>
             });
         }
     };
-    let pixels = resize_and_crop(&img, h as usize, w as usize);
+    let pixels = resize_and_crop(img, h as usize, w as usize);
     let mut out = Array4::<f32>::zeros((1, planes, h as usize, w as usize));
     for ((y, x), px) in (0..h as usize).flat_map(|y| (0..w as usize).map(move |x| (y, x))).zip(pixels) {
         for ch in 0..planes {

@@ -252,9 +252,26 @@ pub struct Prediction {
 
 /// A model ready to run batches: the JIT compiled once, or the interpreter with its weights.
 pub struct Runner<'m> {
-    model: &'m Model,
+    model: ModelRef<'m>,
     limits: Limits,
     engine: Engine,
+}
+
+/// The model a runner serves: borrowed (the command line) or shared (a long-lived handle, as the
+/// Python package keeps).
+enum ModelRef<'m> {
+    Borrowed(&'m Model),
+    Shared(std::sync::Arc<Model>),
+}
+
+impl std::ops::Deref for ModelRef<'_> {
+    type Target = Model;
+    fn deref(&self) -> &Model {
+        match self {
+            ModelRef::Borrowed(m) => m,
+            ModelRef::Shared(m) => m,
+        }
+    }
 }
 
 enum Engine {
@@ -262,9 +279,25 @@ enum Engine {
     Jit(Box<JitModel>),
 }
 
+impl Runner<'static> {
+    /// A runner that shares ownership of its model (for handles that outlive any borrow).
+    pub fn shared(
+        model: std::sync::Arc<Model>,
+        weights: Weights,
+        backend: Backend,
+        limits: Limits,
+    ) -> Result<Runner<'static>, RunError> {
+        Runner::with(ModelRef::Shared(model), weights, backend, limits)
+    }
+}
+
 impl<'m> Runner<'m> {
     /// Compiles (for the JIT) or prepares the model, after checking one image fits in `limits`.
     pub fn new(model: &'m Model, weights: Weights, backend: Backend, limits: Limits) -> Result<Runner<'m>, RunError> {
+        Runner::with(ModelRef::Borrowed(model), weights, backend, limits)
+    }
+
+    fn with(model: ModelRef<'m>, weights: Weights, backend: Backend, limits: Limits) -> Result<Runner<'m>, RunError> {
         check_budget(&model.checked, usage(backend, 1), 0, &limits).map_err(RunError::MemoryLimit)?;
         let engine = match backend {
             Backend::Interp => Engine::Interp(weights),
@@ -273,6 +306,11 @@ impl<'m> Runner<'m> {
             }
         };
         Ok(Runner { model, limits, engine })
+    }
+
+    /// The model the runner serves.
+    pub fn model(&self) -> &Model {
+        &self.model
     }
 
     /// The backend's memory use for batches of `batch` images.
@@ -305,42 +343,49 @@ impl<'m> Runner<'m> {
 
     /// Loads `inputs` as one batch, runs it and ranks the classes of each image.
     pub fn predict(&mut self, inputs: &[PathBuf], top_k: usize) -> Result<Vec<Prediction>, RunError> {
-        let model = self.model;
+        let model = &*self.model;
         // Each input is at least one image: refuse a plan that cannot fit before decoding anything.
         let budget = |n: usize| check_budget(&model.checked, self.usage(n), 0, &self.limits);
         budget(inputs.len()).map_err(RunError::MemoryLimit)?;
         let paths: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
         let (batch, counts) = load_batch(&paths, model.network(), &self.limits)?;
+        budget(batch.dim().0).map_err(RunError::MemoryLimit)?;
+        let names = input_names(inputs, &counts);
+        Ok(self.rank(batch, &names, top_k))
+    }
+
+    /// Runs a preprocessed batch and ranks the classes of each image; `names[i]` names image
+    /// `i` in the predictions and warnings.
+    pub fn rank(&mut self, batch: ndarray::Array4<f32>, names: &[String], top_k: usize) -> Vec<Prediction> {
         let n = batch.dim().0;
-        budget(n).map_err(RunError::MemoryLimit)?;
-        let softmax_last = matches!(model.network().nodes[model.network().output()].op, Op::Softmax(_));
+        let net = self.model.network();
+        let softmax_last = matches!(net.nodes[net.output()].op, Op::Softmax(_));
         // NaN or infinite inputs give outputs that look like predictions: say so.
         let non_finite: Vec<usize> =
             batch.outer_iter().map(|image| image.iter().filter(|v| !v.is_finite()).count()).collect();
         let (logits, output) = self.run(batch);
         let logits = logits.to_rows();
         let probs = if softmax_last { output.to_rows() } else { softmax_rows(&logits) };
-        let names = input_names(inputs, &counts);
-        Ok((0..n)
+        (0..n)
             .map(|i| {
+                let name = names.get(i).cloned().unwrap_or_else(|| format!("[{i}]"));
                 let p = probs.row(i).to_vec();
                 let mut order: Vec<usize> = (0..p.len()).collect();
                 order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
                 Prediction {
-                    input: names[i].clone(),
                     logits: logits.row(i).to_vec(),
                     top: order.iter().take(top_k).map(|&k| (k, p[k])).collect(),
                     probs: p,
                     warnings: match non_finite[i] {
                         0 => Vec::new(),
-                        bad => vec![format!(
-                            "{} holds {bad} NaN or infinite value(s); its prediction is meaningless",
-                            names[i]
-                        )],
+                        bad => {
+                            vec![format!("{name} holds {bad} NaN or infinite value(s); its prediction is meaningless")]
+                        }
                     },
+                    input: name,
                 }
             })
-            .collect())
+            .collect()
     }
 }
 

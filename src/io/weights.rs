@@ -117,7 +117,8 @@ fn list(names: &[String]) -> String {
 pub struct Loaded {
     /// The tensors the network needs, validated.
     pub weights: Weights,
-    /// Tensors in the file that the network does not use (a warning, not an error).
+    /// Tensors in the file that the network does not use (a warning, not an error); a batch
+    /// norm's `num_batches_tracked`, which PyTorch saves beside its statistics, is not listed.
     pub unused: Vec<String>,
     /// Tensors holding NaN or infinite values, with how many (a warning).
     pub non_finite: Vec<(String, usize)>,
@@ -200,7 +201,14 @@ pub fn load_safetensors_bytes(bytes: &[u8], shown: &str, specs: &[ParamSpec]) ->
         return Err(errors);
     }
     let needed: std::collections::HashSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-    let mut unused: Vec<String> = file.names().into_iter().filter(|n| !needed.contains(n)).map(String::from).collect();
+    // PyTorch's batch norm counts its training steps; a state dict saved as it is carries the
+    // count beside the statistics, which inference does not use.
+    let bn_counter = |n: &str| {
+        n.strip_suffix(".num_batches_tracked")
+            .is_some_and(|layer| needed.contains(format!("{layer}.running_mean").as_str()))
+    };
+    let mut unused: Vec<String> =
+        file.names().into_iter().filter(|n| !needed.contains(n) && !bn_counter(n)).map(String::from).collect();
     unused.sort();
     Ok(Loaded { weights, unused, non_finite })
 }

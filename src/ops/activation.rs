@@ -51,7 +51,8 @@ pub(super) const SPECS: &[OpSpec] = &[
 ];
 
 /// An elementwise non-linearity, with PyTorch's definition.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Activation {
     /// `max(x, 0)`; a NaN input gives 0 (Rust's `f32::max`, x86 `maxps` with the value first).
     Relu,

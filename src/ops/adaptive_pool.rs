@@ -33,13 +33,13 @@ pub(super) const SPECS: &[OpSpec] = &[
     },
 ];
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct AdaptiveAvgPool {
     pub(crate) out: [u64; 2],
 }
 
 /// Global average pooling: CxHxW -> Cx1x1 at any H, W.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct Gap;
 
 impl LayerOp for AdaptiveAvgPool {

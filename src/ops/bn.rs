@@ -26,7 +26,7 @@ pub(super) const SPECS: &[OpSpec] = &[OpSpec {
     },
 }];
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct BatchNorm {
     pub(crate) eps: f64,
 }

@@ -28,7 +28,7 @@ pub(super) const SPECS: &[OpSpec] = &[OpSpec {
     build: build_conv,
 }];
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct Conv {
     pub(crate) kernel: [u64; 2],
     pub(crate) out_channels: u64,

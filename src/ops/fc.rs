@@ -23,7 +23,7 @@ pub(super) const SPECS: &[OpSpec] = &[OpSpec {
     },
 }];
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct Fc {
     pub(crate) out: u64,
     pub(crate) bias: bool,

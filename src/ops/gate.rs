@@ -12,7 +12,7 @@ use crate::ir::tensor::Tensor;
 use ndarray::Zip;
 
 /// The gate's product: inputs are [x, gate], the gate `C x 1 x 1`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct GateMul;
 
 impl LayerOp for GateMul {

@@ -27,7 +27,7 @@ pub(super) const SPECS: &[OpSpec] = &[OpSpec {
     },
 }];
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct LayerNorm {
     pub(crate) eps: f64,
 }

@@ -34,7 +34,7 @@ pub(super) const SPECS: &[OpSpec] = &[OpSpec {
 }];
 
 /// PyTorch's `LocalResponseNorm(size, alpha, beta, k)`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct Lrn {
     pub(crate) size: u64,
     pub(crate) alpha: f64,

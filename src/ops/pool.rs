@@ -33,13 +33,14 @@ pub(super) const SPECS: &[OpSpec] = &[
     },
 ];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum PoolKind {
     Max,
     Avg,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct Pool {
     pub(crate) kind: PoolKind,
     pub(crate) kernel: [u64; 2],

@@ -19,7 +19,7 @@ pub(super) const SPECS: &[OpSpec] = &[OpSpec {
     build: |_, _| Some(Op::Scale(Scale)),
 }];
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct Scale;
 
 impl LayerOp for Scale {

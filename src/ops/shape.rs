@@ -49,13 +49,13 @@ pub(super) const SPECS: &[OpSpec] = &[
 ];
 
 /// The identity at inference.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct Dropout {
     pub(crate) p: f64,
 }
 
 /// A map as a vector, in C,H,W order.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct Flatten;
 
 impl LayerOp for Dropout {

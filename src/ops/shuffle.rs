@@ -24,7 +24,7 @@ pub(super) const SPECS: &[OpSpec] = &[OpSpec {
     },
 }];
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct Shuffle {
     pub(crate) groups: u64,
 }

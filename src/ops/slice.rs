@@ -11,7 +11,7 @@ use crate::ir::tensor::Tensor;
 use ndarray::{Axis, Slice as Range};
 
 /// Channels `start..end` of a map.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct Slice {
     pub(crate) start: i64,
     pub(crate) end: i64,

@@ -19,7 +19,7 @@ pub(super) const SPECS: &[OpSpec] = &[OpSpec {
     build: |_, _| Some(Op::Softmax(Softmax)),
 }];
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct Softmax;
 
 impl LayerOp for Softmax {

@@ -11,19 +11,19 @@ use crate::ir::tensor::Tensor;
 use ndarray::{Axis, Zip};
 
 /// The network's input: the image batch.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct InputOp;
 
 /// Channel concatenation of the branch outputs, in branch order.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct Concat;
 
 /// Residual sum: inputs are [body, shortcut].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct Add;
 
 /// A statement that failed to elaborate; its error is already reported.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct Invalid;
 
 /// The trait methods every structural op answers alike: no weights, no MACs, a point window.

@@ -165,6 +165,9 @@ pub fn report_json(report: &CheckReport, source: &str) -> serde_json::Value {
                 "name": n.name,
                 "op": n.op.keyword(),
                 "description": n.op.describe(),
+                // The op's resolved arguments (kernel, stride, padding, eps, ...), for tools that
+                // rebuild the network elsewhere (the Python package's PyTorch bridge).
+                "attrs": crate::ops::with_op!(&n.op, o => serde_json::to_value(o)).unwrap_or_default(),
                 "stage": n.stage.map(|s| net.stages[s].clone()),
                 "inputs": n.inputs.iter().map(|&j| net.nodes[j].name.clone()).collect::<Vec<_>>(),
                 "output": c.shapes[i].to_vec(),

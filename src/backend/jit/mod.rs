@@ -66,6 +66,13 @@ pub struct JitModel {
     pub padded_peak_bytes: u64,
 }
 
+// SAFETY: the raw pointers a JitModel holds (its calls' pointer tables) point into heap memory
+// the JitModel itself owns (arena, packed parameters, image and result buffers) and into its own
+// compiled code, none of which moves or is freed while it lives; its worker threads only touch
+// that memory during `forward`, which takes `&mut self`. Moving the whole model to another
+// thread (a Python binding's mutex, a server's worker) therefore moves every owner together.
+unsafe impl Send for JitModel {}
+
 /// The network's output and, before a trailing softmax, its logits.
 pub struct JitOutputs {
     /// The last layer's output.
