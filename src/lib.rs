@@ -28,7 +28,7 @@ pub use backend::interp::forward;
 pub use backend::jit::{JitError, JitModel, JitOutputs, StepInfo};
 pub use front::ast::Span;
 pub use front::fmt::format_source;
-pub use front::parse::MAX_SOURCE_BYTES;
+pub use front::parse::{MAX_NESTING, MAX_SOURCE_BYTES};
 pub use io::budget::{
     DEFAULT_MAX_PIXELS, DEFAULT_MEMORY_LIMIT_BYTES, Limits, MemoryNeed, Usage, check_budget, default_memory_limit,
     memory_need, parse_size,

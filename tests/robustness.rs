@@ -53,6 +53,35 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
     assert!(check_source(&long_sum, "long", None).errors() == 0);
 }
 
+/// Unclosed statements nested as deep as allowed: each used to make pest parse the inner text
+/// twice (once as the statement, once as a layer named by its keyword, or a residual without its
+/// shortcut), so the time doubled with every level (found by fuzzing). Linear now: all of these
+/// together parse in milliseconds; exponential, the test would never end.
+#[test]
+fn unclosed_nesting_parses_in_linear_time() {
+    let forms = [
+        "residual {\n",
+        "stage a {\n",
+        "residual { relu } shortcut {\n",
+        "shortcut { relu } residual {\n",
+        "if 1 { relu } else {\n",
+        "if 1 {\n",
+        "gate {\n",
+        "branch 0..1 {\n",
+        "block f() {\n",
+        "{\n",
+        "residual { stage a { if 1 { gate { branch 0..1 {\n",
+    ];
+    for form in forms {
+        let levels = cnnc::MAX_NESTING / form.matches('{').count();
+        let src = format!("input 3x8x8\n{}relu\nconv 3x3 4 stride bo2\n", form.repeat(levels));
+        let start = std::time::Instant::now();
+        let report = check_source(&src, "unclosed", None);
+        assert!(report.errors() > 0, "{form:?}");
+        assert!(start.elapsed().as_secs() < 10, "{form:?} took {:?}", start.elapsed());
+    }
+}
+
 #[test]
 fn block_chains_are_bounded() {
     // 200 blocks, each calling the next: deeper than the instance limit.

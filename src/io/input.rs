@@ -173,9 +173,38 @@ pub(crate) fn npy_header<R: Read + Seek>(
     if header_end > file_len {
         return Err(format!("its header claims {header_end} bytes but the file is {file_len}"));
     }
+    if header_end > MAX_NPY_HEADER {
+        return Err(format!("its header claims {header_end} bytes; a tensor's header is under {MAX_NPY_HEADER}"));
+    }
+    // ndarray-npy parses the header's Python literal by backtracking, in time exponential in how
+    // deeply brackets nest (found by fuzzing: 20 `[` took 100 s). A float32 tensor's header
+    // nests two deep: `{'shape': (1, 3, 224, 224)}`.
+    reader.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    let mut text = vec![0u8; header_end as usize];
+    reader.read_exact(&mut text).map_err(|e| e.to_string())?;
+    let deepest = text
+        .iter()
+        .scan(0i64, |depth, b| {
+            *depth += match b {
+                b'(' | b'[' | b'{' => 1,
+                b')' | b']' | b'}' => -1,
+                _ => 0,
+            };
+            Some(*depth)
+        })
+        .max()
+        .unwrap_or(0);
+    if deepest > MAX_NPY_NESTING {
+        return Err(format!("its header nests brackets {deepest} deep; a float32 tensor's header nests 2"));
+    }
     reader.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
     ndarray_npy::npy::header::Header::from_reader(reader).map_err(|e| e.to_string())
 }
+
+/// A `.npy` header describing a plain tensor is about 128 bytes.
+const MAX_NPY_HEADER: u64 = 1 << 16;
+/// Brackets in a `.npy` header nest at most this deep (a plain tensor's nest 2).
+const MAX_NPY_NESTING: i64 = 4;
 
 /// A float32 `.npy` of [C, H, W] or [N, C, H, W] with C = `channels`, from its bytes.
 pub(crate) fn npy_from_bytes(bytes: &[u8], shown: &str, channels: u64) -> Result<Array4<f32>, InputError> {

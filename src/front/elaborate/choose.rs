@@ -68,22 +68,4 @@ impl<'a> Elaborator<'a> {
             }
         }
     }
-
-    /// `shortcut { ... }` away from a residual parses as a layer named `shortcut` and a group;
-    /// says what is wrong once and skips both.
-    pub(super) fn stray_shortcut(&mut self, item: &Item, next: Option<&Item>, ctx: &Ctx) -> bool {
-        let Stmt::Layer { op, args, repeat: None } = &item.stmt else { return false };
-        let group_follows = matches!(next.map(|n| &n.stmt), Some(Stmt::Group { repeat: None, .. }));
-        if op.name != "shortcut" || !args.is_empty() || !group_follows {
-            return false;
-        }
-        let d = Diagnostic::error(Code::Misplaced, op.span, "`shortcut` must come right after a `residual { ... }`")
-            .with_label("no residual before this shortcut")
-            .with_help(
-                "write `residual { ... } shortcut { ... }`, or `shortcut { ... } residual { ... }` when the \
-                 projection's weights come first",
-            );
-        self.error_at(d, ctx);
-        true
-    }
 }

@@ -44,10 +44,6 @@ impl<'a> Elaborator<'a> {
                 return current;
             }
             let item = items[i];
-            if self.stray_shortcut(item, items.get(i + 1).copied(), ctx) {
-                i += 2;
-                continue;
-            }
             if let Stmt::Branch { .. } = item.stmt {
                 let run_end = items[i..]
                     .iter()
