@@ -46,7 +46,7 @@ pub use ir::geometry::{GeomError, MAX_ELEMENTS, Shape, conv_out_len, pool_out_le
 pub use ir::graph::{DesignRule, GroupKind, Input, Network, Node, NodeId, Origin, Structure};
 pub use ir::tensor::Tensor;
 pub use ops::ParamKind;
-pub use report::bench::{BenchReport, LayerTime, bench};
+pub use report::bench::{BenchOptions, BenchReport, LayerTime, bench};
 pub use report::compare::{Summary, comparison_json, render_comparison, summarize};
 pub use report::draw::{Drawing, Edge, PlacedBox, graph_dot, graph_svg, layout_graph};
 pub use report::filters::{DEAD_FRACTION, Filters, Picture, dead_filters, find_conv, render_filters};

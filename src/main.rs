@@ -111,6 +111,9 @@ enum Command {
         weights: Option<PathBuf>,
         #[arg(long, default_value_t = 10)]
         iters: usize,
+        /// Images per forward pass: the median and throughput are over whole batches.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        batch: u64,
         /// Threads for the JIT (default: all hardware threads).
         #[arg(long)]
         threads: Option<usize>,
@@ -231,12 +234,13 @@ fn main() -> ExitCode {
             let options = cli::run::RunOptions { top, labels, json, batch: batch as usize, backend, limits };
             Ok(report_run(cli::run::cmd_run(&model, &inputs, weights.as_deref(), &options), color))
         }
-        Command::Bench { model, weights, iters, threads, backend, json, limits } => {
+        Command::Bench { model, weights, iters, batch, threads, backend, json, limits } => {
             let backend = match backend {
                 BackendArg::Interp => Backend::Interp,
                 BackendArg::Jit => Backend::Jit { threads: threads.unwrap_or_else(cnnc::default_threads) },
             };
-            let run = cli::bench::cmd_bench(&model, weights.as_deref(), iters, backend, json, &limits.limits());
+            let options = cnnc::BenchOptions { iters, batch: batch as usize };
+            let run = cli::bench::cmd_bench(&model, weights.as_deref(), options, backend, json, &limits.limits());
             Ok(report_run(run, ColorChoice::Auto))
         }
         Command::Compile { model, dump, weights, limits } => Ok(report_run(

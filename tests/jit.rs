@@ -142,6 +142,9 @@ fn edge_shapes() {
         // An elementwise kernel (the gate) writing a fresh storage laid out like its input (both
         // read by padded convs) must zero its halo: the arena there held an earlier tensor.
         "input 1x10x16\nresidual { conv 3x3 1; conv 3x3 1 }\ngate { gap; conv 1x1 1 }\nconv 3x3 1\nconv 3x3 1",
+        // Depthwise convolutions: odd channel counts, strides, dilation, a 7x7 kernel (taps not
+        // held in registers), a residual and activations in the epilogue, bn folded.
+        "input 5x13x11\nconv 3x3 5 groups 5 stride 2 nobias\nbn\nrelu6\nconv 7x7 5 groups 5 pad 3\nresidual { conv 5x5 5 groups 5 dilation 2 pad 4; silu }\nconv 3x3 5 groups 5 pad 0 stride 1x2",
         // fc straight after flatten of a map with a halo-padded producer.
         "input 2x6x6\nconv 3x3 4\nflatten\nrelu\nfc 5\nsoftmax",
     ];
@@ -298,7 +301,13 @@ fn random_network(seed: u64) -> String {
                 let groups = [1u64, 2, 3, 4][r.random_range(0..4)];
                 let (cin, cout) =
                     if c % groups == 0 { (c, groups * r.random_range(1..5u64)) } else { (c, r.random_range(1..13)) };
-                let g = if cin % groups == 0 && cout % groups == 0 { groups } else { 1 };
+                let mut g = if cin % groups == 0 && cout % groups == 0 { groups } else { 1 };
+                // A depthwise convolution (one channel per group) a quarter of the time.
+                let depthwise = r.random_bool(0.25);
+                let cout = if depthwise { cin } else { cout };
+                if depthwise {
+                    g = cin;
+                }
                 let (Some(oh), Some(ow)) = (conv_len(h, k, s, p, d), conv_len(w, k, s, p, d)) else { continue };
                 let mut line = format!("conv {k}x{k} {cout} stride {s} pad {p} dilation {d} groups {g}");
                 if r.random_bool(0.3) {

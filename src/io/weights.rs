@@ -9,29 +9,101 @@ use rand_distr::{Distribution, Normal};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+
+/// A tensor's f32 values: owned, or read in place from a memory-mapped safetensors file (f32
+/// data, 4-byte aligned, on a little-endian machine), so that a 500 MB fully connected layer is
+/// neither copied nor converted.
+#[derive(Clone, Debug)]
+pub struct TensorData(Repr);
+
+#[derive(Clone, Debug)]
+enum Repr {
+    Owned(Vec<f32>),
+    Mapped { map: Arc<memmap2::Mmap>, start: usize, len: usize },
+}
+
+impl TensorData {
+    /// The values.
+    pub fn as_slice(&self) -> &[f32] {
+        match &self.0 {
+            Repr::Owned(v) => v,
+            // SAFETY: `start` is 4-byte aligned and `start + 4 len` within the map (checked when
+            // the tensor was mapped); the map lives as long as `self`; f32 has no invalid bit
+            // patterns, and the host is little-endian as the file is.
+            Repr::Mapped { map, start, len } => unsafe {
+                std::slice::from_raw_parts(map.as_ptr().add(*start).cast::<f32>(), *len)
+            },
+        }
+    }
+
+    /// The values as an owned vector (a copy if they are mapped).
+    pub fn into_vec(self) -> Vec<f32> {
+        match self.0 {
+            Repr::Owned(v) => v,
+            Repr::Mapped { .. } => self.as_slice().to_vec(),
+        }
+    }
+
+    /// Whether the values are read in place from the weights file.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.0, Repr::Mapped { .. })
+    }
+
+    /// The f32 values of `bytes[start..start + 4 len]` of `map`, in place if aligned.
+    fn mapped(map: &Arc<memmap2::Mmap>, start: usize, len: usize) -> TensorData {
+        let aligned = (map.as_ptr() as usize + start) % 4 == 0 && cfg!(target_endian = "little");
+        if aligned && start + 4 * len <= map.len() {
+            TensorData(Repr::Mapped { map: Arc::clone(map), start, len })
+        } else {
+            let bytes = &map[start..start + 4 * len];
+            TensorData(Repr::Owned(
+                bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            ))
+        }
+    }
+}
+
+impl std::ops::Deref for TensorData {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        self.as_slice()
+    }
+}
+
+impl From<Vec<f32>> for TensorData {
+    fn from(v: Vec<f32>) -> TensorData {
+        TensorData(Repr::Owned(v))
+    }
+}
 
 /// Tensors by canonical name, each validated against its `ParamSpec`.
 #[derive(Clone, Debug, Default)]
 pub struct Weights {
-    tensors: HashMap<String, Vec<f32>>,
+    tensors: HashMap<String, TensorData>,
 }
 
 impl Weights {
     /// The data of a tensor that `param_specs` lists. Loading validated every such tensor, so
     /// a miss here is a bug in the caller, not a user error.
     pub fn get(&self, name: &str) -> &[f32] {
-        self.tensors.get(name).unwrap_or_else(|| panic!("weights validated at load time lack `{name}`"))
+        self.tensors.get(name).unwrap_or_else(|| panic!("weights validated at load time lack `{name}`")).as_slice()
     }
 
-    /// Removes and returns a tensor (the JIT packs weights in place, in the memory they were
-    /// loaded into).
+    /// Removes and returns a tensor as an owned vector (the JIT packs weights in place, in
+    /// the memory they were loaded into; mapped data is copied first).
     pub fn take(&mut self, name: &str) -> Vec<f32> {
+        self.take_data(name).into_vec()
+    }
+
+    /// Removes and returns a tensor as it is held (mapped data stays mapped).
+    pub fn take_data(&mut self, name: &str) -> TensorData {
         self.tensors.remove(name).unwrap_or_else(|| panic!("weights validated at load time lack `{name}`"))
     }
 
     /// Adds or replaces a tensor.
     pub fn insert(&mut self, name: String, data: Vec<f32>) {
-        self.tensors.insert(name, data);
+        self.tensors.insert(name, data.into());
     }
 }
 
@@ -139,15 +211,36 @@ fn to_f32(view: &TensorView) -> Option<Vec<f32>> {
 }
 
 /// Loads and validates `path` against `specs`: every needed tensor present with its exact shape.
-/// Returns every problem found, not just the first.
+/// Returns every problem found, not just the first. The file is memory-mapped: f32 tensors are
+/// used in place (their pages are read when first used and shared with the page cache), others
+/// converted. The file must not change while the weights are in use.
 pub fn load_safetensors(path: &Path, specs: &[ParamSpec]) -> Result<Loaded, Vec<WeightsError>> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| vec![WeightsError::Io { path: shown.clone(), source }])?;
-    load_safetensors_bytes(&bytes, &shown, specs)
+    let io = |source| vec![WeightsError::Io { path: shown.clone(), source }];
+    let file = std::fs::File::open(path).map_err(io)?;
+    // SAFETY: the map is read only; cnnc never writes the file, and documents that it must not
+    // change while in use (as any program that maps its input).
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    load_mapped(&Arc::new(map), &shown, specs)
 }
 
 /// Like `load_safetensors`, from the file's bytes; `shown` names the file in messages.
 pub fn load_safetensors_bytes(bytes: &[u8], shown: &str, specs: &[ParamSpec]) -> Result<Loaded, Vec<WeightsError>> {
+    load_from(bytes, None, shown, specs)
+}
+
+fn load_mapped(map: &Arc<memmap2::Mmap>, shown: &str, specs: &[ParamSpec]) -> Result<Loaded, Vec<WeightsError>> {
+    load_from(map, Some(map), shown, specs)
+}
+
+/// Validates the tensors of `bytes` against `specs`; with `map` (whose bytes `bytes` are), f32
+/// tensors stay in place.
+fn load_from(
+    bytes: &[u8],
+    map: Option<&Arc<memmap2::Mmap>>,
+    shown: &str,
+    specs: &[ParamSpec],
+) -> Result<Loaded, Vec<WeightsError>> {
     let shown = shown.to_string();
     let corrupt = |reason: String| vec![WeightsError::Corrupt { path: shown.clone(), reason }];
     if let Some(name) = duplicate_tensor_name(bytes) {
@@ -176,7 +269,14 @@ pub fn load_safetensors_bytes(bytes: &[u8], shown: &str, specs: &[ParamSpec]) ->
             });
             continue;
         }
-        match to_f32(&view) {
+        let data = match map {
+            Some(map) if view.dtype() == Dtype::F32 => {
+                let start = view.data().as_ptr() as usize - bytes.as_ptr() as usize;
+                Some(TensorData::mapped(map, start, view.data().len() / 4))
+            }
+            _ => to_f32(&view).map(TensorData::from),
+        };
+        match data {
             Some(data) => {
                 let bad = data.iter().filter(|v| !v.is_finite()).count();
                 if bad > 0 {
@@ -185,7 +285,7 @@ pub fn load_safetensors_bytes(bytes: &[u8], shown: &str, specs: &[ParamSpec]) ->
                 if spec.kind == ParamKind::RunningVar && data.iter().any(|&v| v < 0.0) {
                     errors.push(WeightsError::NegativeVariance { path: shown.clone(), name: spec.name.clone() });
                 }
-                weights.insert(spec.name.clone(), data)
+                weights.tensors.insert(spec.name.clone(), data);
             }
             None => errors.push(WeightsError::Dtype {
                 path: shown.clone(),

@@ -24,6 +24,17 @@ pub struct LayerTime {
     pub ms_min: f64,
     /// Its multiply-accumulates.
     pub macs: u64,
+    /// Its algorithm (`direct`, `gemm`, `gemv`, `depthwise`, or the op's keyword).
+    pub algo: String,
+}
+
+/// How `cnnc bench` times.
+#[derive(Clone, Copy, Debug)]
+pub struct BenchOptions {
+    /// Timed forward passes.
+    pub iters: usize,
+    /// Images per forward pass.
+    pub batch: usize,
 }
 
 /// What `cnnc bench` measured.
@@ -36,6 +47,8 @@ pub struct BenchReport {
     pub threads: usize,
     /// Timed iterations.
     pub iters: usize,
+    /// Images per forward pass.
+    pub batch: usize,
     /// Compile time (0 for the interpreter).
     pub compile_ms: f64,
     /// Each timed forward pass.
@@ -62,6 +75,12 @@ impl BenchReport {
         median(&self.forward_ms)
     }
 
+    /// Images per second at the median forward time.
+    pub fn images_per_second(&self) -> f64 {
+        let ms = self.median_ms();
+        if ms > 0.0 { self.batch as f64 * 1e3 / ms } else { 0.0 }
+    }
+
     /// The fastest forward time.
     pub fn min_ms(&self) -> f64 {
         self.forward_ms.iter().copied().fold(f64::INFINITY, f64::min)
@@ -74,10 +93,12 @@ impl BenchReport {
             "backend": self.backend,
             "threads": self.threads,
             "iters": self.iters,
+            "batch": self.batch,
+            "images_per_second": self.images_per_second(),
             "compile_ms": self.compile_ms,
             "forward_ms_median": self.median_ms(),
             "forward_ms_min": self.min_ms(),
-            "gflops": gflops(self.total_macs, self.median_ms()),
+            "gflops": gflops(self.total_macs.saturating_mul(self.batch as u64), self.median_ms()),
             "macs": self.total_macs,
             "layers": self.layers.iter().map(|l| json!({
                 "name": l.name,
@@ -86,6 +107,7 @@ impl BenchReport {
                 "gflops": gflops(l.macs, l.ms),
                 "gflops_best": gflops(l.macs, l.ms_min),
                 "macs": l.macs,
+                "algo": l.algo,
             })).collect::<Vec<_>>(),
         })
     }
@@ -93,17 +115,20 @@ impl BenchReport {
     /// The table of `cnnc bench`.
     pub fn render(&self) -> String {
         let width = self.layers.iter().map(|l| l.name.len()).max().unwrap_or(5).max(5);
-        let mut out =
-            format!("{}  backend {}  threads {}  iters {}\n\n", self.network, self.backend, self.threads, self.iters);
+        let mut out = format!(
+            "{}  backend {}  threads {}  iters {}  batch {}\n\n",
+            self.network, self.backend, self.threads, self.iters, self.batch
+        );
         out += &format!(
-            "{:<width$}  {:>9}  {:>8}  {:>9}  {:>8}  {:>15}\n",
-            "layer", "ms", "GFLOP/s", "min ms", "best", "MACs"
+            "{:<width$}  {:<9}  {:>9}  {:>8}  {:>9}  {:>8}  {:>15}\n",
+            "layer", "algorithm", "ms", "GFLOP/s", "min ms", "best", "MACs"
         );
         for l in &self.layers {
             let g = |ms: f64| if l.macs > 0 { format!("{:.1}", gflops(l.macs, ms)) } else { "-".into() };
             out += &format!(
-                "{:<width$}  {:>9.3}  {:>8}  {:>9.3}  {:>8}  {:>15}\n",
+                "{:<width$}  {:<9}  {:>9.3}  {:>8}  {:>9.3}  {:>8}  {:>15}\n",
                 l.name,
+                l.algo,
                 l.ms,
                 g(l.ms),
                 l.ms_min,
@@ -112,45 +137,58 @@ impl BenchReport {
             );
         }
         let layer_sum: f64 = self.layers.iter().map(|l| l.ms).sum();
-        out += &format!("{:<width$}  {:>9.3}  (sum of the timed variant's layers)\n\n", "", layer_sum);
+        out += &format!("{:<width$}  {:<9}  {:>9.3}  (sum of the timed variant's layers)\n\n", "", "", layer_sum);
         out += &format!("compile          {:>9.1} ms\n", self.compile_ms);
         out += &format!("forward median   {:>9.3} ms\n", self.median_ms());
         out += &format!("forward min      {:>9.3} ms\n", self.min_ms());
         out += &format!(
-            "throughput       {:>9.1} GFLOP/s  ({} MACs per image)\n",
-            gflops(self.total_macs, self.median_ms()),
-            thousands(self.total_macs)
+            "throughput       {:>9.1} GFLOP/s  ({} MACs per image), {:.1} images/s\n",
+            gflops(self.total_macs.saturating_mul(self.batch as u64), self.median_ms()),
+            thousands(self.total_macs),
+            self.images_per_second()
         );
         out
     }
 }
 
-/// A seeded standard-normal image of the model's input shape.
-pub(crate) fn random_image(model: &Model, seed: u64) -> Array4<f32> {
+/// `n` seeded standard-normal images of the model's input shape.
+pub(crate) fn random_images(model: &Model, n: usize, seed: u64) -> Array4<f32> {
     let i = model.network().input;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let normal = Normal::new(0.0f32, 1.0).expect("unit normal");
-    Array4::from_shape_fn((1, i.c as usize, i.h as usize, i.w as usize), |_| normal.sample(&mut rng))
+    Array4::from_shape_fn((n, i.c as usize, i.h as usize, i.w as usize), |_| normal.sample(&mut rng))
 }
 
-/// Compiles (for the JIT) and times `iters` forward passes on a seeded random image. The
-/// caller has checked the memory budget (`resolve_weights` does).
-pub fn bench(model: &Model, weights: Weights, iters: usize, backend: Backend) -> Result<BenchReport, RunError> {
-    let image = random_image(model, 0);
+/// Compiles (for the JIT) and times `iters` forward passes of `batch` seeded random images;
+/// per-layer times are of one image. The caller has checked the memory budget
+/// (`resolve_weights` does).
+pub fn bench(
+    model: &Model,
+    weights: Weights,
+    options: BenchOptions,
+    backend: Backend,
+) -> Result<BenchReport, RunError> {
+    let batch = options.batch.max(1);
+    let images = random_images(model, batch, 0);
+    let image = images.slice(ndarray::s![0..1, .., .., ..]).to_owned();
     let net = model.network();
     let total_macs = model.checked.totals.macs;
-    let iters = iters.max(1);
+    let iters = options.iters.max(1);
     match backend {
         Backend::Jit { threads } => {
             let mut jit = JitModel::compile(net, &model.checked.shapes, weights, threads)?;
             let data = image.as_slice().expect("standard layout").to_vec();
+            let all = images.as_slice().expect("standard layout");
+            let image_len = data.len();
             for _ in 0..2 {
                 jit.run_image(&data);
             }
             let mut forward_ms = Vec::with_capacity(iters);
             for _ in 0..iters {
                 let t = Instant::now();
-                jit.run_image(&data);
+                for k in 0..batch {
+                    jit.run_image(&all[k * image_len..(k + 1) * image_len]);
+                }
                 forward_ms.push(t.elapsed().as_secs_f64() * 1e3);
             }
             let mut seconds = vec![0.0; jit.steps.len()];
@@ -173,6 +211,7 @@ pub fn bench(model: &Model, weights: Weights, iters: usize, backend: Backend) ->
                     ms: sec * 1e3 / iters as f64,
                     ms_min: best * 1e3,
                     macs: s.macs,
+                    algo: s.algo.to_string(),
                 })
                 .collect();
             Ok(BenchReport {
@@ -180,6 +219,7 @@ pub fn bench(model: &Model, weights: Weights, iters: usize, backend: Backend) ->
                 backend: "jit",
                 threads: jit.threads(),
                 iters,
+                batch,
                 compile_ms: jit.compile_ms,
                 forward_ms,
                 layers,
@@ -191,7 +231,7 @@ pub fn bench(model: &Model, weights: Weights, iters: usize, backend: Backend) ->
             let mut seconds = vec![0.0; net.nodes.len()];
             for _ in 0..iters {
                 let t = Instant::now();
-                let _ = forward_timed(net, &weights, image.clone(), &mut seconds);
+                let _ = forward_timed(net, &weights, images.clone(), &mut seconds);
                 forward_ms.push(t.elapsed().as_secs_f64() * 1e3);
             }
             let layers = net
@@ -204,6 +244,7 @@ pub fn bench(model: &Model, weights: Weights, iters: usize, backend: Backend) ->
                     ms: sec * 1e3 / iters as f64,
                     ms_min: sec * 1e3 / iters as f64,
                     macs: c.macs,
+                    algo: n.op.keyword().to_string(),
                 })
                 .collect();
             Ok(BenchReport {
@@ -211,6 +252,7 @@ pub fn bench(model: &Model, weights: Weights, iters: usize, backend: Backend) ->
                 backend: "interp",
                 threads: 1,
                 iters,
+                batch,
                 compile_ms: 0.0,
                 forward_ms,
                 layers,

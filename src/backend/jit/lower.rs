@@ -4,12 +4,12 @@
 
 use super::compile::JitError;
 use super::ir::*;
-use super::kernels::conv::{Tile, conv_blockable};
+use super::kernels::conv::{Tile, conv_blockable, conv_depthwise, plain_algorithms};
 use super::kernels::{Lower, TensorView, lower_output};
 use super::schedule::worth_parallel;
 use crate::analysis::fusion::{Group, source_of};
 use crate::analysis::memplan::{MemoryPlan, Placement, kept_outputs, peak, plan_memory};
-use crate::io::weights::Weights;
+use crate::io::weights::{TensorData, Weights};
 use crate::ir::geometry::Shape;
 use crate::ir::graph::{Network, NodeId};
 use crate::ops::{Op, with_op};
@@ -40,6 +40,9 @@ pub(super) struct Step {
     pub(super) kernel: usize,
     pub(super) bindings: Vec<Binding>,
     pub(super) parallel: bool,
+    /// The algorithm its kernel uses: `direct`, `gemm`, `gemv`, `depthwise` for convolutions
+    /// and fc, the op's keyword for the rest.
+    pub(super) algo: &'static str,
 }
 
 pub(super) struct JitPlan {
@@ -47,7 +50,7 @@ pub(super) struct JitPlan {
     /// The distinct scheduled kernels: steps that compute the same thing (VGG's repeated
     /// layers, a thousand identical blocks) share one, compiled once.
     pub(super) kernels: Vec<Kernel>,
-    pub(super) params: Vec<Vec<f32>>,
+    pub(super) params: Vec<TensorData>,
     pub(super) arena_bytes: u64,
     /// The checker's peak (unpadded sizes) and the same liveness peak over padded sizes.
     pub(super) checker_peak_bytes: u64,
@@ -155,7 +158,9 @@ fn layout_storages(net: &Network, shapes: &[Shape], mp: &MemoryPlan) -> Result<(
     for g in &mp.groups {
         if let Op::Conv(c) = &net.nodes[g.anchor()].op {
             let p = placement(mp, g.inputs[0])?;
-            if conv_blockable(c.kernel, c.groups, shapes[g.inputs[0]].channels(), c.out_channels) {
+            let cin = shapes[g.inputs[0]].channels();
+            let depthwise = conv_depthwise(c.kernel, c.groups, cin, c.out_channels) && !plain_algorithms();
+            if conv_blockable(c.kernel, c.groups, cin, c.out_channels) || depthwise {
                 for a in 0..2 {
                     halo[p.storage][a] = halo[p.storage][a].max(c.pad[a]);
                 }
@@ -240,7 +245,7 @@ pub(super) struct Builder<'a> {
     mp: &'a MemoryPlan,
     layouts: &'a Layouts,
     steps: Vec<Step>,
-    params: Vec<Vec<f32>>,
+    params: Vec<TensorData>,
     kernels: Vec<Kernel>,
     /// Unique kernels by `Kernel::structure_hash`.
     by_hash: HashMap<u64, Vec<usize>>,
@@ -330,6 +335,11 @@ impl Builder<'_> {
     }
 
     pub(super) fn param(&mut self, data: Vec<f32>) -> Binding {
+        self.param_data(data.into())
+    }
+
+    /// A parameter array as it is held: weights mapped from the file stay there.
+    pub(super) fn param_data(&mut self, data: TensorData) -> Binding {
         self.params.push(data);
         Binding::Param(self.params.len() - 1)
     }
@@ -362,7 +372,15 @@ impl Builder<'_> {
         let k = &self.kernels[kernel];
         let parallel = worth_parallel(k.tasks, work.max(k.macs));
         let lowered = if self.keep_lowered { lowered } else { None };
-        self.steps.push(Step { name, nodes, lowered, kernel, bindings, parallel });
+        let algo = nodes.first().map_or("copy", |&n| self.net.nodes[n].op.keyword());
+        self.steps.push(Step { name, nodes, lowered, kernel, bindings, parallel, algo });
+    }
+
+    /// Names the algorithm of the step just added.
+    pub(super) fn set_algorithm(&mut self, algo: &'static str) {
+        if let Some(step) = self.steps.last_mut() {
+            step.algo = algo;
+        }
     }
 
     /// The index of `k` among the unique kernels, adding it if no identical one is there.
@@ -391,9 +409,9 @@ impl Builder<'_> {
         self.weights.get(name).to_vec()
     }
 
-    /// A weight tensor, taken out of the loaded weights (to be packed in its own memory).
-    pub(super) fn take_tensor(&mut self, name: &str) -> Vec<f32> {
-        self.weights.take(name)
+    /// A weight tensor, taken out of the loaded weights as it is held (mapped or owned).
+    pub(super) fn take_data(&mut self, name: &str) -> TensorData {
+        self.weights.take_data(name)
     }
 
     /// Lowers one fusion group through its anchor's `Lower`.

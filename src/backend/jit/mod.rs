@@ -40,6 +40,9 @@ pub struct StepInfo {
     pub tasks: i64,
     /// Whether it runs on all threads.
     pub parallel: bool,
+    /// Its algorithm: `direct`, `gemm`, `gemv`, `depthwise` (convolutions and fc), or the op's
+    /// keyword.
+    pub algo: &'static str,
 }
 
 /// A network compiled by Cranelift into fused loop nests, with its arena, packed weights and
@@ -48,7 +51,7 @@ pub struct JitModel {
     executor: Executor,
     // The memory the pointer tables point into; kept alive (and never reallocated) here.
     arena: Aligned,
-    _params: Vec<Vec<f32>>,
+    _params: Vec<crate::io::weights::TensorData>,
     image: Aligned,
     results: Vec<Aligned>,
     result_shapes: Vec<Shape>,
@@ -96,6 +99,7 @@ impl JitModel {
                 macs: p.kernels[s.kernel].macs,
                 tasks: p.kernels[s.kernel].tasks,
                 parallel: s.parallel,
+                algo: s.algo,
             })
             .collect();
         let unique = std::mem::take(&mut p.kernels);
@@ -232,7 +236,13 @@ fn checked_mode() -> bool {
 
 /// In bounds-checked mode, that every buffer a step binds lies inside what it is bound to: the
 /// arena, or its parameter array (an internal error otherwise).
-fn check_bindings(name: &str, bindings: &[Binding], buffers: &[(String, u64)], arena: u64, params: &[Vec<f32>]) {
+fn check_bindings(
+    name: &str,
+    bindings: &[Binding],
+    buffers: &[(String, u64)],
+    arena: u64,
+    params: &[crate::io::weights::TensorData],
+) {
     for (b, (buf, bytes)) in bindings.iter().zip(buffers) {
         let room = match *b {
             Binding::Arena(off) => arena.saturating_sub(off),

@@ -10,6 +10,7 @@ use super::super::{Lower, TensorView, bn_scale_shift};
 use super::blocked::{packed_len, schedule, scheduled_task, scheduled_tasks};
 use super::pack::{pack_weights, pad_bias};
 use super::{ConvBufs, ConvJob, Epilogue, Tile, lower};
+use super::{depthwise, gemv};
 use crate::analysis::fusion::Group;
 use crate::ir::graph::NodeId;
 use crate::ops::{Conv, Fc, Op};
@@ -48,14 +49,21 @@ pub(in super::super::super) fn lower_group(
     };
     let (mut job, has_bias) = conv_job(b, conv_node, &name, &input, &out);
     let node_name = b.node_name(conv_node).to_string();
-    let weights = b.take_tensor(&format!("{node_name}.weight"));
+    let data = b.take_data(&format!("{node_name}.weight"));
     let mut bias = if has_bias { b.tensor(&format!("{node_name}.bias")) } else { vec![0.0; job.cout as usize] };
     let start = if gap_input.is_some() { 2 } else { 1 };
     let (scale, shortcut) = absorb_epilogue(b, g, &g.nodes[start..], &mut job, &mut bias)?;
+    // An fc layer reads its weights in place (no folded scale to apply to them).
+    if gap_input.is_none() && scale.is_none() && job.gemv() && !plain_algorithms() {
+        return gemv::lower_gemv(b, g, job, &input, data, bias, shortcut);
+    }
+    let weights = data.into_vec();
     // The kernel is a function of the job (name aside) and the gap's map: built once for all
     // the identical layers of a network.
     let key = format!("conv {:?} {:?}", ConvJob { name: String::new(), ..job.clone() }, gap_input);
     let lowered = b.keep_lowered().then(|| lower(&job));
+    // The depthwise schedule, unless `CNNC_ALGO=direct` asks for the plain kernels.
+    let depthwise = !job.blockable() && gap_input.is_none() && job.depthwise() && !plain_algorithms();
     let (kernel, tile) = match b.cached_kernel(&key) {
         Some(cached) => cached,
         None => {
@@ -63,6 +71,7 @@ pub(in super::super::super) fn lower_group(
             let k = match (tile, &gap_input) {
                 (Some(tile), Some(map)) => gap_fc_kernel(&job, tile, map),
                 (Some(tile), None) => schedule(&job, tile),
+                (None, _) if depthwise => depthwise::schedule(&job),
                 (None, _) => lowered.clone().unwrap_or_else(|| lower(&job)),
             };
             let kernel = b.add_kernel(k);
@@ -70,8 +79,16 @@ pub(in super::super::super) fn lower_group(
             (kernel, tile)
         }
     };
+    let algo = match (tile, &gap_input) {
+        _ if job.kernel == [job.h, job.w] && job.oh * job.ow == 1 => "gemv",
+        (Some(_), _) if job.kernel == [1, 1] => "gemm",
+        (Some(_), _) => "direct",
+        (None, _) if depthwise => "depthwise",
+        (None, _) => "direct",
+    };
     let (w_data, b_data) = match tile {
         Some(tile) => (pack_weights(&job, tile, weights, scale.as_deref(), b.threads()), pad_bias(&job, &bias)),
+        None if depthwise => (depthwise::pack_depthwise(&job, &weights, scale.as_deref()), pad_bias(&job, &bias)),
         None => {
             // The lowered form reads PyTorch's layout; fold the scale into a copy.
             let per_out = weights.len() / job.cout as usize;
@@ -96,7 +113,14 @@ pub(in super::super::super) fn lower_group(
     }
     let work = job.macs().max(out.len());
     b.push_step(name, g.nodes.clone(), lowered, kernel, bindings, work);
+    b.set_algorithm(algo);
     Ok(())
+}
+
+/// Whether `CNNC_ALGO=direct` forces the plain kernels (register-blocked direct convolution,
+/// and the scalar form where that does not apply), for comparison with the special ones.
+pub(in super::super::super) fn plain_algorithms() -> bool {
+    std::env::var("CNNC_ALGO").is_ok_and(|v| v == "direct")
 }
 
 /// The job of the conv or fc at `node`, before its epilogue, and whether it has a bias. An fc

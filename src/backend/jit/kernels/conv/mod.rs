@@ -8,10 +8,13 @@
 //! `group` turns a fusion group into a `ConvJob` and picks the form.
 
 mod blocked;
+mod depthwise;
+mod gemv;
 mod group;
 mod pack;
 
-pub(in super::super) use group::lower_group;
+pub(in super::super) use depthwise::conv_depthwise;
+pub(in super::super) use group::{lower_group, plain_algorithms};
 
 use super::super::ir::*;
 use super::append_halo_zeroing;
@@ -97,7 +100,7 @@ impl ConvJob {
         conv_blockable(self.kernel, self.groups, self.cin, self.cout)
     }
 
-    fn buffers(&self, weights_len: u64, bias_len: u64) -> Vec<Buffer> {
+    pub(super) fn buffers(&self, weights_len: u64, bias_len: u64) -> Vec<Buffer> {
         let mut b = vec![
             Buffer::new("in", self.in_layout.clone(), false),
             Buffer::new("w", Layout::Flat { len: weights_len }, false),
