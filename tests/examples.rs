@@ -21,6 +21,9 @@ const TOTALS: &[(&str, u64, u64, u64)] = &[
     ("regnet_y_400mf.cnn", 4_344_144, 401_842_848, 50),
     // ConvNeXt's per-pixel Linear layers count at every pixel, as the 1x1 convs they are.
     ("convnext_tiny.cnn", 28_589_128, 4_455_531_264, 59),
+    // Named for its depth; Inception-v3 at 299x299 without the auxiliary classifier.
+    ("densenet121.cnn", 7_978_856, 2_834_161_664, 121),
+    ("inception_v3.cnn", 23_834_568, 5_713_216_096, 48),
     // Paper, Table 2: A-LRN 133M (LRN has no parameters), C 134M.
     ("vgg11_lrn.cnn", 132_863_336, 7_609_090_048, 11),
     ("vgg16c.cnn", 133_638_952, 11_770_888_192, 16),

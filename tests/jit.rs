@@ -95,6 +95,8 @@ fn jit_matches_interpreter_on_every_example() {
                 Some(Input { c: 3, h: 64, w: 64 })
             }
             "alexnet" => Some(Input { c: 3, h: 67, w: 67 }),
+            // Its unpadded convs and pools need at least 75x75.
+            "inception_v3" => Some(Input { c: 3, h: 75, w: 75 }),
             // Its final 7x7 average pool needs the full size.
             "googlenet_paper" => None,
             _ => Some(Input { c: 3, h: 64, w: 64 }),

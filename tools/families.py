@@ -4,8 +4,9 @@ ConvNeXt), with random batch-norm statistics so that folding and epilogues are e
 
 Usage:
   tools/families.py agree [MODEL ...] [--cnnc PATH]
-      Full-size torchvision models against examples/MODEL.cnn: seeded random weights, BN
-      statistics, layer-norm affines and layer scales; one normalised 3x224x224 input. Converts
+      Full-size torchvision models against examples/MODEL.cnn (any model with an example, e.g.
+      densenet121 and inception_v3 too): seeded random weights, BN statistics, layer-norm affines
+      and layer scales; one normalised input of the example's size. Converts
       the state dict with tools/torch2cnnc.py, runs `cnnc run --json` on both backends and prints
       max|diff| / std(logits). Nothing is written to the repository (files go to target/families).
   tools/families.py fixtures [--cnnc PATH]
@@ -32,6 +33,8 @@ from torchvision.models import convnext, efficientnet, regnet
 import make_fixtures  # noqa: E402 (tools/ is on the path when a tool runs)
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+# Constructor arguments for models whose examples leave out a training-only part.
+CONSTRUCT = {"inception_v3": {"aux_logits": False, "init_weights": False}}
 FAMILIES = ["mobilenet_v2", "efficientnet_b0", "shufflenet_v2_x1_0", "regnet_y_400mf", "convnext_tiny"]
 
 
@@ -112,9 +115,11 @@ def agree(models, cnnc):
     print(f"{'model':20} {'interpreter':>12} {'JIT':>12}   max|diff| / std(logits), random BN statistics")
     for name in models:
         torch.manual_seed(0)
-        net = getattr(tvm, name)(weights=None).eval()
+        net = getattr(tvm, name)(weights=None, **CONSTRUCT.get(name, {})).eval()
         randomise(net, torch.Generator().manual_seed(1))
-        x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+        cnn_text = open(os.path.join(ROOT, "examples", name + ".cnn")).read()
+        size = [int(d) for d in re.search(r"^input (\d+)x(\d+)x(\d+)", cnn_text, re.M).groups()]
+        x = torch.randn(1, *size, generator=torch.Generator().manual_seed(2))
         with torch.no_grad():
             ref = net(x)[0].double().numpy()
         p = lambda ext: os.path.join(out, name + ext)

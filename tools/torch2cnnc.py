@@ -15,6 +15,10 @@ module order of the PyTorch model; the examples for torchvision's models do.
                   the block's layers, is stored before them; in module order it comes last;
 --order auto      (default) position, and module order if position does not fit (said on stderr).
 
+Auxiliary classifiers, which only training uses (torchvision's `aux1.`/`aux2.` in GoogLeNet,
+`AuxLogits.` in Inception-v3), are left out with a note when the network has fewer tensors than
+the state dict; `--keep-aux` keeps them.
+
 Shapes must match, except that a torch tensor may carry or drop trailing 1s: a Linear's [O, I]
 weight fits a 1x1 conv's [O, I, 1, 1] (ConvNeXt's per-pixel Linear layers), and a [C, 1, 1]
 layer scale fits `scale`'s [C]. Any other mismatch fails with both names.
@@ -86,6 +90,10 @@ def mismatch(source, target, state_dict, model):
     return None
 
 
+# Top-level modules of torchvision's training-only auxiliary classifiers.
+AUX_HEADS = {"aux1", "aux2", "AuxLogits"}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("state_dict")
@@ -94,6 +102,7 @@ def main():
     ap.add_argument("--order", choices=["auto", "position", "module"], default="auto",
                     help="how state-dict tensors are matched to the network's (default: auto)")
     ap.add_argument("--cnnc", help="path to the cnnc binary (default: target/release/cnnc)")
+    ap.add_argument("--keep-aux", action="store_true", help="do not leave out auxiliary classifiers")
     a = ap.parse_args()
 
     import torch
@@ -108,6 +117,12 @@ def main():
     if listed.returncode != 0:
         sys.exit(f"error: cnnc params {a.model} failed:\n{listed.stderr}")
     target = json.loads(listed.stdout)
+    aux = [k for k, _ in source if k.split(".", 1)[0] in AUX_HEADS]
+    if aux and not a.keep_aux and len(source) - len(aux) == len(target):
+        heads = sorted({k.split(".", 1)[0] for k in aux})
+        print(f"note: left out the auxiliary classifier{'s' if len(heads) > 1 else ''} {', '.join(heads)} "
+              f"({len(aux)} tensors): training only", file=sys.stderr)
+        source = [(k, v) for k, v in source if k.split(".", 1)[0] not in AUX_HEADS]
 
     orders = {"position": [source], "module": [module_order(source)], "auto": [source, module_order(source)]}
     errors = []

@@ -13,12 +13,15 @@ import torchvision.models as tvm
 DEFAULT = [
     "alexnet", "vgg11", "vgg13", "vgg16", "vgg19", "googlenet", "resnet18",
     "mobilenet_v2", "efficientnet_b0", "shufflenet_v2_x1_0", "regnet_y_400mf", "convnext_tiny",
+    "densenet121", "inception_v3",
 ]
+# Input sizes other than 224, and models built without their training-only auxiliary heads.
+SIZE = {"inception_v3": 299}
 
 
 def costs(name, size=224):
     kw = dict(weights=None)
-    if name == "googlenet":
+    if name in ("googlenet", "inception_v3"):
         kw.update(aux_logits=False, init_weights=False)
     net = getattr(tvm, name)(**kw).eval()
     macs = [0]
@@ -46,5 +49,5 @@ def costs(name, size=224):
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or DEFAULT:
-        p, b, m = costs(name)
+        p, b, m = costs(name, SIZE.get(name, 224))
         print(f"{name:18} params={p:>12,} buffers={b:>9,} macs={m:>15,}")
