@@ -149,6 +149,14 @@ fn edge_shapes() {
         "input 5x13x11\nconv 3x3 5 groups 5 stride 2 nobias\nbn\nrelu6\nconv 7x7 5 groups 5 pad 3\nresidual { conv 5x5 5 groups 5 dilation 2 pad 4; silu }\nconv 3x3 5 groups 5 pad 0 stride 1x2",
         // fc straight after flatten of a map with a halo-padded producer.
         "input 2x6x6\nconv 3x3 4\nflatten\nrelu\nfc 5\nsoftmax",
+        // Winograd: odd sizes (edge tiles), padding 0 to 2, output channels not in whole blocks,
+        // fused max and average pools, a residual with folded bn, a concatenation read and
+        // written at channel offsets, and a map large enough for several chunks of tiles.
+        "input 16x5x9\nconv 3x3 20 relu\nconv 3x3 18 pad 2\nmaxpool 2\nconv 3x3 16 pad 0",
+        "input 20x7x7\nconv 3x3 16 nobias\nbn\nrelu\nconv 3x3 24\navgpool 2\nsilu",
+        "input 16x7x10\nresidual { conv 3x3 16 nobias; bn; relu; conv 3x3 16 nobias; bn }\nrelu\nconv 3x3 16\ngap\nflatten\nfc 3",
+        "input 8x6x6\n{\nbranch { conv 1x1 16 relu; conv 3x3 20 relu }\nbranch { conv 1x1 24 }\n}\nconv 3x3 16 relu\nconv 3x3 16",
+        "input 16x61x67\nconv 3x3 16 relu\nconv 3x3 24 pad 1\nmaxpool 2",
     ];
     for src in cases {
         for batch in [1, 3] {
@@ -290,7 +298,7 @@ fn random_network(seed: u64) -> String {
     let conv_len =
         |len: u64, k: u64, s: u64, p: u64, d: u64| (len + 2 * p).checked_sub(d * (k - 1) + 1).map(|v| v / s + 1);
     for _ in 0..r.random_range(1..5) {
-        match r.random_range(0..12) {
+        match r.random_range(0..14) {
             0 | 1 => {
                 let k = [1u64, 2, 3, 5][r.random_range(0..4)];
                 let s = r.random_range(1..3u64);
@@ -380,6 +388,26 @@ fn random_network(seed: u64) -> String {
                 );
                 c = out;
             }
+            12 | 13 => {
+                // A 3x3 stride-1 convolution over whole blocks of 16 or more channels (the
+                // Winograd schedule's), after a 1x1 expansion when the input has fewer; padding 0
+                // to 2, an activation, and sometimes a 2x2 pool fused into its epilogue.
+                if c < 16 || c % 4 != 0 {
+                    let e = [16u64, 20, 24][r.random_range(0..3)];
+                    src += &format!("conv 1x1 {e}\n");
+                    c = e;
+                }
+                let out = [16u64, 18, 20, 24, 36][r.random_range(0..5)];
+                let p = r.random_range(0..3u64);
+                let (Some(oh), Some(ow)) = (conv_len(h, 3, 1, p, 1), conv_len(w, 3, 1, p, 1)) else { continue };
+                let act = ["", " relu", "\nsilu"][r.random_range(0..3)];
+                src += &format!("conv 3x3 {out} pad {p}{act}\n");
+                (c, h, w) = (out, oh, ow);
+                if h >= 2 && w >= 2 && r.random_bool(0.3) {
+                    src += "maxpool 2\n";
+                    (h, w) = (h / 2, w / 2);
+                }
+            }
             4 | 5 => {
                 // Inception-style branches at stride 1, in a group of their own (consecutive
                 // branches would otherwise join the previous unit's concatenation).
@@ -434,4 +462,18 @@ proptest! {
         let (diff, scale) = compare(&source, None, 2, threads);
         prop_assert!(diff <= 1e-4 * scale + 1e-6, "max|diff| {} vs {} on\n{}", diff, scale, source);
     }
+}
+
+/// The edge cases above reach the Winograd schedule: 3x3 stride-1 convolutions over whole
+/// blocks of 16 or more channels take it, the others (3 input channels, stride 2, 1x1) do not.
+#[test]
+fn winograd_is_chosen_where_it_applies() {
+    let source = "input 3x12x12\nconv 3x3 16 relu\nconv 3x3 20 pad 2\nmaxpool 2\nconv 3x3 16 stride 2\nconv 1x1 16\nconv 3x3 16 pad 0";
+    let report = check_source(source, "case", None);
+    let checked = report.checked.unwrap();
+    let weights = interesting_weights(&checked.network, &checked.shapes, 1);
+    let jit = JitModel::compile(&checked.network, &checked.shapes, weights, 1).unwrap();
+    // The pool fused into the second convolution names its step.
+    let algos: Vec<&str> = jit.steps[1..jit.steps.len() - 1].iter().map(|s| s.algo).collect();
+    assert_eq!(algos, ["direct", "winograd", "direct", "gemm", "direct"], "{:?}", jit.steps);
 }

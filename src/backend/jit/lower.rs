@@ -28,6 +28,8 @@ pub(super) enum Binding {
     Result(usize),
     /// The kernel's own stack frame.
     Stack,
+    /// Byte offset into the calling thread's scratch memory (each thread has its own).
+    Scratch(u64),
 }
 
 pub(super) struct Step {
@@ -52,6 +54,8 @@ pub(super) struct JitPlan {
     pub(super) kernels: Vec<Kernel>,
     pub(super) params: Vec<TensorData>,
     pub(super) arena_bytes: u64,
+    /// Scratch memory each thread needs: the most any step binds.
+    pub(super) scratch_bytes: u64,
     /// The checker's peak (unpadded sizes) and the same liveness peak over padded sizes.
     pub(super) checker_peak_bytes: u64,
     pub(super) padded_peak_bytes: u64,
@@ -101,6 +105,7 @@ pub(super) fn plan(
         kernels: Vec::new(),
         by_hash: HashMap::new(),
         kernel_cache: HashMap::new(),
+        scratch_bytes: 0,
     };
     for g in &mp.groups {
         let t = std::time::Instant::now();
@@ -137,6 +142,7 @@ pub(super) fn plan(
         kernels: b.kernels,
         params: b.params,
         arena_bytes,
+        scratch_bytes: b.scratch_bytes,
         checker_peak_bytes: mp.peak_bytes,
         padded_peak_bytes,
         image_len,
@@ -252,6 +258,7 @@ pub(super) struct Builder<'a> {
     /// Kernels by a key of what they compute, so that a kernel seen before is not built again
     /// (building a register-blocked kernel costs about a millisecond).
     kernel_cache: HashMap<String, (usize, Option<Tile>)>,
+    scratch_bytes: u64,
 }
 
 impl Builder<'_> {
@@ -402,6 +409,22 @@ impl Builder<'_> {
 
     pub(super) fn cache_kernel(&mut self, key: String, kernel: usize, tile: Option<Tile>) {
         self.kernel_cache.insert(key, (kernel, tile));
+    }
+
+    /// Per-thread scratch buffers of `lens` f32 elements for one step, one after the other
+    /// (each on a cache line); steps run one at a time, so every step's start at offset 0.
+    pub(super) fn scratch(&mut self, lens: &[u64]) -> Vec<Binding> {
+        let mut at = 0u64;
+        let bindings = lens
+            .iter()
+            .map(|&len| {
+                let b = Binding::Scratch(at);
+                at += (len * 4).div_ceil(ALIGN_BYTES) * ALIGN_BYTES;
+                b
+            })
+            .collect();
+        self.scratch_bytes = self.scratch_bytes.max(at);
+        bindings
     }
 
     /// A copy of a weight tensor.

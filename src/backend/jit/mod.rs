@@ -51,6 +51,7 @@ pub struct JitModel {
     executor: Executor,
     // The memory the pointer tables point into; kept alive (and never reallocated) here.
     arena: Aligned,
+    _scratch: Vec<Aligned>,
     _params: Vec<crate::io::weights::TensorData>,
     image: Aligned,
     results: Vec<Aligned>,
@@ -117,17 +118,32 @@ impl JitModel {
         if std::env::var_os("CNNC_TIME_COMPILE").is_some() {
             eprintln!("plan {:?}, codegen {:?} for {} kernels", planned, start.elapsed() - planned, kernels_compiled);
         }
-        let JitPlan { steps, params, arena_bytes, checker_peak_bytes, padded_peak_bytes, image_len, results, .. } = p;
+        let JitPlan {
+            steps,
+            params,
+            arena_bytes,
+            scratch_bytes,
+            checker_peak_bytes,
+            padded_peak_bytes,
+            image_len,
+            results,
+            ..
+        } = p;
+        let threads = threads.max(1);
         let mut arena = Aligned::zeroed((arena_bytes / 4) as usize);
+        // Each thread's scratch (the Winograd kernels' transformed tiles).
+        let mut scratch: Vec<Aligned> = (0..threads).map(|_| Aligned::zeroed((scratch_bytes / 4) as usize)).collect();
         // Packed parameters are used where they were built (no copy): vector offsets are
         // multiples of 16 bytes, and the allocator's 16-byte alignment keeps loads within lines.
         let mut image = Aligned::zeroed(image_len);
         let mut result_bufs: Vec<Aligned> = results.iter().map(|&(_, len)| Aligned::zeroed(len)).collect();
         let arena_ptr = arena.ptr();
+        let scratch_ptrs: Vec<*mut f32> = scratch.iter_mut().map(Aligned::ptr).collect();
         let (image_ptr, result_ptrs): (_, Vec<_>) = (image.ptr(), result_bufs.iter_mut().map(Aligned::ptr).collect());
-        let pointer = |b: &Binding| match *b {
-            // SAFETY: offsets were assigned within the arena's size.
+        let pointer = |b: &Binding, thread: usize| match *b {
+            // SAFETY: offsets were assigned within the arena's (and the scratch's) size.
             Binding::Arena(off) => unsafe { arena_ptr.add((off / 4) as usize) },
+            Binding::Scratch(off) => unsafe { scratch_ptrs[thread].add((off / 4) as usize) },
             Binding::Param(i) => params[i].as_ptr().cast_mut(),
             Binding::Image => image_ptr,
             Binding::Result(i) => result_ptrs[i],
@@ -139,12 +155,18 @@ impl JitModel {
             .zip(&infos)
             .enumerate()
             .map(|(i, (s, info))| {
-                let mut table: Vec<*mut f32> = s.bindings.iter().map(pointer).collect();
                 if checked {
-                    check_bindings(&info.name, &s.bindings, &step_buffers[i], arena_bytes, &params);
-                    table.push(slots[i].as_mut_ptr().cast());
+                    check_bindings(&info.name, &s.bindings, &step_buffers[i], [arena_bytes, scratch_bytes], &params);
                 }
-                Call { func: code.functions[s.kernel], table, tasks: info.tasks, parallel: s.parallel }
+                let mut table = Vec::new();
+                for thread in 0..threads {
+                    table.extend(s.bindings.iter().map(|b| pointer(b, thread)));
+                    if checked {
+                        table.push(slots[i].as_mut_ptr().cast());
+                    }
+                }
+                let stride = table.len() / threads;
+                Call { func: code.functions[s.kernel], table, stride, tasks: info.tasks, parallel: s.parallel }
             })
             .collect();
         let checks = checked.then(|| runtime::BoundsChecks {
@@ -156,6 +178,7 @@ impl JitModel {
         Ok(JitModel {
             executor: Executor { _code: code, calls, pool: ThreadPool::new(threads), checks },
             arena,
+            _scratch: scratch,
             _params: params,
             image,
             results: result_bufs,
@@ -240,12 +263,13 @@ fn check_bindings(
     name: &str,
     bindings: &[Binding],
     buffers: &[(String, u64)],
-    arena: u64,
+    [arena, scratch]: [u64; 2],
     params: &[crate::io::weights::TensorData],
 ) {
     for (b, (buf, bytes)) in bindings.iter().zip(buffers) {
         let room = match *b {
             Binding::Arena(off) => arena.saturating_sub(off),
+            Binding::Scratch(off) => scratch.saturating_sub(off),
             Binding::Param(i) => params[i].len() as u64 * 4,
             Binding::Image | Binding::Result(_) | Binding::Stack => continue,
         };
@@ -308,7 +332,7 @@ mod tests {
         let mut memory = [0.0f32; 8];
         let mut slots = vec![[0u64; 2]];
         let table = vec![memory.as_mut_ptr(), slots[0].as_mut_ptr().cast()];
-        let call = Call { func: code.functions[0], table, tasks: 1, parallel: false };
+        let call = Call { func: code.functions[0], table, stride: 2, tasks: 1, parallel: false };
         let checks = BoundsChecks { slots, kernels: vec![("off_by_one".into(), vec![("out".into(), 16)])] };
         let executor = Executor { _code: code, calls: vec![call], pool: ThreadPool::new(1), checks: Some(checks) };
         executor.run();

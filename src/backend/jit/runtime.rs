@@ -12,12 +12,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// A kernel call: entry point, pointer table and task count. Plain addresses, so a job can be
-/// handed to worker threads.
+/// A kernel call: entry point, pointer tables and task count. Plain addresses, so a job can be
+/// handed to worker threads. Thread `i` (the caller is 0) reads the table `i * stride` pointers
+/// after `table`: tables differ only in per-thread scratch.
 #[derive(Clone, Copy, Debug, Default)]
 struct Job {
     func: usize,
     table: usize,
+    stride: usize,
     tasks: i64,
 }
 
@@ -29,23 +31,26 @@ struct Shared {
     stop: AtomicBool,
     job_func: AtomicUsize,
     job_table: AtomicUsize,
+    job_stride: AtomicUsize,
     job_tasks: AtomicU64,
     threads: usize,
 }
 
-fn call(job: Job, begin: i64, end: i64) {
+fn call(job: Job, thread: usize, begin: i64, end: i64) {
     if begin < end {
-        // SAFETY: `func` is a kernel compiled with `kernel_signature`, `table` points at its
-        // pointer table, and the task range is within the kernel's task space.
+        // SAFETY: `func` is a kernel compiled with `kernel_signature`, `table` points at one
+        // pointer table per thread of the pool (`thread` is below that count), and the task
+        // range is within the kernel's task space.
         unsafe {
             let f: KernelFn = std::mem::transmute::<usize, KernelFn>(job.func);
-            f(job.table as *const *mut f32, begin, end);
+            let table = (job.table as *const *mut f32).add(thread * job.stride);
+            f(table, begin, end);
         }
     }
 }
 
-/// Claims and runs chunks of `job` until none is left.
-fn run_claimed(job: Job, next: &AtomicU64, threads: usize) {
+/// Claims and runs chunks of `job` on thread `thread` until none is left.
+fn run_claimed(job: Job, next: &AtomicU64, threads: usize, thread: usize) {
     // About 8 chunks per thread: small enough to balance, large enough to amortise the claim.
     let chunk = (job.tasks as u64 / (threads as u64 * 8)).max(1);
     loop {
@@ -53,7 +58,7 @@ fn run_claimed(job: Job, next: &AtomicU64, threads: usize) {
         if begin >= job.tasks as u64 {
             return;
         }
-        call(job, begin as i64, (begin + chunk).min(job.tasks as u64) as i64);
+        call(job, thread, begin as i64, (begin + chunk).min(job.tasks as u64) as i64);
     }
 }
 
@@ -76,6 +81,7 @@ impl ThreadPool {
             stop: AtomicBool::new(false),
             job_func: AtomicUsize::new(0),
             job_table: AtomicUsize::new(0),
+            job_stride: AtomicUsize::new(0),
             job_tasks: AtomicU64::new(0),
             threads,
         });
@@ -84,7 +90,7 @@ impl ThreadPool {
                 let shared = shared.clone();
                 std::thread::Builder::new()
                     .name(format!("cnnc-worker-{index}"))
-                    .spawn(move || worker(&shared))
+                    .spawn(move || worker(&shared, index))
                     .expect("spawning a worker thread")
             })
             .collect();
@@ -99,12 +105,13 @@ impl ThreadPool {
     fn run(&self, job: Job, parallel: bool) {
         let n = self.shared.threads;
         if !parallel || n == 1 {
-            call(job, 0, job.tasks);
+            call(job, 0, 0, job.tasks);
             return;
         }
         let s = &self.shared;
         s.job_func.store(job.func, Ordering::Relaxed);
         s.job_table.store(job.table, Ordering::Relaxed);
+        s.job_stride.store(job.stride, Ordering::Relaxed);
         s.job_tasks.store(job.tasks as u64, Ordering::Relaxed);
         s.next.store(0, Ordering::Relaxed);
         s.remaining.store(n - 1, Ordering::Relaxed);
@@ -112,14 +119,14 @@ impl ThreadPool {
         for w in &self.workers {
             w.thread().unpark();
         }
-        run_claimed(job, &s.next, n);
+        run_claimed(job, &s.next, n, 0);
         while s.remaining.load(Ordering::Acquire) != 0 {
             std::hint::spin_loop();
         }
     }
 }
 
-fn worker(s: &Shared) {
+fn worker(s: &Shared, index: usize) {
     let mut seen = 0u64;
     loop {
         let started = Instant::now();
@@ -141,9 +148,10 @@ fn worker(s: &Shared) {
         let job = Job {
             func: s.job_func.load(Ordering::Relaxed),
             table: s.job_table.load(Ordering::Relaxed),
+            stride: s.job_stride.load(Ordering::Relaxed),
             tasks: s.job_tasks.load(Ordering::Relaxed) as i64,
         };
-        run_claimed(job, &s.next, s.threads);
+        run_claimed(job, &s.next, s.threads, index);
         s.remaining.fetch_sub(1, Ordering::Release);
     }
 }
@@ -190,10 +198,18 @@ impl Aligned {
 /// One kernel call of the forward pass.
 pub struct Call {
     pub func: KernelFn,
-    /// The pointer table; its address is what the kernel receives.
+    /// One pointer table per thread of the pool, `stride` pointers each, one after the other;
+    /// the address of a thread's table is what the kernel receives on that thread.
     pub table: Vec<*mut f32>,
+    pub stride: usize,
     pub tasks: i64,
     pub parallel: bool,
+}
+
+impl Call {
+    fn job(&self) -> Job {
+        Job { func: self.func as usize, table: self.table.as_ptr() as usize, stride: self.stride, tasks: self.tasks }
+    }
 }
 
 /// The bounds-checked mode's error slots (`[buffer + 1, byte offset]` per step, written by
@@ -214,7 +230,7 @@ pub struct Executor {
 impl Executor {
     pub fn run(&self) {
         for (i, c) in self.calls.iter().enumerate() {
-            self.pool.run(Job { func: c.func as usize, table: c.table.as_ptr() as usize, tasks: c.tasks }, c.parallel);
+            self.pool.run(c.job(), c.parallel);
             self.check(i);
         }
     }
@@ -223,7 +239,7 @@ impl Executor {
     pub fn run_timed(&self, seconds: &mut [f64]) {
         for (i, (c, s)) in self.calls.iter().zip(seconds.iter_mut()).enumerate() {
             let t = Instant::now();
-            self.pool.run(Job { func: c.func as usize, table: c.table.as_ptr() as usize, tasks: c.tasks }, c.parallel);
+            self.pool.run(c.job(), c.parallel);
             *s += t.elapsed().as_secs_f64();
             self.check(i);
         }

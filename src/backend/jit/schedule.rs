@@ -11,7 +11,7 @@
 //! needs a separate load and a shuffle, which competes with the FMAs for the FP pipes and is
 //! charged as a full FP operation.
 
-use super::kernels::conv::{ConvJob, Tile};
+use super::kernels::conv::{ConvJob, Tile, WinoTile};
 
 /// Bytes that comfortably stay in one core's L2 (Zen3: 512 KiB).
 const L2_BYTES: u64 = 384 << 10;
@@ -73,6 +73,63 @@ pub(super) fn choose_tile(job: &ConvJob) -> Tile {
     let (_, mut tile) = best.unwrap_or((0.0, Tile { ty: pky, tx: pkx, v: 1, rows_outer: true }));
     tile.rows_outer = rows_outer(job, tile);
     tile
+}
+
+/// Scratch bytes a Winograd task keeps (transformed input tiles and products) while its 36
+/// products run, within one core's L2 (2 MiB on Sapphire Rapids; Zen 3 has 512 KiB, where the
+/// tiles spill to L3): 1 MiB, or 2 MiB when the transformed weights, which every chunk of
+/// tiles reads once, pass `WINO_BIG_WEIGHTS`. (VGG-16 in the network, 2 threads: 1 MiB ran its
+/// 64 to 256-channel layers 10-25% faster than 1.5 or 2 MiB, 2 MiB its 512-channel ones 15-25%
+/// faster than 1 MiB.)
+const WINO_SCRATCH_BYTES: [u64; 2] = [1 << 20, 2 << 20];
+const WINO_BIG_WEIGHTS: u64 = 16 << 20;
+
+/// The Winograd schedule of `job`:
+/// - 2 output blocks by 6 (or 4) tiles of accumulators (12, plus 2 weights and a broadcast: 15
+///   registers), or 1 by 12 when the blocks are odd; 4 tiles rather than 6 when 6 would leave
+///   more of the last register tile empty (14x14 has 16 tiles);
+/// - the fewest chunks of tiles whose scratch fits `WINO_SCRATCH_BYTES`, since each chunk reads
+///   all the transformed weights once (4 times the 3x3 weights: 38 MB for 512 channels), with
+///   the output channels split in parts so that there are at least 16 tasks.
+pub(super) fn choose_wino(job: &ConvJob) -> WinoTile {
+    let kb = job.cout.div_ceil(4);
+    let (ty, tx) = job.wino_tiles();
+    let tiles = ty * tx;
+    let padded = |t: u64| (tiles.div_ceil(t) * t) as f64;
+    let tw = if padded(4) * 1.04 < padded(6) { 4 } else { 6 };
+    let weights = 36 * 4 * job.cin * kb * 4;
+    let budget = WINO_SCRATCH_BYTES[usize::from(weights > WINO_BIG_WEIGHTS)];
+    let (mut vb, mut tw, mut budget) = if kb % 2 == 0 { (2, tw, budget) } else { (1, 12, budget) };
+    if let Some([v, t, kib]) = forced_wino()
+        && v > 0
+        && kb % v == 0
+        && t > 0
+    {
+        (vb, tw, budget) = (v, t, kib << 10);
+    }
+    let kt = kb / vb;
+    let split = |chunks: u64| {
+        let kparts = 16u64.div_ceil(chunks).clamp(1, kt);
+        (kparts, kt.div_ceil(kparts))
+    };
+    let bytes = |nt: u64, kpp: u64| 36 * 4 * nt * (job.cin + kpp * vb * 4);
+    // The most tiles per chunk that fit, then as many per chunk as the chunks need.
+    let most = tiles.div_ceil(tw) * tw;
+    let fits = (1..=most / tw).rev().map(|n| n * tw).find(|&nt| {
+        let (_, kpp) = split(tiles.div_ceil(nt));
+        bytes(nt, kpp) <= budget
+    });
+    let chunks = tiles.div_ceil(fits.unwrap_or(tw));
+    let nt = tiles.div_ceil(chunks).div_ceil(tw) * tw;
+    let (kparts, _) = split(tiles.div_ceil(nt));
+    WinoTile { vb, tx: tw, nt, kparts }
+}
+
+/// Development switch for tuning: CNNC_FORCE_WINO=vb,tx,KiB of tiles per task.
+fn forced_wino() -> Option<[u64; 3]> {
+    let text = std::env::var("CNNC_FORCE_WINO").ok()?;
+    let v: Vec<u64> = text.split(',').map(|x| x.trim().parse().ok()).collect::<Option<_>>()?;
+    v.try_into().ok()
 }
 
 /// Task order by memory traffic beyond L2: rows outermost re-reads all weights once per row

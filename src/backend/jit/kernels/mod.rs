@@ -124,21 +124,37 @@ pub(super) fn rows_tasks(
 /// channel, so a storage read by a padded conv always sees zero padding. (The rows and columns a
 /// kernel writes never overlap the halo.)
 pub(super) fn append_halo_zeroing(k: &mut Kernel, buf: BufId, channels: u64) {
+    append_halo_zeroing_in(k, buf, channels, channels);
+}
+
+/// `append_halo_zeroing` in `tasks` tasks (runs of channels): for kernels whose own tasks are
+/// few and long, so that the runtime's chunked claims stay balanced.
+pub(super) fn append_halo_zeroing_in(k: &mut Kernel, buf: BufId, channels: u64, tasks: u64) {
     let Layout::Blocked { h, w, halo, .. } = k.buffers[buf].layout.clone() else { return };
-    if halo == [0, 0] {
+    if halo == [0, 0] || channels == 0 {
         return;
     }
+    let tasks = tasks.clamp(1, channels) as i64;
+    let per_task = (channels as i64 + tasks - 1) / tasks;
     let mut vars = Vars { names: std::mem::take(&mut k.var_names) };
     let (t, y, x) = (vars.new_var("halo_c"), vars.new_var("hy"), vars.new_var("hx"));
     let (h, w, hy, hx) = (h as i64, w as i64, halo[0] as i64, halo[1] as i64);
     let zero = |y: IExpr, x: IExpr| store(Ty::F32, buf, act(iv(t), y, x), fc(0.0));
-    let body = vec![
+    let per_channel = vec![
         // Rows above and below, full width including the corners.
         for_2d(y, (ic(-hy), ic(0)), x, (ic(-hx), ic(w + hx)), vec![zero(iv(y), iv(x)), zero(iv(y) + (h + hy), iv(x))]),
         // Columns left and right of every row.
         for_2d(y, (ic(0), ic(h)), x, (ic(-hx), ic(0)), vec![zero(iv(y), iv(x)), zero(iv(y), iv(x) + (w + hx))]),
     ];
+    // One channel per task: the task index is the channel.
+    let (task, body) = if per_task == 1 {
+        (t, per_channel)
+    } else {
+        let task = vars.new_var("halo_task");
+        let end = (iv(task) * per_task + per_task).min(ic(channels as i64));
+        (task, vec![for_range(t, iv(task) * per_task, end, per_channel)])
+    };
     k.var_names = vars.names;
     k.body.push(Stmt::Comment(format!("zero the {hy}x{hx} halo of {}", k.buffers[buf].name)));
-    k.push_tasks(t, channels as i64, body);
+    k.push_tasks(task, tasks, body);
 }

@@ -5,12 +5,12 @@
 use super::super::super::compile::JitError;
 use super::super::super::ir::*;
 use super::super::super::lower::{Binding, Builder};
-use super::super::super::schedule::choose_tile;
+use super::super::super::schedule::{choose_tile, choose_wino};
 use super::super::{Lower, TensorView, bn_scale_shift};
 use super::blocked::{packed_len, schedule, scheduled_task, scheduled_tasks};
 use super::pack::{pack_weights, pad_bias};
 use super::{ConvBufs, ConvJob, Epilogue, Tile, lower};
-use super::{depthwise, gemv};
+use super::{depthwise, gemv, winograd};
 use crate::analysis::fusion::Group;
 use crate::ir::graph::NodeId;
 use crate::ops::{Conv, Fc, Op};
@@ -56,6 +56,9 @@ pub(in super::super::super) fn lower_group(
     // An fc layer reads its weights in place (no folded scale to apply to them).
     if gap_input.is_none() && scale.is_none() && job.gemv() && !plain_algorithms() {
         return gemv::lower_gemv(b, g, job, &input, data, bias, shortcut);
+    }
+    if gap_input.is_none() && job.winograd() && !plain_algorithms() {
+        return lower_winograd(b, g, job, data, bias, scale, shortcut);
     }
     let weights = data.into_vec();
     // The kernel is a function of the job (name aside) and the gap's map: built once for all
@@ -114,6 +117,39 @@ pub(in super::super::super) fn lower_group(
     let work = job.macs().max(out.len());
     b.push_step(name, g.nodes.clone(), lowered, kernel, bindings, work);
     b.set_algorithm(algo);
+    Ok(())
+}
+
+/// A 3x3 stride-1 convolution group through the Winograd schedule.
+fn lower_winograd(
+    b: &mut Builder,
+    g: &Group,
+    job: ConvJob,
+    data: crate::io::weights::TensorData,
+    bias: Vec<f32>,
+    scale: Option<Vec<f32>>,
+    shortcut: Option<NodeId>,
+) -> Result<(), JitError> {
+    let wt = choose_wino(&job);
+    let key = format!("winograd {:?} {wt:?}", ConvJob { name: String::new(), ..job.clone() });
+    let lowered = b.keep_lowered().then(|| lower(&job));
+    let kernel = match b.cached_kernel(&key) {
+        Some((kernel, _)) => kernel,
+        None => {
+            let kernel = b.add_kernel(winograd::schedule(&job, wt));
+            b.cache_kernel(key, kernel, None);
+            kernel
+        }
+    };
+    let packed = winograd::pack_winograd(&job, wt, data.as_slice(), scale.as_deref(), b.threads());
+    drop(data);
+    let mut bindings = vec![b.arena(g.inputs[0])?, b.param(packed), b.param(pad_bias(&job, &bias)), b.arena(g.output)?];
+    if let Some(s) = shortcut {
+        bindings.push(b.arena(s)?);
+    }
+    bindings.extend(b.scratch(&winograd::wino_scratch(&job, wt)));
+    b.push_step(job.name.clone(), g.nodes.clone(), lowered, kernel, bindings, job.macs());
+    b.set_algorithm("winograd");
     Ok(())
 }
 

@@ -12,9 +12,11 @@ mod depthwise;
 mod gemv;
 mod group;
 mod pack;
+mod winograd;
 
 pub(in super::super) use depthwise::conv_depthwise;
 pub(in super::super) use group::{lower_group, plain_algorithms};
+pub(in super::super) use winograd::WinoTile;
 
 use super::super::ir::*;
 use super::append_halo_zeroing;

@@ -77,7 +77,12 @@ pub(super) fn pack_weights(
 /// Runs `f(index, chunk)` on each `chunk_len` chunk of `data`: on this thread when `threads` is
 /// 1 (a thread spawn costs more than packing a small layer, and a network may have 100,000 of
 /// them), else one scoped thread per chunk.
-fn for_each_chunk(data: &mut [f32], chunk_len: usize, threads: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+pub(super) fn for_each_chunk(
+    data: &mut [f32],
+    chunk_len: usize,
+    threads: usize,
+    f: &(dyn Fn(usize, &mut [f32]) + Sync),
+) {
     if threads <= 1 {
         for (c, chunk) in data.chunks_mut(chunk_len).enumerate() {
             f(c, chunk);

@@ -1,0 +1,503 @@
+//! Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions (Lavin and Gray, 2015): each 4x4 tile of
+//! output pixels comes from a 6x6 tile of input through 36 products per channel pair instead of
+//! 144, so the reduction does a quarter of the direct form's multiply-adds.
+//!
+//! A task is a chunk of `nt` tiles (row-major over the output) times a part of the output
+//! channels, all in the calling thread's scratch memory:
+//! 1. input transform: each tile's 6x6 window of every input block (4 channels in the lanes) goes
+//!    through `B^T d B` into `tiles[xi][in block][tile][4]` (edge tiles load through bounds checks);
+//! 2. for each of the 36 positions `xi` and each tile of `vb` output blocks of the task, a
+//!    register-blocked product (`tx` tiles by `vb` blocks of accumulators, the reduction over
+//!    input channels the only loop) of the transformed weights `U[xi]` and `tiles[xi]`, into
+//!    `products[xi][block][tile][4]`;
+//! 3. output transform `A^T m A` of each tile and block, then the epilogue of the direct form
+//!    (bias, folded batch norm, activations, residual, a pool whose window divides the tile),
+//!    stores guarded on the edge tiles.
+//!
+//! Weights are transformed at pack time (`G g G^T`, in f64) into
+//! `[channel tile][xi][in block][lane][vb][4]`, contiguous per channel tile so that packing
+//! splits across threads. They take 4 times the memory of the 3x3 weights.
+
+use super::super::super::ir::*;
+use super::super::append_halo_zeroing_in;
+use super::pack::for_each_chunk;
+use super::{ConvBufs, ConvJob, STANDARD, epilogue};
+use crate::ops::PoolKind;
+
+/// Positions of a transformed tile (6x6).
+const XI: i64 = 36;
+
+/// The schedule of a Winograd convolution: `vb` output blocks by `tx` tiles of accumulators,
+/// `nt` tiles per task (a multiple of `tx`), the output-channel tiles split in `kparts` tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in super::super::super) struct WinoTile {
+    pub(in super::super::super) vb: u64,
+    pub(in super::super::super) tx: u64,
+    pub(in super::super::super) nt: u64,
+    pub(in super::super::super) kparts: u64,
+}
+
+impl ConvJob {
+    /// Whether the Winograd schedule applies: 3x3, stride 1, no dilation, one group, padding
+    /// within the input's halo, whole blocks of at least 16 input channels, at least 16 output
+    /// channels, output at least 4x4, and no pool or one whose window divides a 4x4 tile.
+    pub(in super::super::super) fn winograd(&self) -> bool {
+        let Layout::Blocked { halo, .. } = self.in_layout else { return false };
+        let pool_fits = self.pool.is_none_or(|(_, k)| 4 % k[0] == 0 && 4 % k[1] == 0);
+        self.kernel == [3, 3]
+            && self.stride == [1, 1]
+            && self.dilation == [1, 1]
+            && self.groups == 1
+            && self.pad[0] <= halo[0]
+            && self.pad[1] <= halo[1]
+            && self.pad[0] <= 2
+            && self.pad[1] <= 2
+            && self.cin % 4 == 0
+            && self.cin >= 16
+            && self.cout >= 16
+            && self.oh >= 4
+            && self.ow >= 4
+            && pool_fits
+    }
+
+    /// Output tiles: (rows of tiles, columns of tiles) over the computed output.
+    pub(in super::super::super) fn wino_tiles(&self) -> (u64, u64) {
+        let (rows, cols) = self.computed_hw();
+        (rows.div_ceil(4), cols.div_ceil(4))
+    }
+}
+
+/// Sizes derived from the job and the tile.
+struct Geo {
+    rows: i64,
+    cols: i64,
+    ntx: i64,
+    tiles: i64,
+    cb: i64,
+    kb: i64,
+    /// Output-channel tiles (`vb` blocks each) and how many a task takes.
+    kt: i64,
+    kt_per_part: i64,
+    halo: [i64; 2],
+}
+
+impl Geo {
+    fn new(job: &ConvJob, wt: WinoTile) -> Geo {
+        let (rows, cols) = job.computed_hw();
+        let (nty, ntx) = job.wino_tiles();
+        let Layout::Blocked { halo, .. } = job.in_layout else { unreachable!("winograd() checked the layout") };
+        let kb = job.cout.div_ceil(4) as i64;
+        let kt = kb / wt.vb as i64;
+        Geo {
+            rows: rows as i64,
+            cols: cols as i64,
+            ntx: ntx as i64,
+            tiles: (nty * ntx) as i64,
+            cb: (job.cin / 4) as i64,
+            kb,
+            kt,
+            kt_per_part: (kt + wt.kparts as i64 - 1) / wt.kparts as i64,
+            halo: halo.map(|h| h as i64),
+        }
+    }
+
+    fn chunks(&self, wt: WinoTile) -> i64 {
+        (self.tiles + wt.nt as i64 - 1) / wt.nt as i64
+    }
+}
+
+/// Length of the transformed weights.
+pub(super) fn wino_packed_len(job: &ConvJob) -> u64 {
+    XI as u64 * job.cout.div_ceil(4) * 4 * job.cin
+}
+
+/// Per-thread scratch lengths (f32): the transformed input tiles and the products of a task's
+/// output channels.
+pub(in super::super::super) fn wino_scratch(job: &ConvJob, wt: WinoTile) -> [u64; 2] {
+    let kt = job.cout.div_ceil(4) / wt.vb;
+    let kpp = kt.div_ceil(wt.kparts);
+    [XI as u64 * job.cin * wt.nt, XI as u64 * kpp * wt.vb * 4 * wt.nt]
+}
+
+fn sub(a: IExpr, b: IExpr) -> IExpr {
+    a + b * -1
+}
+
+/// 1 if `e > 0`, else 0.
+fn positive(e: IExpr) -> IExpr {
+    e.max(ic(0)).min(ic(1))
+}
+
+fn k(c: f32) -> FExpr {
+    splat(fc(c))
+}
+
+/// The kernel: tasks over (tile chunk, channel part), then the output halo's zeroing.
+pub(in super::super::super) fn schedule(job: &ConvJob, wt: WinoTile) -> Kernel {
+    let g = Geo::new(job, wt);
+    let mut buffers = job.buffers(wino_packed_len(job), g.kb as u64 * 4);
+    let [vs_len, ms_len] = wino_scratch(job, wt);
+    let (vs, ms) = (buffers.len(), buffers.len() + 1);
+    buffers.push(Buffer::new("tiles", Layout::Flat { len: vs_len }, true));
+    buffers.push(Buffer::new("products", Layout::Flat { len: ms_len }, true));
+    let mut w = Wino { job, wt, g, bufs: STANDARD, vs, ms, vars: Vars::default() };
+    let t = w.vars.new_var("t");
+    let (chunk, part, kt) = (w.vars.new_var("chunk"), w.vars.new_var("part"), w.vars.new_var("kt"));
+    let (k0, k1) = (w.vars.new_var("k0"), w.vars.new_var("k1"));
+    let mut body = vec![
+        Stmt::Comment(format!(
+            "winograd F(4x4,3x3): {} tiles per task, {}x{} tile(s) x block(s) of accumulators",
+            wt.nt, wt.tx, wt.vb
+        )),
+        let_int(chunk, iv(t).div(wt.kparts as i64)),
+        let_int(part, iv(t).rem(wt.kparts as i64)),
+    ];
+    body.extend(w.input_transform(chunk));
+    let kpp = w.g.kt_per_part;
+    body.push(let_int(k0, iv(part) * kpp));
+    body.push(let_int(k1, (iv(k0) + kpp).min(ic(w.g.kt))));
+    body.extend(w.products(k0, k1));
+    let per_kt = w.output_transform(chunk, kt, k0);
+    body.push(for_range(kt, iv(k0), iv(k1), per_kt));
+    let tasks = w.g.chunks(wt) * wt.kparts as i64;
+    let mut kernel =
+        Kernel { name: job.name.clone(), buffers, body: Vec::new(), var_names: Vec::new(), tasks: 0, macs: job.macs() };
+    kernel.push_tasks(t, tasks, body);
+    kernel.var_names = w.vars.names;
+    // Two tasks: the runtime claims tasks in equal runs, and these are short next to the others.
+    append_halo_zeroing_in(&mut kernel, STANDARD.out, job.cout, 2);
+    kernel
+}
+
+struct Wino<'a> {
+    job: &'a ConvJob,
+    wt: WinoTile,
+    g: Geo,
+    bufs: ConvBufs,
+    vs: BufId,
+    ms: BufId,
+    vars: Vars,
+}
+
+impl Wino<'_> {
+    fn vars_n(&mut self, name: &str, n: usize) -> Vec<VarId> {
+        (0..n).map(|_| self.vars.new_var(name)).collect()
+    }
+
+    /// Defines `tile` (its index over the output) and `ty`, `tx` for tile `t` of the chunk.
+    fn locate(&mut self, chunk: VarId, t: IExpr) -> (VarId, VarId, VarId, Vec<Stmt>) {
+        let (tile, ty, tx) = (self.vars.new_var("tile"), self.vars.new_var("ty"), self.vars.new_var("tx"));
+        let code = vec![
+            let_int(tile, iv(chunk) * self.wt.nt as i64 + t),
+            let_int(ty, iv(tile).div(self.g.ntx)),
+            let_int(tx, iv(tile).rem(self.g.ntx)),
+        ];
+        (tile, ty, tx, code)
+    }
+
+    /// `B^T d B` of every tile of the chunk and every input block, into `tiles`.
+    fn input_transform(&mut self, chunk: VarId) -> Vec<Stmt> {
+        let (t, cb) = (self.vars.new_var("t"), self.vars.new_var("icb"));
+        let (_, ty, tx, mut body) = self.locate(chunk, iv(t));
+        let job = self.job;
+        let (y0, x0) = (iv(ty) * 4 + -(job.pad[0] as i64), iv(tx) * 4 + -(job.pad[1] as i64));
+        // The window lies inside the input and its halo: rows y0..y0+6 below h + halo.
+        let last_row = (job.h as i64 + self.g.halo[0] + job.pad[0] as i64 - 6).div_euclid(4);
+        let last_col = (job.w as i64 + self.g.halo[1] + job.pad[1] as i64 - 6).div_euclid(4);
+        let inside = positive(sub(ic(last_row + 1), iv(ty))).min(positive(sub(ic(last_col + 1), iv(tx))));
+        let once = (self.vars.new_var("inside"), self.vars.new_var("edge"));
+        let d = self.vars_n("d", 36);
+        let tv = self.vars_n("bt", 36);
+        let tmp = self.vars_n("s", 4);
+        let interior = self.transform_block(cb, t, &d, &tv, &tmp, &y0, &x0, false);
+        let edge = self.transform_block(cb, t, &d, &tv, &tmp, &y0, &x0, true);
+        body.push(for_range(once.0, 0, inside.clone(), vec![for_range(cb, 0, self.g.cb, interior)]));
+        body.push(for_range(once.1, inside, 1, vec![for_range(cb, 0, self.g.cb, edge)]));
+        vec![for_range(t, 0, self.wt.nt as i64, body)]
+    }
+
+    /// One input block of one tile: 36 loads, the column then the row transforms, 36 stores.
+    #[allow(clippy::too_many_arguments)]
+    fn transform_block(
+        &self,
+        cb: VarId,
+        t: VarId,
+        d: &[VarId],
+        tv: &[VarId],
+        tmp: &[VarId],
+        y0: &IExpr,
+        x0: &IExpr,
+        guarded: bool,
+    ) -> Vec<Stmt> {
+        let job = self.job;
+        let mut code = Vec::new();
+        for i in 0..6 {
+            for j in 0..6 {
+                let (y, x) = (y0.clone() + i, x0.clone() + j);
+                let value = load(Ty::F32x4, self.bufs.input, act(iv(cb) * 4, y.clone(), x.clone()));
+                let value = if guarded {
+                    let (hy, hx) = (self.g.halo[0], self.g.halo[1]);
+                    let inside = Cond::And(
+                        Box::new(Cond::InRange(y, ic(-hy), ic(job.h as i64 + hy))),
+                        Box::new(Cond::InRange(x, ic(-hx), ic(job.w as i64 + hx))),
+                    );
+                    FExpr::Select(inside, Box::new(value), Box::new(k(0.0)))
+                } else {
+                    value
+                };
+                code.push(set(d[(i * 6 + j) as usize], Ty::F32x4, value));
+            }
+        }
+        // Columns: tv[i][j] = (B^T d)[i][j].
+        for j in 0..6 {
+            let col: Vec<VarId> = (0..6).map(|i| d[i * 6 + j]).collect();
+            let out: Vec<VarId> = (0..6).map(|i| tv[i * 6 + j]).collect();
+            code.extend(bt_1d(&col, &out, tmp));
+        }
+        // Rows: (B^T d B)[i][j], stored at position i*6 + j.
+        for i in 0..6 {
+            let row: Vec<VarId> = (0..6).map(|j| tv[i * 6 + j]).collect();
+            let out: Vec<VarId> = (0..6).map(|j| d[i * 6 + j]).collect();
+            code.extend(bt_1d(&row, &out, tmp));
+            for (j, &v) in out.iter().enumerate() {
+                let xi = (i * 6 + j) as i64;
+                let at = ((iv(cb) + xi * self.g.cb) * self.wt.nt as i64 + iv(t)) * 4;
+                code.push(store(Ty::F32x4, self.vs, Index::Flat(at), fv(v)));
+            }
+        }
+        code
+    }
+
+    /// The 36 products of the task's output-channel tiles `k0..k1`: for each position (outermost,
+    /// so that its transformed tiles stay in cache while the weights stream past once) and
+    /// channel tile, `nt / tx` register tiles each reducing over all input channels.
+    fn products(&mut self, k0: VarId, k1: VarId) -> Vec<Stmt> {
+        let (xi, tg, cb) = (self.vars.new_var("xi"), self.vars.new_var("tg"), self.vars.new_var("icb"));
+        let kt = self.vars.new_var("kt");
+        let kpp = self.g.kt_per_part;
+        let (vb, tx, nt, cbn) = (self.wt.vb as usize, self.wt.tx as usize, self.wt.nt as i64, self.g.cb);
+        let accs = self.vars_n("acc", vb * tx);
+        let wregs = self.vars_n("w", vb);
+        let xreg = self.vars.new_var("x");
+        let mut init: Vec<Stmt> = accs.iter().map(|&a| set(a, Ty::F32x4, k(0.0))).collect();
+        // Weights of (kt, xi, block): [lane][vb][4].
+        let w_base = ((iv(kt) * XI + iv(xi)) * cbn + iv(cb)) * (16 * vb as i64);
+        let x_base = ((iv(xi) * cbn + iv(cb)) * nt + iv(tg) * tx as i64) * 4;
+        let mut step = Vec::new();
+        for lane in 0..4 {
+            for (v, &wv) in wregs.iter().enumerate() {
+                let at = w_base.clone() + (lane * vb as i64 + v as i64) * 4;
+                step.push(set(wv, Ty::F32x4, load(Ty::F32x4, self.bufs.w, Index::Flat(at))));
+            }
+            for b in 0..tx {
+                let at = x_base.clone() + (b as i64 * 4 + lane);
+                step.push(set(xreg, Ty::F32x4, splat(load(Ty::F32, self.vs, Index::Flat(at)))));
+                for (v, &wv) in wregs.iter().enumerate() {
+                    let acc = accs[b * vb + v];
+                    step.push(set(acc, Ty::F32x4, fma(fv(xreg), fv(wv), fv(acc))));
+                }
+            }
+        }
+        init.push(for_range(cb, 0, cbn, step));
+        for b in 0..tx {
+            for v in 0..vb {
+                let block = (iv(xi) * kpp + sub(iv(kt), iv(k0))) * vb as i64 + v as i64;
+                let at = (block * nt + (iv(tg) * tx as i64 + b as i64)) * 4;
+                init.push(store(Ty::F32x4, self.ms, Index::Flat(at), fv(accs[b * vb + v])));
+            }
+        }
+        let per_kt = vec![for_range(tg, 0, nt / tx as i64, init)];
+        vec![for_range(xi, 0, XI, vec![for_range(kt, iv(k0), iv(k1), per_kt)])]
+    }
+
+    /// `A^T m A` of each real tile of the chunk and each block of channel tile `kt` (the task's
+    /// first is `k0`), bias and
+    /// epilogue, stores (guarded where the tile crosses the output's edge).
+    fn output_transform(&mut self, chunk: VarId, kt: VarId, k0: VarId) -> Vec<Stmt> {
+        let (t, v) = (self.vars.new_var("t"), self.vars.new_var("v"));
+        let (_, ty, tx, mut body) = self.locate(chunk, iv(t));
+        let (vb, nt) = (self.wt.vb as i64, self.wt.nt as i64);
+        let m = self.vars_n("m", 36);
+        let s = self.vars_n("at", 24);
+        let tmp = self.vars_n("s", 4);
+        let bias = self.vars.new_var("bias");
+        let c = (iv(kt) * vb + iv(v)) * 4;
+        let mut block = vec![set(bias, Ty::F32x4, load(Ty::F32x4, self.bufs.bias, Index::Flat(c.clone())))];
+        for xi in 0..XI {
+            let at = (((ic(xi) * self.g.kt_per_part + sub(iv(kt), iv(k0))) * vb + iv(v)) * nt + iv(t)) * 4;
+            block.push(set(m[xi as usize], Ty::F32x4, load(Ty::F32x4, self.ms, Index::Flat(at))));
+        }
+        // Columns: s[i][j] = (A^T m)[i][j], i < 4; then rows into m[i][j], i, j < 4.
+        for j in 0..6 {
+            let col: Vec<VarId> = (0..6).map(|i| m[i * 6 + j]).collect();
+            let out: Vec<VarId> = (0..4).map(|i| s[i * 6 + j]).collect();
+            block.extend(at_1d(&col, &out, &tmp));
+        }
+        for i in 0..4 {
+            let row: Vec<VarId> = (0..6).map(|j| s[i * 6 + j]).collect();
+            let out: Vec<VarId> = (0..4).map(|j| m[i * 6 + j]).collect();
+            block.extend(at_1d(&row, &out, &tmp));
+        }
+        let (y0, x0) = (iv(ty) * 4, iv(tx) * 4);
+        // Tiles past the last one (the last chunk's padding) store nothing.
+        let real = positive(sub(ic(self.g.tiles), iv(t) + iv(chunk) * nt));
+        let full = positive(sub(ic(self.g.rows - 3), y0.clone())).min(positive(sub(ic(self.g.cols - 3), x0.clone())));
+        let once = (self.vars.new_var("full"), self.vars.new_var("edge"));
+        let (job, bufs) = (self.job, self.bufs);
+        let value = |i: usize, j: usize| {
+            let e = bin(BinOp::Add, fv(m[i * 6 + j]), fv(bias));
+            epilogue(job, bufs, e, Ty::F32x4, c.clone(), y0.clone() + i as i64, x0.clone() + j as i64)
+        };
+        let fast = self.stores(&value, &c, &y0, &x0, false);
+        let edge = self.stores(&value, &c, &y0, &x0, true);
+        let mut full_path = block.clone();
+        full_path.extend(fast);
+        let mut edge_path = block;
+        edge_path.extend(edge);
+        body.push(for_range(once.0, 0, full.clone(), vec![for_range(v, 0, vb, full_path)]));
+        body.push(for_range(once.1, full, real.clone().min(ic(1)), vec![for_range(v, 0, vb, edge_path)]));
+        vec![for_range(t, 0, nt, body)]
+    }
+
+    /// The 4x4 values' stores, or the pooled values' (a window of `k` divides the tile).
+    fn stores(
+        &mut self,
+        value: &dyn Fn(usize, usize) -> FExpr,
+        c: &IExpr,
+        y0: &IExpr,
+        x0: &IExpr,
+        guarded: bool,
+    ) -> Vec<Stmt> {
+        let (out, mut code) = (self.bufs.out, Vec::new());
+        let (py, px) = self.job.pool.map_or((1, 1), |(_, k)| (k[0] as usize, k[1] as usize));
+        for a in 0..4 / py {
+            for b in 0..4 / px {
+                let mut e: Option<FExpr> = None;
+                for i in a * py..(a + 1) * py {
+                    for j in b * px..(b + 1) * px {
+                        let val = value(i, j);
+                        e = Some(match (e, self.job.pool) {
+                            (None, _) => val,
+                            (Some(p), Some((PoolKind::Max, _))) => bin(BinOp::Max, p, val),
+                            (Some(p), _) => bin(BinOp::Add, p, val),
+                        });
+                    }
+                }
+                let mut e = e.expect("a window has values");
+                if matches!(self.job.pool, Some((PoolKind::Avg, _))) && py * px > 1 {
+                    e = bin(BinOp::Mul, e, k(1.0 / (py * px) as f32));
+                }
+                // Output coordinates (pooled, when there is a pool).
+                let y = (y0.clone() + (a * py) as i64).div(py as i64);
+                let x = (x0.clone() + (b * px) as i64).div(px as i64);
+                let st = store(Ty::F32x4, out, act(c.clone(), y.clone(), x.clone()), e);
+                if guarded {
+                    let (rows, cols) = (self.g.rows / py as i64, self.g.cols / px as i64);
+                    let inside = positive(sub(ic(rows), y)).min(positive(sub(ic(cols), x)));
+                    let once = self.vars.new_var("in");
+                    code.push(for_range(once, 0, inside, vec![st]));
+                } else {
+                    code.push(st);
+                }
+            }
+        }
+        code
+    }
+}
+
+/// `out[i] = (B^T d)[i]` for a column of 6 (`tmp` holds 4 temporaries).
+fn bt_1d(d: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
+    let f = |v: VarId| fv(v);
+    vec![
+        // a = d4 - 4 d2, b = d3 - 4 d1; c = d4 - d2, e = 2 (d3 - d1).
+        set(tmp[0], Ty::F32x4, fma(f(d[2]), k(-4.0), f(d[4]))),
+        set(tmp[1], Ty::F32x4, fma(f(d[1]), k(-4.0), f(d[3]))),
+        set(tmp[2], Ty::F32x4, bin(BinOp::Sub, f(d[4]), f(d[2]))),
+        set(tmp[3], Ty::F32x4, bin(BinOp::Mul, bin(BinOp::Sub, f(d[3]), f(d[1])), k(2.0))),
+        set(out[0], Ty::F32x4, fma(f(d[0]), k(4.0), fma(f(d[2]), k(-5.0), f(d[4])))),
+        set(out[5], Ty::F32x4, fma(f(d[1]), k(4.0), fma(f(d[3]), k(-5.0), f(d[5])))),
+        set(out[1], Ty::F32x4, bin(BinOp::Add, f(tmp[0]), f(tmp[1]))),
+        set(out[2], Ty::F32x4, bin(BinOp::Sub, f(tmp[0]), f(tmp[1]))),
+        set(out[3], Ty::F32x4, bin(BinOp::Add, f(tmp[2]), f(tmp[3]))),
+        set(out[4], Ty::F32x4, bin(BinOp::Sub, f(tmp[2]), f(tmp[3]))),
+    ]
+}
+
+/// `out[i] = (A^T m)[i]` for a column of 6, 4 results (`tmp` holds 4 temporaries).
+fn at_1d(m: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
+    let f = |v: VarId| fv(v);
+    vec![
+        set(tmp[0], Ty::F32x4, bin(BinOp::Add, f(m[1]), f(m[2]))),
+        set(tmp[1], Ty::F32x4, bin(BinOp::Sub, f(m[1]), f(m[2]))),
+        set(tmp[2], Ty::F32x4, bin(BinOp::Add, f(m[3]), f(m[4]))),
+        set(tmp[3], Ty::F32x4, bin(BinOp::Sub, f(m[3]), f(m[4]))),
+        set(out[0], Ty::F32x4, bin(BinOp::Add, bin(BinOp::Add, f(m[0]), f(tmp[0])), f(tmp[2]))),
+        set(out[1], Ty::F32x4, fma(f(tmp[3]), k(2.0), f(tmp[1]))),
+        set(out[2], Ty::F32x4, fma(f(tmp[2]), k(4.0), f(tmp[0]))),
+        set(out[3], Ty::F32x4, bin(BinOp::Add, fma(f(tmp[3]), k(8.0), f(tmp[1])), f(m[5]))),
+    ]
+}
+
+/// `G g G^T` for one 3x3 kernel (row-major), in f64: the 6x6 transformed kernel.
+fn transform_kernel(g: &[f32]) -> [f64; 36] {
+    let gt = |a: f64, b: f64, c: f64| -> [f64; 6] {
+        [
+            a / 4.0,
+            -(a + b + c) / 6.0,
+            -(a - b + c) / 6.0,
+            a / 24.0 + b / 12.0 + c / 6.0,
+            a / 24.0 - b / 12.0 + c / 6.0,
+            c,
+        ]
+    };
+    // Columns of g (3 rows each) to 6 rows, then each of the 6 rows (3 values) to 6.
+    let cols: Vec<[f64; 6]> = (0..3).map(|j| gt(g[j] as f64, g[3 + j] as f64, g[6 + j] as f64)).collect();
+    let mut out = [0.0f64; 36];
+    for i in 0..6 {
+        let row = gt(cols[0][i], cols[1][i], cols[2][i]);
+        out[i * 6..i * 6 + 6].copy_from_slice(&row);
+    }
+    out
+}
+
+/// Packs `[cout, cin, 3, 3]` weights (output channel `o` times `scale[o]`) into
+/// `[channel tile][xi][in block][lane][vb][4]`, zero for padded output channels. Channel tiles
+/// are shared out between `threads`.
+pub(super) fn pack_winograd(
+    job: &ConvJob,
+    wt: WinoTile,
+    weights: &[f32],
+    scale: Option<&[f32]>,
+    threads: usize,
+) -> Vec<f32> {
+    let (cin, cout, vb) = (job.cin as usize, job.cout as usize, wt.vb as usize);
+    let per_tile = XI as usize * cin * 4 * vb;
+    let tiles = cout.div_ceil(4) / vb;
+    let mut packed = vec![0.0f32; per_tile * tiles];
+    let pack_tile = |kt: usize, dst: &mut [f32]| {
+        for oo in 0..4 * vb {
+            let o = kt * 4 * vb + oo;
+            if o >= cout {
+                break;
+            }
+            let s = scale.map_or(1.0, |s| s[o] as f64);
+            let (v, j) = (oo / 4, oo % 4);
+            for c in 0..cin {
+                let u = transform_kernel(&weights[(o * cin + c) * 9..(o * cin + c + 1) * 9]);
+                let (cb, lane) = (c / 4, c % 4);
+                for (xi, &x) in u.iter().enumerate() {
+                    dst[(((xi * (cin / 4) + cb) * 4 + lane) * vb + v) * 4 + j] = (x * s) as f32;
+                }
+            }
+        }
+    };
+    let threads = if weights.len() < 1 << 18 { 1 } else { threads.clamp(1, tiles.max(1)) };
+    let chunk_tiles = tiles.div_ceil(threads).max(1);
+    let f = |c: usize, chunk: &mut [f32]| {
+        for (i, dst) in chunk.chunks_mut(per_tile).enumerate() {
+            pack_tile(c * chunk_tiles + i, dst);
+        }
+    };
+    for_each_chunk(&mut packed, chunk_tiles * per_tile, threads, &f);
+    packed
+}
