@@ -37,11 +37,37 @@ impl TensorData {
         }
     }
 
-    /// The values as an owned vector (a copy if they are mapped).
+    /// The values as an owned vector (a copy if they are mapped, whose pages are then released:
+    /// see `release`).
     pub fn into_vec(self) -> Vec<f32> {
         match self.0 {
             Repr::Owned(v) => v,
-            Repr::Mapped { .. } => self.as_slice().to_vec(),
+            Repr::Mapped { .. } => {
+                let v = self.as_slice().to_vec();
+                self.release();
+                v
+            }
+        }
+    }
+
+    /// Lets the kernel drop the memory pages holding the values, if they are mapped from the
+    /// file (whole pages only: a neighbouring tensor's first or last page stays). For a layer
+    /// whose weights have been repacked: the map's pages otherwise stay in the resident set
+    /// beside the packed copy until the process ends.
+    pub fn release(self) {
+        const PAGE: usize = 4096;
+        if let Repr::Mapped { map, start, len } = &self.0 {
+            let base = map.as_ptr() as usize;
+            let first = (base + start).div_ceil(PAGE) * PAGE - base;
+            let end = (base + start + 4 * len) / PAGE * PAGE - base;
+            if end > first {
+                // SAFETY: the map is a private, read-only mapping of a file nothing writes while
+                // it is mapped (cnnc's writes replace files by renaming): dropped pages read back
+                // with the same contents if anything touches them again. The range is within
+                // the map and page-aligned (the map starts on a page; an error just means the
+                // pages stay).
+                let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, end - first) };
+            }
         }
     }
 
@@ -99,6 +125,11 @@ impl Weights {
     /// Removes and returns a tensor as it is held (mapped data stays mapped).
     pub fn take_data(&mut self, name: &str) -> TensorData {
         self.tensors.remove(name).unwrap_or_else(|| panic!("weights validated at load time lack `{name}`"))
+    }
+
+    /// Bytes of all the tensors, as f32.
+    pub fn total_bytes(&self) -> u64 {
+        self.tensors.values().map(|t| t.len() as u64 * 4).sum()
     }
 
     /// Adds or replaces a tensor.

@@ -4,9 +4,9 @@
 
 use super::compile::JitError;
 use super::ir::*;
-use super::kernels::conv::{Tile, conv_blockable, conv_depthwise, plain_algorithms};
+use super::kernels::conv::{Tile, conv_blockable, conv_depthwise, plain_algorithms, winograd_halo};
 use super::kernels::{Lower, TensorView, lower_output};
-use super::schedule::worth_parallel;
+use super::schedule::{winograd_plan, worth_parallel};
 use crate::analysis::fusion::{Group, source_of};
 use crate::analysis::memplan::{MemoryPlan, Placement, kept_outputs, peak, plan_memory};
 use crate::io::weights::{TensorData, Weights};
@@ -30,6 +30,9 @@ pub(super) enum Binding {
     Stack,
     /// Byte offset into the calling thread's scratch memory (each thread has its own).
     Scratch(u64),
+    /// Byte offset into the workspace all threads share (what one step of a layer leaves for
+    /// the next).
+    Workspace(u64),
 }
 
 pub(super) struct Step {
@@ -56,6 +59,8 @@ pub(super) struct JitPlan {
     pub(super) arena_bytes: u64,
     /// Scratch memory each thread needs: the most any step binds.
     pub(super) scratch_bytes: u64,
+    /// The shared workspace: the most any step binds.
+    pub(super) workspace_bytes: u64,
     /// The checker's peak (unpadded sizes) and the same liveness peak over padded sizes.
     pub(super) checker_peak_bytes: u64,
     pub(super) padded_peak_bytes: u64,
@@ -91,8 +96,10 @@ pub(super) fn plan(
     keep_lowered: bool,
 ) -> Result<JitPlan, JitError> {
     let mp = plan_memory(net, shapes);
-    let (layouts, arena_bytes, padded_peak_bytes) = layout_storages(net, shapes, &mp)?;
+    let winograd = winograd_convs(net, shapes);
+    let (layouts, arena_bytes, padded_peak_bytes) = layout_storages(net, shapes, &mp, &winograd)?;
     let mut b = Builder {
+        winograd: winograd.clone(),
         threads,
         keep_lowered,
         net,
@@ -106,6 +113,7 @@ pub(super) fn plan(
         by_hash: HashMap::new(),
         kernel_cache: HashMap::new(),
         scratch_bytes: 0,
+        workspace_bytes: 0,
     };
     for g in &mp.groups {
         let t = std::time::Instant::now();
@@ -143,6 +151,7 @@ pub(super) fn plan(
         params: b.params,
         arena_bytes,
         scratch_bytes: b.scratch_bytes,
+        workspace_bytes: b.workspace_bytes,
         checker_peak_bytes: mp.peak_bytes,
         padded_peak_bytes,
         image_len,
@@ -154,12 +163,28 @@ pub(super) fn plan(
 /// before anything is allocated).
 pub(super) fn arena_bytes(net: &Network, shapes: &[Shape]) -> Result<u64, JitError> {
     let mp = plan_memory(net, shapes);
-    Ok(layout_storages(net, shapes, &mp)?.1)
+    Ok(layout_storages(net, shapes, &mp, &winograd_convs(net, shapes))?.1)
+}
+
+/// The convolutions that run Winograd and their tile size (`schedule::winograd_plan`, its
+/// memory budget relative to the network's parameters), none under `CNNC_ALGO=direct`.
+fn winograd_convs(net: &Network, shapes: &[Shape]) -> HashMap<NodeId, u64> {
+    if plain_algorithms() {
+        return HashMap::new();
+    }
+    let params: u64 = crate::analysis::params::param_specs(net, shapes).iter().map(|p| p.elements() as u64).sum();
+    winograd_plan(net, shapes, params * 4)
 }
 
 /// Storage layouts (shapes; halos as wide as the padding of the register-blocked convolutions
-/// that read them; arena offsets), the arena size and the liveness peak over padded sizes.
-fn layout_storages(net: &Network, shapes: &[Shape], mp: &MemoryPlan) -> Result<(Layouts, u64, u64), JitError> {
+/// that read them, and wide enough that a Winograd convolution's last input tiles lie inside;
+/// arena offsets), the arena size and the liveness peak over padded sizes.
+fn layout_storages(
+    net: &Network,
+    shapes: &[Shape],
+    mp: &MemoryPlan,
+    winograd: &HashMap<NodeId, u64>,
+) -> Result<(Layouts, u64, u64), JitError> {
     let mut halo = vec![[0u64; 2]; mp.storages.len()];
     for g in &mp.groups {
         if let Op::Conv(c) = &net.nodes[g.anchor()].op {
@@ -169,6 +194,14 @@ fn layout_storages(net: &Network, shapes: &[Shape], mp: &MemoryPlan) -> Result<(
             if conv_blockable(c.kernel, c.groups, cin, c.out_channels) || depthwise {
                 for a in 0..2 {
                     halo[p.storage][a] = halo[p.storage][a].max(c.pad[a]);
+                }
+            }
+            if let Some(&m) = winograd.get(&g.anchor()) {
+                let input = shapes[net.nodes[g.anchor()].inputs[0]];
+                let (_, h, w) = shape3(input);
+                let (_, oh, ow) = shape3(shapes[g.anchor()]);
+                for (a, (len, out)) in [(h, oh), (w, ow)].into_iter().enumerate() {
+                    halo[p.storage][a] = halo[p.storage][a].max(winograd_halo(m, len, out, c.pad[a]));
                 }
             }
         }
@@ -243,6 +276,8 @@ fn assign_offsets(mp: &MemoryPlan, live: &[usize], bytes: &[u64]) -> (Vec<u64>, 
 }
 
 pub(super) struct Builder<'a> {
+    /// The convolutions that run Winograd, with their tile size.
+    winograd: HashMap<NodeId, u64>,
     threads: usize,
     keep_lowered: bool,
     net: &'a Network,
@@ -259,6 +294,7 @@ pub(super) struct Builder<'a> {
     /// (building a register-blocked kernel costs about a millisecond).
     kernel_cache: HashMap<String, (usize, Option<Tile>)>,
     scratch_bytes: u64,
+    workspace_bytes: u64,
 }
 
 impl Builder<'_> {
@@ -425,6 +461,18 @@ impl Builder<'_> {
             .collect();
         self.scratch_bytes = self.scratch_bytes.max(at);
         bindings
+    }
+
+    /// The Winograd tile size of the convolution `node`, if it takes that schedule.
+    pub(super) fn winograd_m(&self, node: NodeId) -> Option<u64> {
+        self.winograd.get(&node).copied()
+    }
+
+    /// A shared workspace buffer of `len` f32 elements (at offset 0: what one step leaves there
+    /// is read by the next one only).
+    pub(super) fn workspace(&mut self, len: u64) -> Binding {
+        self.workspace_bytes = self.workspace_bytes.max(len * 4);
+        Binding::Workspace(0)
     }
 
     /// A copy of a weight tensor.

@@ -51,7 +51,8 @@ pub struct JitModel {
     executor: Executor,
     // The memory the pointer tables point into; kept alive (and never reallocated) here.
     arena: Aligned,
-    _scratch: Vec<Aligned>,
+    /// Per-thread scratch and the shared workspace.
+    _scratch: (Vec<Aligned>, Aligned),
     _params: Vec<crate::io::weights::TensorData>,
     image: Aligned,
     results: Vec<Aligned>,
@@ -123,6 +124,7 @@ impl JitModel {
             params,
             arena_bytes,
             scratch_bytes,
+            workspace_bytes,
             checker_peak_bytes,
             padded_peak_bytes,
             image_len,
@@ -139,11 +141,14 @@ impl JitModel {
         let mut result_bufs: Vec<Aligned> = results.iter().map(|&(_, len)| Aligned::zeroed(len)).collect();
         let arena_ptr = arena.ptr();
         let scratch_ptrs: Vec<*mut f32> = scratch.iter_mut().map(Aligned::ptr).collect();
+        let mut workspace = Aligned::zeroed((workspace_bytes / 4) as usize);
+        let workspace_ptr = workspace.ptr();
         let (image_ptr, result_ptrs): (_, Vec<_>) = (image.ptr(), result_bufs.iter_mut().map(Aligned::ptr).collect());
         let pointer = |b: &Binding, thread: usize| match *b {
             // SAFETY: offsets were assigned within the arena's (and the scratch's) size.
             Binding::Arena(off) => unsafe { arena_ptr.add((off / 4) as usize) },
             Binding::Scratch(off) => unsafe { scratch_ptrs[thread].add((off / 4) as usize) },
+            Binding::Workspace(off) => unsafe { workspace_ptr.add((off / 4) as usize) },
             Binding::Param(i) => params[i].as_ptr().cast_mut(),
             Binding::Image => image_ptr,
             Binding::Result(i) => result_ptrs[i],
@@ -156,7 +161,13 @@ impl JitModel {
             .enumerate()
             .map(|(i, (s, info))| {
                 if checked {
-                    check_bindings(&info.name, &s.bindings, &step_buffers[i], [arena_bytes, scratch_bytes], &params);
+                    check_bindings(
+                        &info.name,
+                        &s.bindings,
+                        &step_buffers[i],
+                        [arena_bytes, scratch_bytes, workspace_bytes],
+                        &params,
+                    );
                 }
                 let mut table = Vec::new();
                 for thread in 0..threads {
@@ -178,7 +189,7 @@ impl JitModel {
         Ok(JitModel {
             executor: Executor { _code: code, calls, pool: ThreadPool::new(threads), checks },
             arena,
-            _scratch: scratch,
+            _scratch: (scratch, workspace),
             _params: params,
             image,
             results: result_bufs,
@@ -263,13 +274,14 @@ fn check_bindings(
     name: &str,
     bindings: &[Binding],
     buffers: &[(String, u64)],
-    [arena, scratch]: [u64; 2],
+    [arena, scratch, workspace]: [u64; 3],
     params: &[crate::io::weights::TensorData],
 ) {
     for (b, (buf, bytes)) in bindings.iter().zip(buffers) {
         let room = match *b {
             Binding::Arena(off) => arena.saturating_sub(off),
             Binding::Scratch(off) => scratch.saturating_sub(off),
+            Binding::Workspace(off) => workspace.saturating_sub(off),
             Binding::Param(i) => params[i].len() as u64 * 4,
             Binding::Image | Binding::Result(_) | Binding::Stack => continue,
         };

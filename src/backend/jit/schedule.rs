@@ -12,6 +12,10 @@
 //! charged as a full FP operation.
 
 use super::kernels::conv::{ConvJob, Tile, WinoTile};
+use crate::ir::geometry::Shape;
+use crate::ir::graph::{Network, NodeId};
+use crate::ops::Op;
+use std::collections::HashMap;
 
 /// Bytes that comfortably stay in one core's L2 (Zen3: 512 KiB).
 const L2_BYTES: u64 = 384 << 10;
@@ -83,6 +87,13 @@ pub(super) fn choose_tile(job: &ConvJob) -> Tile {
 /// faster than 1 MiB.)
 const WINO_SCRATCH_BYTES: [u64; 2] = [1 << 20, 2 << 20];
 const WINO_BIG_WEIGHTS: u64 = 16 << 20;
+/// Transformed weights may take this share of the weights' memory beyond the weights' own
+/// (VGG-16: 83 MB; the peak resident set stays within 1.2 times the weights file).
+const WINO_MEMORY_SHARE: f64 = 0.10;
+/// ... and at least this much (small networks).
+const WINO_MEMORY_MIN: u64 = 16 << 20;
+/// The most transformed input tiles kept in the shared workspace.
+const WINO_SHARED_BYTES: u64 = 16 << 20;
 
 /// The Winograd schedule of `job`:
 /// - 2 output blocks by 6 (or 4) tiles of accumulators (12, plus 2 weights and a broadcast: 15
@@ -91,13 +102,14 @@ const WINO_BIG_WEIGHTS: u64 = 16 << 20;
 /// - the fewest chunks of tiles whose scratch fits `WINO_SCRATCH_BYTES`, since each chunk reads
 ///   all the transformed weights once (4 times the 3x3 weights: 38 MB for 512 channels), with
 ///   the output channels split in parts so that there are at least 16 tasks.
-pub(super) fn choose_wino(job: &ConvJob) -> WinoTile {
+pub(super) fn choose_wino(job: &ConvJob, m: u64) -> WinoTile {
     let kb = job.cout.div_ceil(4);
-    let (ty, tx) = job.wino_tiles();
+    let xi = (m + 2) * (m + 2);
+    let (ty, tx) = job.wino_tiles(m);
     let tiles = ty * tx;
     let padded = |t: u64| (tiles.div_ceil(t) * t) as f64;
     let tw = if padded(4) * 1.04 < padded(6) { 4 } else { 6 };
-    let weights = 36 * 4 * job.cin * kb * 4;
+    let weights = xi * 4 * job.cin * kb * 4;
     let budget = WINO_SCRATCH_BYTES[usize::from(weights > WINO_BIG_WEIGHTS)];
     let (mut vb, mut tw, mut budget) = if kb % 2 == 0 { (2, tw, budget) } else { (1, 12, budget) };
     if let Some([v, t, kib]) = forced_wino()
@@ -109,10 +121,11 @@ pub(super) fn choose_wino(job: &ConvJob) -> WinoTile {
     }
     let kt = kb / vb;
     let split = |chunks: u64| {
-        let kparts = 16u64.div_ceil(chunks).clamp(1, kt);
+        let want: u64 = std::env::var("CNNC_WINO_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+        let kparts = want.div_ceil(chunks).clamp(1, kt);
         (kparts, kt.div_ceil(kparts))
     };
-    let bytes = |nt: u64, kpp: u64| 36 * 4 * nt * (job.cin + kpp * vb * 4);
+    let bytes = |nt: u64, kpp: u64| xi * 4 * nt * (job.cin + kpp * vb * 4);
     // The most tiles per chunk that fit, then as many per chunk as the chunks need.
     let most = tiles.div_ceil(tw) * tw;
     let fits = (1..=most / tw).rev().map(|n| n * tw).find(|&nt| {
@@ -122,7 +135,62 @@ pub(super) fn choose_wino(job: &ConvJob) -> WinoTile {
     let chunks = tiles.div_ceil(fits.unwrap_or(tw));
     let nt = tiles.div_ceil(chunks).div_ceil(tw) * tw;
     let (kparts, _) = split(tiles.div_ceil(nt));
-    WinoTile { vb, tx: tw, nt, kparts }
+    // Several parts would each transform the same tiles: transform them once, in a step of
+    // their own, when all the chunks' tiles fit the shared workspace.
+    let shared = kparts > 1 && xi * 4 * job.cin * nt * tiles.div_ceil(nt) <= WINO_SHARED_BYTES;
+    WinoTile { m, vb, tx: tw, nt, kparts, shared }
+}
+
+/// Which 3x3 stride-1 convolutions run Winograd F(m x m, 3 x 3), and with which m, under a memory
+/// budget: transformed weights take (m + 2)^2 / 9 times the memory of the weights (4x for m =
+/// 4), so the extra memory they need is allowed up to `WINO_MEMORY_SHARE` of all the weights
+/// (at least `WINO_MEMORY_MIN`). Layers are served largest output first (most multiply-adds
+/// per weight); each takes its preferred m, else a smaller one that fits, else stays direct.
+/// Preferred: m = 6 from 100x100 pixels (VGG-16's 224 and 112: 6-12% faster than m = 4), m = 2
+/// below 12x12 (at 7x7, 4x4 tiles waste a third of their outputs and the weights' traffic
+/// dominates: ResNet-18's layer4 2.7 ms against 3.1 with m = 4 and 3.4 direct), else 4.
+/// `CNNC_WINO_M` forces m (for measurement).
+pub(super) fn winograd_plan(net: &Network, shapes: &[Shape], weight_bytes: u64) -> HashMap<NodeId, u64> {
+    let forced: Option<u64> =
+        std::env::var("CNNC_WINO_M").ok().and_then(|v| v.parse().ok()).filter(|m| [2, 4, 6].contains(m));
+    let mut layers: Vec<(NodeId, u64, u64)> = Vec::new();
+    for (id, node) in net.nodes.iter().enumerate() {
+        let Op::Conv(c) = &node.op else { continue };
+        let (Some(&input), Shape::Map { h: oh, w: ow, .. }) = (node.inputs.first(), shapes[id]) else { continue };
+        let cin = shapes[input].channels();
+        let eligible = c.kernel == [3, 3]
+            && c.stride == [1, 1]
+            && c.dilation == [1, 1]
+            && c.groups == 1
+            && c.pad[0] <= 2
+            && c.pad[1] <= 2
+            && cin % 4 == 0
+            && cin >= 16
+            && c.out_channels >= 16
+            && oh >= 4
+            && ow >= 4;
+        if eligible {
+            layers.push((id, oh * ow, cin * c.out_channels * 9 * 4));
+        }
+    }
+    layers.sort_by_key(|&(id, pixels, _)| (std::cmp::Reverse(pixels), id));
+    let mut budget = ((weight_bytes as f64 * WINO_MEMORY_SHARE) as u64).max(WINO_MEMORY_MIN);
+    let mut plan = HashMap::new();
+    for (id, pixels, bytes) in layers {
+        let preferred = forced.unwrap_or(if pixels >= 100 * 100 {
+            6
+        } else if pixels < 12 * 12 {
+            2
+        } else {
+            4
+        });
+        let extra = |m: u64| bytes * ((m + 2) * (m + 2) - 9) / 9;
+        if let Some(m) = [6, 4, 2].into_iter().filter(|&m| m <= preferred).find(|&m| extra(m) <= budget) {
+            budget -= extra(m);
+            plan.insert(id, m);
+        }
+    }
+    plan
 }
 
 /// Development switch for tuning: CNNC_FORCE_WINO=vb,tx,KiB of tiles per task.

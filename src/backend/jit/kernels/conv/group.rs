@@ -57,8 +57,8 @@ pub(in super::super::super) fn lower_group(
     if gap_input.is_none() && scale.is_none() && job.gemv() && !plain_algorithms() {
         return gemv::lower_gemv(b, g, job, &input, data, bias, shortcut);
     }
-    if gap_input.is_none() && job.winograd() && !plain_algorithms() {
-        return lower_winograd(b, g, job, data, bias, scale, shortcut);
+    if let Some(m) = b.winograd_m(conv_node).filter(|&m| gap_input.is_none() && job.winograd(m)) {
+        return lower_winograd(b, g, job, m, data, bias, scale, shortcut);
     }
     let weights = data.into_vec();
     // The kernel is a function of the job (name aside) and the gap's map: built once for all
@@ -121,33 +121,56 @@ pub(in super::super::super) fn lower_group(
 }
 
 /// A 3x3 stride-1 convolution group through the Winograd schedule.
+#[allow(clippy::too_many_arguments)]
 fn lower_winograd(
     b: &mut Builder,
     g: &Group,
     job: ConvJob,
+    m: u64,
     data: crate::io::weights::TensorData,
     bias: Vec<f32>,
     scale: Option<Vec<f32>>,
     shortcut: Option<NodeId>,
 ) -> Result<(), JitError> {
-    let wt = choose_wino(&job);
+    let wt = choose_wino(&job, m);
     let key = format!("winograd {:?} {wt:?}", ConvJob { name: String::new(), ..job.clone() });
     let lowered = b.keep_lowered().then(|| lower(&job));
-    let kernel = match b.cached_kernel(&key) {
+    let kernel_for = |b: &mut Builder, key: String, build: &dyn Fn() -> Kernel| match b.cached_kernel(&key) {
         Some((kernel, _)) => kernel,
         None => {
-            let kernel = b.add_kernel(winograd::schedule(&job, wt));
+            let kernel = b.add_kernel(build());
             b.cache_kernel(key, kernel, None);
             kernel
         }
     };
     let packed = winograd::pack_winograd(&job, wt, data.as_slice(), scale.as_deref(), b.threads());
-    drop(data);
+    data.release();
+    let [tiles_len, products_len] = winograd::wino_scratch(&job, wt);
+    let (tiles, products) = if wt.shared {
+        // The input transform first, as a step of its own, into the shared workspace.
+        let kernel = kernel_for(b, format!("{key} input"), &|| winograd::input_schedule(&job, wt));
+        let tiles = b.workspace(tiles_len);
+        let work = tiles_len * 4;
+        b.push_step(
+            format!("{}/in", job.name),
+            g.nodes.clone(),
+            None,
+            kernel,
+            vec![b.arena(g.inputs[0])?, tiles],
+            work,
+        );
+        b.set_algorithm("winograd");
+        (tiles, b.scratch(&[products_len])[0])
+    } else {
+        let scratch = b.scratch(&[tiles_len, products_len]);
+        (scratch[0], scratch[1])
+    };
+    let kernel = kernel_for(b, key, &|| winograd::schedule(&job, wt));
     let mut bindings = vec![b.arena(g.inputs[0])?, b.param(packed), b.param(pad_bias(&job, &bias)), b.arena(g.output)?];
     if let Some(s) = shortcut {
         bindings.push(b.arena(s)?);
     }
-    bindings.extend(b.scratch(&winograd::wino_scratch(&job, wt)));
+    bindings.extend([tiles, products]);
     b.push_step(job.name.clone(), g.nodes.clone(), lowered, kernel, bindings, job.macs());
     b.set_algorithm("winograd");
     Ok(())

@@ -16,7 +16,7 @@ mod winograd;
 
 pub(in super::super) use depthwise::conv_depthwise;
 pub(in super::super) use group::{lower_group, plain_algorithms};
-pub(in super::super) use winograd::WinoTile;
+pub(in super::super) use winograd::{WinoTile, winograd_halo};
 
 use super::super::ir::*;
 use super::append_halo_zeroing;

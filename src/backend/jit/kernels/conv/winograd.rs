@@ -24,32 +24,125 @@ use super::pack::for_each_chunk;
 use super::{ConvBufs, ConvJob, STANDARD, epilogue};
 use crate::ops::PoolKind;
 
-/// Positions of a transformed tile (6x6).
-const XI: i64 = 36;
+/// The transforms of F(m x m, 3 x 3) for m = 2, 4, 6: `B^T` (n x n, n = m + 2), `G` (n x 3),
+/// `A^T` (m x n), from the interpolation points 0, +-1 (m = 2), 0, +-1, +-2 (m = 4) and 0, +-1,
+/// +-2, +-1/2 (m = 6), with the point at infinity. (Checked numerically against direct
+/// correlation to 1e-13; the JIT-vs-interpreter tests cover each.)
+fn matrices(m: u64) -> (Vec<Vec<f64>>, Vec<[f64; 3]>, Vec<Vec<f64>>) {
+    let rows = |r: &[&[f64]]| r.iter().map(|x| x.to_vec()).collect::<Vec<_>>();
+    match m {
+        2 => (
+            rows(&[&[1., 0., -1., 0.], &[0., 1., 1., 0.], &[0., -1., 1., 0.], &[0., 1., 0., -1.]]),
+            vec![[1., 0., 0.], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0., 0., 1.]],
+            rows(&[&[1., 1., 1., 0.], &[0., 1., -1., -1.]]),
+        ),
+        4 => (
+            rows(&[
+                &[4., 0., -5., 0., 1., 0.],
+                &[0., -4., -4., 1., 1., 0.],
+                &[0., 4., -4., -1., 1., 0.],
+                &[0., -2., -1., 2., 1., 0.],
+                &[0., 2., -1., -2., 1., 0.],
+                &[0., 4., 0., -5., 0., 1.],
+            ]),
+            vec![
+                [1. / 4., 0., 0.],
+                [-1. / 6., -1. / 6., -1. / 6.],
+                [-1. / 6., 1. / 6., -1. / 6.],
+                [1. / 24., 1. / 12., 1. / 6.],
+                [1. / 24., -1. / 12., 1. / 6.],
+                [0., 0., 1.],
+            ],
+            rows(&[
+                &[1., 1., 1., 1., 1., 0.],
+                &[0., 1., -1., 2., -2., 0.],
+                &[0., 1., 1., 4., 4., 0.],
+                &[0., 1., -1., 8., -8., 1.],
+            ]),
+        ),
+        _ => (
+            rows(&[
+                &[1., 0., -21. / 4., 0., 21. / 4., 0., -1., 0.],
+                &[0., 1., 1., -17. / 4., -17. / 4., 1., 1., 0.],
+                &[0., -1., 1., 17. / 4., -17. / 4., -1., 1., 0.],
+                &[0., 0.5, 0.25, -2.5, -1.25, 2., 1., 0.],
+                &[0., -0.5, 0.25, 2.5, -1.25, -2., 1., 0.],
+                &[0., 2., 4., -2.5, -5., 0.5, 1., 0.],
+                &[0., -2., 4., 2.5, -5., -0.5, 1., 0.],
+                &[0., -1., 0., 21. / 4., 0., -21. / 4., 0., 1.],
+            ]),
+            vec![
+                [1., 0., 0.],
+                [-2. / 9., -2. / 9., -2. / 9.],
+                [-2. / 9., 2. / 9., -2. / 9.],
+                [1. / 90., 1. / 45., 2. / 45.],
+                [1. / 90., -1. / 45., 2. / 45.],
+                [32. / 45., 16. / 45., 8. / 45.],
+                [32. / 45., -16. / 45., 8. / 45.],
+                [0., 0., 1.],
+            ],
+            rows(&[
+                &[1., 1., 1., 1., 1., 1., 1., 0.],
+                &[0., 1., -1., 2., -2., 0.5, -0.5, 0.],
+                &[0., 1., 1., 4., 4., 0.25, 0.25, 0.],
+                &[0., 1., -1., 8., -8., 0.125, -0.125, 0.],
+                &[0., 1., 1., 16., 16., 1. / 16., 1. / 16., 0.],
+                &[0., 1., -1., 32., -32., 1. / 32., -1. / 32., 1.],
+            ]),
+        ),
+    }
+}
 
-/// The schedule of a Winograd convolution: `vb` output blocks by `tx` tiles of accumulators,
+/// The schedule of a Winograd convolution F(m x m, 3 x 3): `vb` output blocks by `tx` tiles of accumulators,
 /// `nt` tiles per task (a multiple of `tx`), the output-channel tiles split in `kparts` tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(in super::super::super) struct WinoTile {
+    /// Output tile size: 2, 4 or 6.
+    pub(in super::super::super) m: u64,
     pub(in super::super::super) vb: u64,
     pub(in super::super::super) tx: u64,
     pub(in super::super::super) nt: u64,
     pub(in super::super::super) kparts: u64,
+    /// Whether the input transform is a step of its own writing every chunk's tiles to shared
+    /// memory (when output channels are split in several parts, each of which would otherwise
+    /// transform the same tiles again).
+    pub(in super::super::super) shared: bool,
+}
+
+impl WinoTile {
+    /// Input tile size.
+    fn n(&self) -> i64 {
+        self.m as i64 + 2
+    }
+
+    /// Positions of a transformed tile: n x n.
+    fn xi(&self) -> i64 {
+        self.n() * self.n()
+    }
+}
+
+/// The halo an input of `len` rows (or columns) needs so that every m x m tile's input window
+/// of a convolution with `out` output rows and padding `pad` lies inside it: the last window
+/// ends `m * ceil(out / m) + 2 - pad` rows after the first real one. (The halo is zero, as
+/// padding is, and only outputs past the last one read beyond the padding.)
+pub(in super::super::super) fn winograd_halo(m: u64, len: u64, out: u64, pad: u64) -> u64 {
+    (m * out.div_ceil(m) + 2).saturating_sub(pad + len).max(pad)
 }
 
 impl ConvJob {
     /// Whether the Winograd schedule applies: 3x3, stride 1, no dilation, one group, padding
     /// within the input's halo, whole blocks of at least 16 input channels, at least 16 output
-    /// channels, output at least 4x4, and no pool or one whose window divides a 4x4 tile.
-    pub(in super::super::super) fn winograd(&self) -> bool {
+    /// channels, output at least 4x4, no pool or one of at most 2x2 (which divides any tile),
+    /// and an input halo as wide as `winograd_halo` asks for tiles of `m`.
+    pub(in super::super::super) fn winograd(&self, m: u64) -> bool {
         let Layout::Blocked { halo, .. } = self.in_layout else { return false };
-        let pool_fits = self.pool.is_none_or(|(_, k)| 4 % k[0] == 0 && 4 % k[1] == 0);
+        let pool_fits = self.pool.is_none_or(|(_, k)| k[0] <= 2 && k[1] <= 2);
         self.kernel == [3, 3]
             && self.stride == [1, 1]
             && self.dilation == [1, 1]
             && self.groups == 1
-            && self.pad[0] <= halo[0]
-            && self.pad[1] <= halo[1]
+            && halo[0] >= winograd_halo(m, self.h, self.oh, self.pad[0])
+            && halo[1] >= winograd_halo(m, self.w, self.ow, self.pad[1])
             && self.pad[0] <= 2
             && self.pad[1] <= 2
             && self.cin % 4 == 0
@@ -60,10 +153,10 @@ impl ConvJob {
             && pool_fits
     }
 
-    /// Output tiles: (rows of tiles, columns of tiles) over the computed output.
-    pub(in super::super::super) fn wino_tiles(&self) -> (u64, u64) {
+    /// Output tiles of `m x m`: (rows of tiles, columns of tiles) over the computed output.
+    pub(in super::super::super) fn wino_tiles(&self, m: u64) -> (u64, u64) {
         let (rows, cols) = self.computed_hw();
-        (rows.div_ceil(4), cols.div_ceil(4))
+        (rows.div_ceil(m), cols.div_ceil(m))
     }
 }
 
@@ -78,14 +171,12 @@ struct Geo {
     /// Output-channel tiles (`vb` blocks each) and how many a task takes.
     kt: i64,
     kt_per_part: i64,
-    halo: [i64; 2],
 }
 
 impl Geo {
     fn new(job: &ConvJob, wt: WinoTile) -> Geo {
         let (rows, cols) = job.computed_hw();
-        let (nty, ntx) = job.wino_tiles();
-        let Layout::Blocked { halo, .. } = job.in_layout else { unreachable!("winograd() checked the layout") };
+        let (nty, ntx) = job.wino_tiles(wt.m);
         let kb = job.cout.div_ceil(4) as i64;
         let kt = kb / wt.vb as i64;
         Geo {
@@ -97,7 +188,6 @@ impl Geo {
             kb,
             kt,
             kt_per_part: (kt + wt.kparts as i64 - 1) / wt.kparts as i64,
-            halo: halo.map(|h| h as i64),
         }
     }
 
@@ -107,16 +197,19 @@ impl Geo {
 }
 
 /// Length of the transformed weights.
-pub(super) fn wino_packed_len(job: &ConvJob) -> u64 {
-    XI as u64 * job.cout.div_ceil(4) * 4 * job.cin
+pub(in super::super::super) fn wino_packed_len(job: &ConvJob, m: u64) -> u64 {
+    (m + 2) * (m + 2) * job.cout.div_ceil(4) * 4 * job.cin
 }
 
-/// Per-thread scratch lengths (f32): the transformed input tiles and the products of a task's
-/// output channels.
+/// Scratch lengths (f32): a chunk's transformed input tiles and the products of a task's output
+/// channels (per thread; the tiles of every chunk in shared memory, if `shared`).
 pub(in super::super::super) fn wino_scratch(job: &ConvJob, wt: WinoTile) -> [u64; 2] {
     let kt = job.cout.div_ceil(4) / wt.vb;
     let kpp = kt.div_ceil(wt.kparts);
-    [XI as u64 * job.cin * wt.nt, XI as u64 * kpp * wt.vb * 4 * wt.nt]
+    let (rows, cols) = job.wino_tiles(wt.m);
+    let chunks = if wt.shared { (rows * cols).div_ceil(wt.nt) } else { 1 };
+    let xi = wt.xi() as u64;
+    [xi * job.cin * wt.nt * chunks, xi * kpp * wt.vb * 4 * wt.nt]
 }
 
 fn sub(a: IExpr, b: IExpr) -> IExpr {
@@ -132,13 +225,46 @@ fn k(c: f32) -> FExpr {
     splat(fc(c))
 }
 
+/// With `shared`, the first step: the input transform of every chunk into shared memory, in
+/// tasks over (chunk, part of the input blocks).
+pub(in super::super::super) fn input_schedule(job: &ConvJob, wt: WinoTile) -> Kernel {
+    let g = Geo::new(job, wt);
+    let [vs_len, _] = wino_scratch(job, wt);
+    let buffers =
+        vec![Buffer::new("in", job.in_layout.clone(), false), Buffer::new("tiles", Layout::Flat { len: vs_len }, true)];
+    let bufs = ConvBufs { input: 0, w: 0, bias: 0, out: 0, shortcut: 0 };
+    let chunks = g.chunks(wt);
+    let parts = ((16 + chunks - 1) / chunks).clamp(1, g.cb);
+    let per_part = (g.cb + parts - 1) / parts;
+    let mut w = Wino { job, wt, g, bufs, vs: 1, ms: 1, vars: Vars::default() };
+    let (t, chunk, c0) = (w.vars.new_var("t"), w.vars.new_var("chunk"), w.vars.new_var("c0"));
+    let mut body = vec![
+        Stmt::Comment(format!("winograd F({m}x{m},3x3) input transform: {} tiles per chunk", wt.nt, m = wt.m)),
+        let_int(chunk, iv(t).div(parts)),
+        let_int(c0, iv(t).rem(parts) * per_part),
+    ];
+    let per_chunk = wt.xi() * w.g.cb * 4 * wt.nt as i64;
+    body.extend(w.input_transform(chunk, (iv(c0), (iv(c0) + per_part).min(ic(w.g.cb))), iv(chunk) * per_chunk));
+    let mut kernel = Kernel {
+        name: format!("{}/in", job.name),
+        buffers,
+        body: Vec::new(),
+        var_names: Vec::new(),
+        tasks: 0,
+        macs: 0,
+    };
+    kernel.push_tasks(t, chunks * parts, body);
+    kernel.var_names = w.vars.names;
+    kernel
+}
+
 /// The kernel: tasks over (tile chunk, channel part), then the output halo's zeroing.
 pub(in super::super::super) fn schedule(job: &ConvJob, wt: WinoTile) -> Kernel {
     let g = Geo::new(job, wt);
-    let mut buffers = job.buffers(wino_packed_len(job), g.kb as u64 * 4);
+    let mut buffers = job.buffers(wino_packed_len(job, wt.m), g.kb as u64 * 4);
     let [vs_len, ms_len] = wino_scratch(job, wt);
     let (vs, ms) = (buffers.len(), buffers.len() + 1);
-    buffers.push(Buffer::new("tiles", Layout::Flat { len: vs_len }, true));
+    buffers.push(Buffer::new("tiles", Layout::Flat { len: vs_len }, !wt.shared));
     buffers.push(Buffer::new("products", Layout::Flat { len: ms_len }, true));
     let mut w = Wino { job, wt, g, bufs: STANDARD, vs, ms, vars: Vars::default() };
     let t = w.vars.new_var("t");
@@ -146,17 +272,26 @@ pub(in super::super::super) fn schedule(job: &ConvJob, wt: WinoTile) -> Kernel {
     let (k0, k1) = (w.vars.new_var("k0"), w.vars.new_var("k1"));
     let mut body = vec![
         Stmt::Comment(format!(
-            "winograd F(4x4,3x3): {} tiles per task, {}x{} tile(s) x block(s) of accumulators",
-            wt.nt, wt.tx, wt.vb
+            "winograd F({m}x{m},3x3): {} tiles per task, {}x{} tile(s) x block(s) of accumulators",
+            wt.nt,
+            wt.tx,
+            wt.vb,
+            m = wt.m
         )),
         let_int(chunk, iv(t).div(wt.kparts as i64)),
         let_int(part, iv(t).rem(wt.kparts as i64)),
     ];
-    body.extend(w.input_transform(chunk));
+    let per_chunk = wt.xi() * w.g.cb * 4 * wt.nt as i64;
+    let tiles_at = if wt.shared {
+        iv(chunk) * per_chunk
+    } else {
+        body.extend(w.input_transform(chunk, (ic(0), ic(w.g.cb)), ic(0)));
+        ic(0)
+    };
     let kpp = w.g.kt_per_part;
     body.push(let_int(k0, iv(part) * kpp));
     body.push(let_int(k1, (iv(k0) + kpp).min(ic(w.g.kt))));
-    body.extend(w.products(k0, k1));
+    body.extend(w.products(k0, k1, tiles_at));
     let per_kt = w.output_transform(chunk, kt, k0);
     body.push(for_range(kt, iv(k0), iv(k1), per_kt));
     let tasks = w.g.chunks(wt) * wt.kparts as i64;
@@ -185,39 +320,35 @@ impl Wino<'_> {
     }
 
     /// Defines `tile` (its index over the output) and `ty`, `tx` for tile `t` of the chunk.
-    fn locate(&mut self, chunk: VarId, t: IExpr) -> (VarId, VarId, VarId, Vec<Stmt>) {
+    /// With `clamp`, the chunk's padding (tiles past the last) repeats the last tile, whose
+    /// input window lies inside the input's halo.
+    fn locate(&mut self, chunk: VarId, t: IExpr, clamp: bool) -> (VarId, VarId, VarId, Vec<Stmt>) {
         let (tile, ty, tx) = (self.vars.new_var("tile"), self.vars.new_var("ty"), self.vars.new_var("tx"));
-        let code = vec![
-            let_int(tile, iv(chunk) * self.wt.nt as i64 + t),
-            let_int(ty, iv(tile).div(self.g.ntx)),
-            let_int(tx, iv(tile).rem(self.g.ntx)),
-        ];
+        let index = iv(chunk) * self.wt.nt as i64 + t;
+        let index = if clamp { index.min(ic(self.g.tiles - 1)) } else { index };
+        let code =
+            vec![let_int(tile, index), let_int(ty, iv(tile).div(self.g.ntx)), let_int(tx, iv(tile).rem(self.g.ntx))];
         (tile, ty, tx, code)
     }
 
-    /// `B^T d B` of every tile of the chunk and every input block, into `tiles`.
-    fn input_transform(&mut self, chunk: VarId) -> Vec<Stmt> {
+    /// `B^T d B` of every tile of the chunk and input blocks `blocks`, into `tiles` from `at`.
+    fn input_transform(&mut self, chunk: VarId, blocks: (IExpr, IExpr), at: IExpr) -> Vec<Stmt> {
         let (t, cb) = (self.vars.new_var("t"), self.vars.new_var("icb"));
-        let (_, ty, tx, mut body) = self.locate(chunk, iv(t));
+        let (_, ty, tx, mut body) = self.locate(chunk, iv(t), true);
         let job = self.job;
-        let (y0, x0) = (iv(ty) * 4 + -(job.pad[0] as i64), iv(tx) * 4 + -(job.pad[1] as i64));
-        // The window lies inside the input and its halo: rows y0..y0+6 below h + halo.
-        let last_row = (job.h as i64 + self.g.halo[0] + job.pad[0] as i64 - 6).div_euclid(4);
-        let last_col = (job.w as i64 + self.g.halo[1] + job.pad[1] as i64 - 6).div_euclid(4);
-        let inside = positive(sub(ic(last_row + 1), iv(ty))).min(positive(sub(ic(last_col + 1), iv(tx))));
-        let once = (self.vars.new_var("inside"), self.vars.new_var("edge"));
-        let d = self.vars_n("d", 36);
-        let tv = self.vars_n("bt", 36);
+        let (m, n) = (self.wt.m as i64, self.wt.n());
+        // Every window lies inside the input's halo (`winograd_halo`), which is zero.
+        let (y0, x0) = (iv(ty) * m + -(job.pad[0] as i64), iv(tx) * m + -(job.pad[1] as i64));
+        let d = self.vars_n("d", (n * n) as usize);
+        let tv = self.vars_n("bt", (n * n) as usize);
         let tmp = self.vars_n("s", 4);
-        let interior = self.transform_block(cb, t, &d, &tv, &tmp, &y0, &x0, false);
-        let edge = self.transform_block(cb, t, &d, &tv, &tmp, &y0, &x0, true);
-        body.push(for_range(once.0, 0, inside.clone(), vec![for_range(cb, 0, self.g.cb, interior)]));
-        body.push(for_range(once.1, inside, 1, vec![for_range(cb, 0, self.g.cb, edge)]));
+        let block = self.transform_block(cb, t, &d, &tv, &tmp, [&y0, &x0, &at]);
+        body.push(for_range(cb, blocks.0, blocks.1, block));
         vec![for_range(t, 0, self.wt.nt as i64, body)]
     }
 
-    /// One input block of one tile: 36 loads, the column then the row transforms, 36 stores.
-    #[allow(clippy::too_many_arguments)]
+    /// One input block of one tile at window origin `(y0, x0)`: 36 loads, the column then the
+    /// row transforms, 36 stores into `tiles` from `at`.
     fn transform_block(
         &self,
         cb: VarId,
@@ -225,43 +356,35 @@ impl Wino<'_> {
         d: &[VarId],
         tv: &[VarId],
         tmp: &[VarId],
-        y0: &IExpr,
-        x0: &IExpr,
-        guarded: bool,
+        [y0, x0, at0]: [&IExpr; 3],
     ) -> Vec<Stmt> {
-        let job = self.job;
+        let n = self.wt.n() as usize;
+        let bt = matrices(self.wt.m).0;
         let mut code = Vec::new();
-        for i in 0..6 {
-            for j in 0..6 {
+        for i in 0..n as i64 {
+            for j in 0..n as i64 {
                 let (y, x) = (y0.clone() + i, x0.clone() + j);
-                let value = load(Ty::F32x4, self.bufs.input, act(iv(cb) * 4, y.clone(), x.clone()));
-                let value = if guarded {
-                    let (hy, hx) = (self.g.halo[0], self.g.halo[1]);
-                    let inside = Cond::And(
-                        Box::new(Cond::InRange(y, ic(-hy), ic(job.h as i64 + hy))),
-                        Box::new(Cond::InRange(x, ic(-hx), ic(job.w as i64 + hx))),
-                    );
-                    FExpr::Select(inside, Box::new(value), Box::new(k(0.0)))
-                } else {
-                    value
-                };
-                code.push(set(d[(i * 6 + j) as usize], Ty::F32x4, value));
+                let value = load(Ty::F32x4, self.bufs.input, act(iv(cb) * 4, y, x));
+                code.push(set(d[(i * n as i64 + j) as usize], Ty::F32x4, value));
             }
         }
+        let transform = |input: &[VarId], out: &[VarId]| {
+            if self.wt.m == 4 { bt_1d(input, out, tmp) } else { matrix_1d(&bt, input, out) }
+        };
         // Columns: tv[i][j] = (B^T d)[i][j].
-        for j in 0..6 {
-            let col: Vec<VarId> = (0..6).map(|i| d[i * 6 + j]).collect();
-            let out: Vec<VarId> = (0..6).map(|i| tv[i * 6 + j]).collect();
-            code.extend(bt_1d(&col, &out, tmp));
+        for j in 0..n {
+            let col: Vec<VarId> = (0..n).map(|i| d[i * n + j]).collect();
+            let out: Vec<VarId> = (0..n).map(|i| tv[i * n + j]).collect();
+            code.extend(transform(&col, &out));
         }
-        // Rows: (B^T d B)[i][j], stored at position i*6 + j.
-        for i in 0..6 {
-            let row: Vec<VarId> = (0..6).map(|j| tv[i * 6 + j]).collect();
-            let out: Vec<VarId> = (0..6).map(|j| d[i * 6 + j]).collect();
-            code.extend(bt_1d(&row, &out, tmp));
+        // Rows: (B^T d B)[i][j], stored at position i*n + j.
+        for i in 0..n {
+            let row: Vec<VarId> = (0..n).map(|j| tv[i * n + j]).collect();
+            let out: Vec<VarId> = (0..n).map(|j| d[i * n + j]).collect();
+            code.extend(transform(&row, &out));
             for (j, &v) in out.iter().enumerate() {
-                let xi = (i * 6 + j) as i64;
-                let at = ((iv(cb) + xi * self.g.cb) * self.wt.nt as i64 + iv(t)) * 4;
+                let xi = (i * n + j) as i64;
+                let at = ((iv(cb) + xi * self.g.cb) * self.wt.nt as i64 + iv(t)) * 4 + at0.clone();
                 code.push(store(Ty::F32x4, self.vs, Index::Flat(at), fv(v)));
             }
         }
@@ -271,7 +394,7 @@ impl Wino<'_> {
     /// The 36 products of the task's output-channel tiles `k0..k1`: for each position (outermost,
     /// so that its transformed tiles stay in cache while the weights stream past once) and
     /// channel tile, `nt / tx` register tiles each reducing over all input channels.
-    fn products(&mut self, k0: VarId, k1: VarId) -> Vec<Stmt> {
+    fn products(&mut self, k0: VarId, k1: VarId, tiles_at: IExpr) -> Vec<Stmt> {
         let (xi, tg, cb) = (self.vars.new_var("xi"), self.vars.new_var("tg"), self.vars.new_var("icb"));
         let kt = self.vars.new_var("kt");
         let kpp = self.g.kt_per_part;
@@ -281,8 +404,8 @@ impl Wino<'_> {
         let xreg = self.vars.new_var("x");
         let mut init: Vec<Stmt> = accs.iter().map(|&a| set(a, Ty::F32x4, k(0.0))).collect();
         // Weights of (kt, xi, block): [lane][vb][4].
-        let w_base = ((iv(kt) * XI + iv(xi)) * cbn + iv(cb)) * (16 * vb as i64);
-        let x_base = ((iv(xi) * cbn + iv(cb)) * nt + iv(tg) * tx as i64) * 4;
+        let w_base = ((iv(kt) * self.wt.xi() + iv(xi)) * cbn + iv(cb)) * (16 * vb as i64);
+        let x_base = ((iv(xi) * cbn + iv(cb)) * nt + iv(tg) * tx as i64) * 4 + tiles_at;
         let mut step = Vec::new();
         for lane in 0..4 {
             for (v, &wv) in wregs.iter().enumerate() {
@@ -307,7 +430,7 @@ impl Wino<'_> {
             }
         }
         let per_kt = vec![for_range(tg, 0, nt / tx as i64, init)];
-        vec![for_range(xi, 0, XI, vec![for_range(kt, iv(k0), iv(k1), per_kt)])]
+        vec![for_range(xi, 0, self.wt.xi(), vec![for_range(kt, iv(k0), iv(k1), per_kt)])]
     }
 
     /// `A^T m A` of each real tile of the chunk and each block of channel tile `kt` (the task's
@@ -315,37 +438,44 @@ impl Wino<'_> {
     /// epilogue, stores (guarded where the tile crosses the output's edge).
     fn output_transform(&mut self, chunk: VarId, kt: VarId, k0: VarId) -> Vec<Stmt> {
         let (t, v) = (self.vars.new_var("t"), self.vars.new_var("v"));
-        let (_, ty, tx, mut body) = self.locate(chunk, iv(t));
+        let (_, ty, tx, mut body) = self.locate(chunk, iv(t), false);
         let (vb, nt) = (self.wt.vb as i64, self.wt.nt as i64);
-        let m = self.vars_n("m", 36);
-        let s = self.vars_n("at", 24);
+        let (mm, n) = (self.wt.m as usize, self.wt.n() as usize);
+        let at_matrix = matrices(self.wt.m).2;
+        let m = self.vars_n("m", n * n);
+        let s = self.vars_n("at", mm * n);
         let tmp = self.vars_n("s", 4);
         let bias = self.vars.new_var("bias");
         let c = (iv(kt) * vb + iv(v)) * 4;
         let mut block = vec![set(bias, Ty::F32x4, load(Ty::F32x4, self.bufs.bias, Index::Flat(c.clone())))];
-        for xi in 0..XI {
+        for xi in 0..self.wt.xi() {
             let at = (((ic(xi) * self.g.kt_per_part + sub(iv(kt), iv(k0))) * vb + iv(v)) * nt + iv(t)) * 4;
             block.push(set(m[xi as usize], Ty::F32x4, load(Ty::F32x4, self.ms, Index::Flat(at))));
         }
-        // Columns: s[i][j] = (A^T m)[i][j], i < 4; then rows into m[i][j], i, j < 4.
-        for j in 0..6 {
-            let col: Vec<VarId> = (0..6).map(|i| m[i * 6 + j]).collect();
-            let out: Vec<VarId> = (0..4).map(|i| s[i * 6 + j]).collect();
-            block.extend(at_1d(&col, &out, &tmp));
+        let transform = |input: &[VarId], out: &[VarId]| {
+            if mm == 4 { at_1d(input, out, &tmp) } else { matrix_1d(&at_matrix, input, out) }
+        };
+        // Columns: s[i][j] = (A^T m)[i][j], i < m; then rows into m[i][j], i, j < m.
+        for j in 0..n {
+            let col: Vec<VarId> = (0..n).map(|i| m[i * n + j]).collect();
+            let out: Vec<VarId> = (0..mm).map(|i| s[i * n + j]).collect();
+            block.extend(transform(&col, &out));
         }
-        for i in 0..4 {
-            let row: Vec<VarId> = (0..6).map(|j| s[i * 6 + j]).collect();
-            let out: Vec<VarId> = (0..4).map(|j| m[i * 6 + j]).collect();
-            block.extend(at_1d(&row, &out, &tmp));
+        for i in 0..mm {
+            let row: Vec<VarId> = (0..n).map(|j| s[i * n + j]).collect();
+            let out: Vec<VarId> = (0..mm).map(|j| m[i * n + j]).collect();
+            block.extend(transform(&row, &out));
         }
-        let (y0, x0) = (iv(ty) * 4, iv(tx) * 4);
+        let (y0, x0) = (iv(ty) * mm as i64, iv(tx) * mm as i64);
         // Tiles past the last one (the last chunk's padding) store nothing.
         let real = positive(sub(ic(self.g.tiles), iv(t) + iv(chunk) * nt));
-        let full = positive(sub(ic(self.g.rows - 3), y0.clone())).min(positive(sub(ic(self.g.cols - 3), x0.clone())));
+        let edge_in = mm as i64 - 1;
+        let full = positive(sub(ic(self.g.rows - edge_in), y0.clone()))
+            .min(positive(sub(ic(self.g.cols - edge_in), x0.clone())));
         let once = (self.vars.new_var("full"), self.vars.new_var("edge"));
         let (job, bufs) = (self.job, self.bufs);
         let value = |i: usize, j: usize| {
-            let e = bin(BinOp::Add, fv(m[i * 6 + j]), fv(bias));
+            let e = bin(BinOp::Add, fv(m[i * n + j]), fv(bias));
             epilogue(job, bufs, e, Ty::F32x4, c.clone(), y0.clone() + i as i64, x0.clone() + j as i64)
         };
         let fast = self.stores(&value, &c, &y0, &x0, false);
@@ -359,7 +489,7 @@ impl Wino<'_> {
         vec![for_range(t, 0, nt, body)]
     }
 
-    /// The 4x4 values' stores, or the pooled values' (a window of `k` divides the tile).
+    /// The m x m values' stores, or the pooled values' (a window of `k` divides the tile).
     fn stores(
         &mut self,
         value: &dyn Fn(usize, usize) -> FExpr,
@@ -370,8 +500,9 @@ impl Wino<'_> {
     ) -> Vec<Stmt> {
         let (out, mut code) = (self.bufs.out, Vec::new());
         let (py, px) = self.job.pool.map_or((1, 1), |(_, k)| (k[0] as usize, k[1] as usize));
-        for a in 0..4 / py {
-            for b in 0..4 / px {
+        let m = self.wt.m as usize;
+        for a in 0..m / py {
+            for b in 0..m / px {
                 let mut e: Option<FExpr> = None;
                 for i in a * py..(a + 1) * py {
                     for j in b * px..(b + 1) * px {
@@ -438,26 +569,45 @@ fn at_1d(m: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
     ]
 }
 
-/// `G g G^T` for one 3x3 kernel (row-major), in f64: the 6x6 transformed kernel.
-fn transform_kernel(g: &[f32]) -> [f64; 36] {
-    let gt = |a: f64, b: f64, c: f64| -> [f64; 6] {
-        [
-            a / 4.0,
-            -(a + b + c) / 6.0,
-            -(a - b + c) / 6.0,
-            a / 24.0 + b / 12.0 + c / 6.0,
-            a / 24.0 - b / 12.0 + c / 6.0,
-            c,
-        ]
-    };
-    // Columns of g (3 rows each) to 6 rows, then each of the 6 rows (3 values) to 6.
-    let cols: Vec<[f64; 6]> = (0..3).map(|j| gt(g[j] as f64, g[3 + j] as f64, g[6 + j] as f64)).collect();
-    let mut out = [0.0f64; 36];
-    for i in 0..6 {
-        let row = gt(cols[0][i], cols[1][i], cols[2][i]);
-        out[i * 6..i * 6 + 6].copy_from_slice(&row);
+/// `out[i] = (M x)[i]` for the rows of `matrix`, skipping zeros (a coefficient of 1 or -1 is
+/// an add or a subtract).
+fn matrix_1d(matrix: &[Vec<f64>], x: &[VarId], out: &[VarId]) -> Vec<Stmt> {
+    let mut code = Vec::new();
+    for (row, &o) in matrix.iter().zip(out) {
+        let mut e: Option<FExpr> = None;
+        for (&c, &v) in row.iter().zip(x) {
+            let c = c as f32;
+            if c == 0.0 {
+                continue;
+            }
+            e = Some(match (e.take(), c) {
+                (None, 1.0) => fv(v),
+                (None, c) => bin(BinOp::Mul, fv(v), k(c)),
+                (Some(a), 1.0) => bin(BinOp::Add, a, fv(v)),
+                (Some(a), -1.0) => bin(BinOp::Sub, a, fv(v)),
+                (Some(a), c) => fma(fv(v), k(c), a),
+            });
+        }
+        code.push(set(o, Ty::F32x4, e.unwrap_or_else(|| k(0.0))));
     }
-    out
+    code
+}
+
+/// `G g G^T` for one 3x3 kernel `g` (row-major), in f64: the n x n transformed kernel.
+fn transform_kernel(gm: &[[f64; 3]], g: &[f32], out: &mut [f64]) {
+    let n = gm.len();
+    // t = G g (n x 3), then out = t G^T (n x n).
+    let mut t = [[0.0f64; 3]; 8];
+    for (i, row) in gm.iter().enumerate() {
+        for j in 0..3 {
+            t[i][j] = (0..3).map(|k| row[k] * g[k * 3 + j] as f64).sum();
+        }
+    }
+    for i in 0..n {
+        for (j, row) in gm.iter().enumerate() {
+            out[i * n + j] = (0..3).map(|k| t[i][k] * row[k]).sum();
+        }
+    }
 }
 
 /// Packs `[cout, cin, 3, 3]` weights (output channel `o` times `scale[o]`) into
@@ -471,27 +621,45 @@ pub(super) fn pack_winograd(
     threads: usize,
 ) -> Vec<f32> {
     let (cin, cout, vb) = (job.cin as usize, job.cout as usize, wt.vb as usize);
-    let per_tile = XI as usize * cin * 4 * vb;
+    let (_, gm, _) = matrices(wt.m);
+    let xis = wt.xi() as usize;
+    let per_tile = xis * cin * 4 * vb;
     let tiles = cout.div_ceil(4) / vb;
     let mut packed = vec![0.0f32; per_tile * tiles];
+    // One input block (4 channels) of a channel tile at a time: its 4 x 4vb kernels are
+    // transformed into `u` ([lane][oo][xi]), then written position by position, each position's
+    // [lane][vb][4] values being adjacent in `dst`.
     let pack_tile = |kt: usize, dst: &mut [f32]| {
-        for oo in 0..4 * vb {
-            let o = kt * 4 * vb + oo;
-            if o >= cout {
-                break;
+        let mut u = vec![0.0f64; 4 * 4 * vb * 64];
+        let mut one = [0.0f64; 64];
+        for cb in 0..cin / 4 {
+            u.fill(0.0);
+            for oo in 0..4 * vb {
+                let o = kt * 4 * vb + oo;
+                if o >= cout {
+                    break;
+                }
+                let s = scale.map_or(1.0, |s| s[o] as f64);
+                for lane in 0..4 {
+                    let c = cb * 4 + lane;
+                    transform_kernel(&gm, &weights[(o * cin + c) * 9..(o * cin + c + 1) * 9], &mut one);
+                    let at = (lane * 4 * vb + oo) * 64;
+                    for (x, &y) in u[at..at + xis].iter_mut().zip(&one[..xis]) {
+                        *x = y * s;
+                    }
+                }
             }
-            let s = scale.map_or(1.0, |s| s[o] as f64);
-            let (v, j) = (oo / 4, oo % 4);
-            for c in 0..cin {
-                let u = transform_kernel(&weights[(o * cin + c) * 9..(o * cin + c + 1) * 9]);
-                let (cb, lane) = (c / 4, c % 4);
-                for (xi, &x) in u.iter().enumerate() {
-                    dst[(((xi * (cin / 4) + cb) * 4 + lane) * vb + v) * 4 + j] = (x * s) as f32;
+            for xi in 0..xis {
+                let base = (xi * (cin / 4) + cb) * 16 * vb;
+                for lane in 0..4 {
+                    for oo in 0..4 * vb {
+                        dst[base + lane * 4 * vb + oo] = u[(lane * 4 * vb + oo) * 64 + xi] as f32;
+                    }
                 }
             }
         }
     };
-    let threads = if weights.len() < 1 << 18 { 1 } else { threads.clamp(1, tiles.max(1)) };
+    let threads = if weights.len() < 1 << 16 { 1 } else { threads.clamp(1, tiles.max(1)) };
     let chunk_tiles = tiles.div_ceil(threads).max(1);
     let f = |c: usize, chunk: &mut [f32]| {
         for (i, dst) in chunk.chunks_mut(per_tile).enumerate() {
