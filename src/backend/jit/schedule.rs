@@ -88,17 +88,22 @@ pub(super) fn choose_tile(job: &ConvJob) -> Tile {
 const WINO_SCRATCH_BYTES: [u64; 2] = [1 << 20, 2 << 20];
 const WINO_BIG_WEIGHTS: u64 = 16 << 20;
 /// Transformed weights may take this share of the weights' memory beyond the weights' own
-/// (VGG-16: 83 MB; the peak resident set stays within 1.2 times the weights file).
+/// (VGG-16: 55 MB, so that its peak resident set stays within 1.2 times the weights file;
+/// 15% gave 1.2006 times)...
 const WINO_MEMORY_SHARE: f64 = 0.10;
-/// ... and at least this much (small networks).
-const WINO_MEMORY_MIN: u64 = 16 << 20;
+/// ... or this much, if more: small networks (ResNet-18's 47 MB: 48 MB lets all its layers
+/// but one take Winograd).
+const WINO_MEMORY_MIN: u64 = 48 << 20;
 /// The most transformed input tiles kept in the shared workspace.
 const WINO_SHARED_BYTES: u64 = 16 << 20;
 
 /// The Winograd schedule of `job`:
-/// - 2 output blocks by 6 (or 4) tiles of accumulators (12, plus 2 weights and a broadcast: 15
-///   registers), or 1 by 12 when the blocks are odd; 4 tiles rather than 6 when 6 would leave
-///   more of the last register tile empty (14x14 has 16 tiles);
+/// - 2 output blocks by 5 (or 4) tiles of accumulators, or 1 by 12 when the blocks are odd; 4
+///   tiles rather than 5 when 5 would leave more of the last register tile empty. Cranelift
+///   ties an FMA's result to a multiplicand, so each broadcast used twice is copied first: 10
+///   accumulators + 2 weights + the broadcast and its copy fit the 16 registers, where 12
+///   spilled two accumulators per step (seen in the machine code; 512 channels at 28x28: 16.4
+///   against 21.1 ms, 256 at 56x56: 13.8 against 16.1);
 /// - the fewest chunks of tiles whose scratch fits `WINO_SCRATCH_BYTES`, since each chunk reads
 ///   all the transformed weights once (4 times the 3x3 weights: 38 MB for 512 channels), with
 ///   the output channels split in parts so that there are at least 16 tasks.
@@ -108,7 +113,7 @@ pub(super) fn choose_wino(job: &ConvJob, m: u64) -> WinoTile {
     let (ty, tx) = job.wino_tiles(m);
     let tiles = ty * tx;
     let padded = |t: u64| (tiles.div_ceil(t) * t) as f64;
-    let tw = if padded(4) * 1.04 < padded(6) { 4 } else { 6 };
+    let tw = if padded(4) * 1.04 < padded(5) { 4 } else { 5 };
     let weights = xi * 4 * job.cin * kb * 4;
     let budget = WINO_SCRATCH_BYTES[usize::from(weights > WINO_BIG_WEIGHTS)];
     let (mut vb, mut tw, mut budget) = if kb % 2 == 0 { (2, tw, budget) } else { (1, 12, budget) };
