@@ -93,17 +93,7 @@ impl JitModel {
         let start = Instant::now();
         let mut p = plan(net, shapes, weights, threads, false)?;
         let planned = start.elapsed();
-        let infos: Vec<StepInfo> = p
-            .steps
-            .iter()
-            .map(|s| StepInfo {
-                name: s.name.clone(),
-                macs: p.kernels[s.kernel].macs,
-                tasks: p.kernels[s.kernel].tasks,
-                parallel: s.parallel,
-                algo: s.algo,
-            })
-            .collect();
+        let infos = step_infos(&p);
         let unique = std::mem::take(&mut p.kernels);
         let checked = checked_mode();
         let code = compile_all(&unique, threads, checked)?;
@@ -155,27 +145,18 @@ impl JitModel {
             Binding::Stack => std::ptr::null_mut(),
         };
         let mut slots = vec![[0u64; 2]; if checked { steps.len() } else { 0 }];
+        if checked {
+            for (s, (info, buffers)) in steps.iter().zip(infos.iter().zip(&step_buffers)) {
+                let sizes = [arena_bytes, scratch_bytes, workspace_bytes];
+                check_bindings(&info.name, &s.bindings, buffers, sizes, &params);
+            }
+        }
         let calls = steps
             .iter()
             .zip(&infos)
-            .enumerate()
-            .map(|(i, (s, info))| {
-                if checked {
-                    check_bindings(
-                        &info.name,
-                        &s.bindings,
-                        &step_buffers[i],
-                        [arena_bytes, scratch_bytes, workspace_bytes],
-                        &params,
-                    );
-                }
-                let mut table = Vec::new();
-                for thread in 0..threads {
-                    table.extend(s.bindings.iter().map(|b| pointer(b, thread)));
-                    if checked {
-                        table.push(slots[i].as_mut_ptr().cast());
-                    }
-                }
+            .zip(slots.iter_mut().map(Some).chain(std::iter::repeat_with(|| None)))
+            .map(|((s, info), slot)| {
+                let table = pointer_tables(&s.bindings, threads, &pointer, slot.map(|x| x.as_mut_ptr().cast()));
                 let stride = table.len() / threads;
                 Call { func: code.functions[s.kernel], table, stride, tasks: info.tasks, parallel: s.parallel }
             })
@@ -266,6 +247,36 @@ impl JitModel {
 /// address with its buffer first, and an access outside it stops the run with the kernel's name.
 fn checked_mode() -> bool {
     std::env::var_os("CNNC_JIT_CHECKED").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// What `cnnc bench` and dumps show of each step.
+fn step_infos(p: &JitPlan) -> Vec<StepInfo> {
+    p.steps
+        .iter()
+        .map(|s| StepInfo {
+            name: s.name.clone(),
+            macs: p.kernels[s.kernel].macs,
+            tasks: p.kernels[s.kernel].tasks,
+            parallel: s.parallel,
+            algo: s.algo,
+        })
+        .collect()
+}
+
+/// A step's pointer tables, one per thread (`pointer` resolves a binding on a thread), each
+/// followed by the bounds-checked mode's error slot if there is one.
+fn pointer_tables(
+    bindings: &[Binding],
+    threads: usize,
+    pointer: &dyn Fn(&Binding, usize) -> *mut f32,
+    slot: Option<*mut f32>,
+) -> Vec<*mut f32> {
+    let mut table = Vec::new();
+    for thread in 0..threads {
+        table.extend(bindings.iter().map(|b| pointer(b, thread)));
+        table.extend(slot);
+    }
+    table
 }
 
 /// In bounds-checked mode, that every buffer a step binds lies inside what it is bound to: the

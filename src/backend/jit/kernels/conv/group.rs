@@ -10,7 +10,7 @@ use super::super::{Lower, TensorView, bn_scale_shift};
 use super::blocked::{packed_len, schedule, scheduled_task, scheduled_tasks};
 use super::pack::{pack_weights, pad_bias};
 use super::{ConvBufs, ConvJob, Epilogue, Tile, lower};
-use super::{depthwise, gemv, winograd};
+use super::{depthwise, gemv, winograd, winograd_transforms};
 use crate::analysis::fusion::Group;
 use crate::ir::graph::NodeId;
 use crate::ops::{Conv, Fc, Op};
@@ -143,7 +143,7 @@ fn lower_winograd(
             kernel
         }
     };
-    let packed = winograd::pack_winograd(&job, wt, data.as_slice(), scale.as_deref(), b.threads());
+    let packed = winograd_transforms::pack_winograd(&job, wt, data.as_slice(), scale.as_deref(), b.threads());
     data.release();
     let [tiles_len, products_len] = winograd::wino_scratch(&job, wt);
     let (tiles, products) = if wt.shared {

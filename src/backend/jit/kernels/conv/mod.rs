@@ -13,6 +13,7 @@ mod gemv;
 mod group;
 mod pack;
 mod winograd;
+mod winograd_transforms;
 
 pub(in super::super) use depthwise::conv_depthwise;
 pub(in super::super) use group::{lower_group, plain_algorithms};

@@ -20,78 +20,9 @@
 
 use super::super::super::ir::*;
 use super::super::append_halo_zeroing_in;
-use super::pack::for_each_chunk;
+use super::winograd_transforms::{at_1d, bt_1d, matrices, matrix_1d};
 use super::{ConvBufs, ConvJob, STANDARD, epilogue};
 use crate::ops::PoolKind;
-
-/// The transforms of F(m x m, 3 x 3) for m = 2, 4, 6: `B^T` (n x n, n = m + 2), `G` (n x 3),
-/// `A^T` (m x n), from the interpolation points 0, +-1 (m = 2), 0, +-1, +-2 (m = 4) and 0, +-1,
-/// +-2, +-1/2 (m = 6), with the point at infinity. (Checked numerically against direct
-/// correlation to 1e-13; the JIT-vs-interpreter tests cover each.)
-fn matrices(m: u64) -> (Vec<Vec<f64>>, Vec<[f64; 3]>, Vec<Vec<f64>>) {
-    let rows = |r: &[&[f64]]| r.iter().map(|x| x.to_vec()).collect::<Vec<_>>();
-    match m {
-        2 => (
-            rows(&[&[1., 0., -1., 0.], &[0., 1., 1., 0.], &[0., -1., 1., 0.], &[0., 1., 0., -1.]]),
-            vec![[1., 0., 0.], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0., 0., 1.]],
-            rows(&[&[1., 1., 1., 0.], &[0., 1., -1., -1.]]),
-        ),
-        4 => (
-            rows(&[
-                &[4., 0., -5., 0., 1., 0.],
-                &[0., -4., -4., 1., 1., 0.],
-                &[0., 4., -4., -1., 1., 0.],
-                &[0., -2., -1., 2., 1., 0.],
-                &[0., 2., -1., -2., 1., 0.],
-                &[0., 4., 0., -5., 0., 1.],
-            ]),
-            vec![
-                [1. / 4., 0., 0.],
-                [-1. / 6., -1. / 6., -1. / 6.],
-                [-1. / 6., 1. / 6., -1. / 6.],
-                [1. / 24., 1. / 12., 1. / 6.],
-                [1. / 24., -1. / 12., 1. / 6.],
-                [0., 0., 1.],
-            ],
-            rows(&[
-                &[1., 1., 1., 1., 1., 0.],
-                &[0., 1., -1., 2., -2., 0.],
-                &[0., 1., 1., 4., 4., 0.],
-                &[0., 1., -1., 8., -8., 1.],
-            ]),
-        ),
-        _ => (
-            rows(&[
-                &[1., 0., -21. / 4., 0., 21. / 4., 0., -1., 0.],
-                &[0., 1., 1., -17. / 4., -17. / 4., 1., 1., 0.],
-                &[0., -1., 1., 17. / 4., -17. / 4., -1., 1., 0.],
-                &[0., 0.5, 0.25, -2.5, -1.25, 2., 1., 0.],
-                &[0., -0.5, 0.25, 2.5, -1.25, -2., 1., 0.],
-                &[0., 2., 4., -2.5, -5., 0.5, 1., 0.],
-                &[0., -2., 4., 2.5, -5., -0.5, 1., 0.],
-                &[0., -1., 0., 21. / 4., 0., -21. / 4., 0., 1.],
-            ]),
-            vec![
-                [1., 0., 0.],
-                [-2. / 9., -2. / 9., -2. / 9.],
-                [-2. / 9., 2. / 9., -2. / 9.],
-                [1. / 90., 1. / 45., 2. / 45.],
-                [1. / 90., -1. / 45., 2. / 45.],
-                [32. / 45., 16. / 45., 8. / 45.],
-                [32. / 45., -16. / 45., 8. / 45.],
-                [0., 0., 1.],
-            ],
-            rows(&[
-                &[1., 1., 1., 1., 1., 1., 1., 0.],
-                &[0., 1., -1., 2., -2., 0.5, -0.5, 0.],
-                &[0., 1., 1., 4., 4., 0.25, 0.25, 0.],
-                &[0., 1., -1., 8., -8., 0.125, -0.125, 0.],
-                &[0., 1., 1., 16., 16., 1. / 16., 1. / 16., 0.],
-                &[0., 1., -1., 32., -32., 1. / 32., -1. / 32., 1.],
-            ]),
-        ),
-    }
-}
 
 /// The schedule of a Winograd convolution F(m x m, 3 x 3): `vb` output blocks by `tx` tiles of accumulators,
 /// `nt` tiles per task (a multiple of `tx`), the output-channel tiles split in `kparts` tasks.
@@ -116,7 +47,7 @@ impl WinoTile {
     }
 
     /// Positions of a transformed tile: n x n.
-    fn xi(&self) -> i64 {
+    pub(super) fn xi(&self) -> i64 {
         self.n() * self.n()
     }
 }
@@ -534,138 +465,4 @@ impl Wino<'_> {
         }
         code
     }
-}
-
-/// `out[i] = (B^T d)[i]` for a column of 6 (`tmp` holds 4 temporaries).
-fn bt_1d(d: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
-    let f = |v: VarId| fv(v);
-    vec![
-        // a = d4 - 4 d2, b = d3 - 4 d1; c = d4 - d2, e = 2 (d3 - d1).
-        set(tmp[0], Ty::F32x4, fma(f(d[2]), k(-4.0), f(d[4]))),
-        set(tmp[1], Ty::F32x4, fma(f(d[1]), k(-4.0), f(d[3]))),
-        set(tmp[2], Ty::F32x4, bin(BinOp::Sub, f(d[4]), f(d[2]))),
-        set(tmp[3], Ty::F32x4, bin(BinOp::Mul, bin(BinOp::Sub, f(d[3]), f(d[1])), k(2.0))),
-        set(out[0], Ty::F32x4, fma(f(d[0]), k(4.0), fma(f(d[2]), k(-5.0), f(d[4])))),
-        set(out[5], Ty::F32x4, fma(f(d[1]), k(4.0), fma(f(d[3]), k(-5.0), f(d[5])))),
-        set(out[1], Ty::F32x4, bin(BinOp::Add, f(tmp[0]), f(tmp[1]))),
-        set(out[2], Ty::F32x4, bin(BinOp::Sub, f(tmp[0]), f(tmp[1]))),
-        set(out[3], Ty::F32x4, bin(BinOp::Add, f(tmp[2]), f(tmp[3]))),
-        set(out[4], Ty::F32x4, bin(BinOp::Sub, f(tmp[2]), f(tmp[3]))),
-    ]
-}
-
-/// `out[i] = (A^T m)[i]` for a column of 6, 4 results (`tmp` holds 4 temporaries).
-fn at_1d(m: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
-    let f = |v: VarId| fv(v);
-    vec![
-        set(tmp[0], Ty::F32x4, bin(BinOp::Add, f(m[1]), f(m[2]))),
-        set(tmp[1], Ty::F32x4, bin(BinOp::Sub, f(m[1]), f(m[2]))),
-        set(tmp[2], Ty::F32x4, bin(BinOp::Add, f(m[3]), f(m[4]))),
-        set(tmp[3], Ty::F32x4, bin(BinOp::Sub, f(m[3]), f(m[4]))),
-        set(out[0], Ty::F32x4, bin(BinOp::Add, bin(BinOp::Add, f(m[0]), f(tmp[0])), f(tmp[2]))),
-        set(out[1], Ty::F32x4, fma(f(tmp[3]), k(2.0), f(tmp[1]))),
-        set(out[2], Ty::F32x4, fma(f(tmp[2]), k(4.0), f(tmp[0]))),
-        set(out[3], Ty::F32x4, bin(BinOp::Add, fma(f(tmp[3]), k(8.0), f(tmp[1])), f(m[5]))),
-    ]
-}
-
-/// `out[i] = (M x)[i]` for the rows of `matrix`, skipping zeros (a coefficient of 1 or -1 is
-/// an add or a subtract).
-fn matrix_1d(matrix: &[Vec<f64>], x: &[VarId], out: &[VarId]) -> Vec<Stmt> {
-    let mut code = Vec::new();
-    for (row, &o) in matrix.iter().zip(out) {
-        let mut e: Option<FExpr> = None;
-        for (&c, &v) in row.iter().zip(x) {
-            let c = c as f32;
-            if c == 0.0 {
-                continue;
-            }
-            e = Some(match (e.take(), c) {
-                (None, 1.0) => fv(v),
-                (None, c) => bin(BinOp::Mul, fv(v), k(c)),
-                (Some(a), 1.0) => bin(BinOp::Add, a, fv(v)),
-                (Some(a), -1.0) => bin(BinOp::Sub, a, fv(v)),
-                (Some(a), c) => fma(fv(v), k(c), a),
-            });
-        }
-        code.push(set(o, Ty::F32x4, e.unwrap_or_else(|| k(0.0))));
-    }
-    code
-}
-
-/// `G g G^T` for one 3x3 kernel `g` (row-major), in f64: the n x n transformed kernel.
-fn transform_kernel(gm: &[[f64; 3]], g: &[f32], out: &mut [f64]) {
-    let n = gm.len();
-    // t = G g (n x 3), then out = t G^T (n x n).
-    let mut t = [[0.0f64; 3]; 8];
-    for (i, row) in gm.iter().enumerate() {
-        for j in 0..3 {
-            t[i][j] = (0..3).map(|k| row[k] * g[k * 3 + j] as f64).sum();
-        }
-    }
-    for i in 0..n {
-        for (j, row) in gm.iter().enumerate() {
-            out[i * n + j] = (0..3).map(|k| t[i][k] * row[k]).sum();
-        }
-    }
-}
-
-/// Packs `[cout, cin, 3, 3]` weights (output channel `o` times `scale[o]`) into
-/// `[channel tile][xi][in block][lane][vb][4]`, zero for padded output channels. Channel tiles
-/// are shared out between `threads`.
-pub(super) fn pack_winograd(
-    job: &ConvJob,
-    wt: WinoTile,
-    weights: &[f32],
-    scale: Option<&[f32]>,
-    threads: usize,
-) -> Vec<f32> {
-    let (cin, cout, vb) = (job.cin as usize, job.cout as usize, wt.vb as usize);
-    let (_, gm, _) = matrices(wt.m);
-    let xis = wt.xi() as usize;
-    let per_tile = xis * cin * 4 * vb;
-    let tiles = cout.div_ceil(4) / vb;
-    let mut packed = vec![0.0f32; per_tile * tiles];
-    // One input block (4 channels) of a channel tile at a time: its 4 x 4vb kernels are
-    // transformed into `u` ([lane][oo][xi]), then written position by position, each position's
-    // [lane][vb][4] values being adjacent in `dst`.
-    let pack_tile = |kt: usize, dst: &mut [f32]| {
-        let mut u = vec![0.0f64; 4 * 4 * vb * 64];
-        let mut one = [0.0f64; 64];
-        for cb in 0..cin / 4 {
-            u.fill(0.0);
-            for oo in 0..4 * vb {
-                let o = kt * 4 * vb + oo;
-                if o >= cout {
-                    break;
-                }
-                let s = scale.map_or(1.0, |s| s[o] as f64);
-                for lane in 0..4 {
-                    let c = cb * 4 + lane;
-                    transform_kernel(&gm, &weights[(o * cin + c) * 9..(o * cin + c + 1) * 9], &mut one);
-                    let at = (lane * 4 * vb + oo) * 64;
-                    for (x, &y) in u[at..at + xis].iter_mut().zip(&one[..xis]) {
-                        *x = y * s;
-                    }
-                }
-            }
-            for xi in 0..xis {
-                let base = (xi * (cin / 4) + cb) * 16 * vb;
-                for lane in 0..4 {
-                    for oo in 0..4 * vb {
-                        dst[base + lane * 4 * vb + oo] = u[(lane * 4 * vb + oo) * 64 + xi] as f32;
-                    }
-                }
-            }
-        }
-    };
-    let threads = if weights.len() < 1 << 16 { 1 } else { threads.clamp(1, tiles.max(1)) };
-    let chunk_tiles = tiles.div_ceil(threads).max(1);
-    let f = |c: usize, chunk: &mut [f32]| {
-        for (i, dst) in chunk.chunks_mut(per_tile).enumerate() {
-            pack_tile(c * chunk_tiles + i, dst);
-        }
-    };
-    for_each_chunk(&mut packed, chunk_tiles * per_tile, threads, &f);
-    packed
 }
