@@ -12,8 +12,7 @@
 
 use super::super::super::ir::*;
 use super::super::append_halo_zeroing;
-use super::{ConvBufs, ConvJob, STANDARD, Tile, epilogue};
-use crate::ops::PoolKind;
+use super::{ConvBufs, ConvJob, STANDARD, Tile, epilogue, pooled};
 
 /// The register-blocked form. `tile.v` divides the output blocks of a group; `tile.ty` divides
 /// the computed rows (it is 1 or the pool's height); `tile.tx` is a multiple of the pool width.
@@ -224,21 +223,7 @@ impl Task<'_> {
                     let (pky, pkx) = (k[0] as usize, k[1] as usize);
                     for pa in 0..ty_n / pky {
                         for pb in 0..tx / pkx {
-                            let mut e: Option<FExpr> = None;
-                            for a in pa * pky..(pa + 1) * pky {
-                                for b in pb * pkx..(pb + 1) * pkx {
-                                    let val = value_at(a, b);
-                                    e = Some(match (e, kind) {
-                                        (None, _) => val,
-                                        (Some(p), PoolKind::Max) => bin(BinOp::Max, p, val),
-                                        (Some(p), PoolKind::Avg) => bin(BinOp::Add, p, val),
-                                    });
-                                }
-                            }
-                            let mut value = e.expect("a pool window has values");
-                            if kind == PoolKind::Avg {
-                                value = bin(BinOp::Mul, value, splat(fc(1.0 / (pky * pkx) as f32)));
-                            }
+                            let value = pooled(kind, pa * pky..(pa + 1) * pky, pb * pkx..(pb + 1) * pkx, &value_at);
                             let py = iv(self.r) * (self.tile.ty as i64 / pky as i64) + pa as i64;
                             let px = x0.clone().div(pkx as i64) + pb as i64;
                             code.push(store(Ty::F32x4, out, act(c.clone(), py, px), value));

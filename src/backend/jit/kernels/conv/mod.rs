@@ -152,6 +152,33 @@ fn epilogue(job: &ConvJob, bufs: ConvBufs, acc: FExpr, ty: Ty, c: IExpr, y: IExp
     e
 }
 
+/// A non-overlapping pool window of register values (`value(row, col)` over `rows` x `cols`):
+/// their maximum, or their mean.
+fn pooled(
+    kind: PoolKind,
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+    value: &dyn Fn(usize, usize) -> FExpr,
+) -> FExpr {
+    let n = rows.len() * cols.len();
+    let mut e: Option<FExpr> = None;
+    for a in rows {
+        for b in cols.clone() {
+            let val = value(a, b);
+            e = Some(match (e, kind) {
+                (None, _) => val,
+                (Some(p), PoolKind::Max) => bin(BinOp::Max, p, val),
+                (Some(p), PoolKind::Avg) => bin(BinOp::Add, p, val),
+            });
+        }
+    }
+    let value = e.expect("a pool window has values");
+    match kind {
+        PoolKind::Max => value,
+        PoolKind::Avg => bin(BinOp::Mul, value, splat(fc(1.0 / n as f32))),
+    }
+}
+
 /// The algorithm: one scalar nest per output value. Also the fallback schedule for grouped
 /// convolutions the register-blocked form cannot express.
 pub(in super::super) fn lower(job: &ConvJob) -> Kernel {

@@ -21,8 +21,7 @@
 use super::super::super::ir::*;
 use super::super::append_halo_zeroing_in;
 use super::winograd_transforms::{at_1d, bt_1d, matrices, matrix_1d};
-use super::{ConvBufs, ConvJob, STANDARD, epilogue};
-use crate::ops::PoolKind;
+use super::{ConvBufs, ConvJob, STANDARD, epilogue, pooled};
 
 /// The schedule of a Winograd convolution F(m x m, 3 x 3): `vb` output blocks by `tx` tiles of accumulators,
 /// `nt` tiles per task (a multiple of `tx`), the output-channel tiles split in `kparts` tasks.
@@ -434,21 +433,10 @@ impl Wino<'_> {
         let m = self.wt.m as usize;
         for a in 0..m / py {
             for b in 0..m / px {
-                let mut e: Option<FExpr> = None;
-                for i in a * py..(a + 1) * py {
-                    for j in b * px..(b + 1) * px {
-                        let val = value(i, j);
-                        e = Some(match (e, self.job.pool) {
-                            (None, _) => val,
-                            (Some(p), Some((PoolKind::Max, _))) => bin(BinOp::Max, p, val),
-                            (Some(p), _) => bin(BinOp::Add, p, val),
-                        });
-                    }
-                }
-                let mut e = e.expect("a window has values");
-                if matches!(self.job.pool, Some((PoolKind::Avg, _))) && py * px > 1 {
-                    e = bin(BinOp::Mul, e, k(1.0 / (py * px) as f32));
-                }
+                let e = match self.job.pool {
+                    Some((kind, _)) => pooled(kind, a * py..(a + 1) * py, b * px..(b + 1) * px, value),
+                    None => value(a, b),
+                };
                 // Output coordinates (pooled, when there is a pool).
                 let y = (y0.clone() + (a * py) as i64).div(py as i64);
                 let x = (x0.clone() + (b * px) as i64).div(px as i64);
