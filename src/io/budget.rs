@@ -143,8 +143,12 @@ pub fn memory_need(c: &Checked, usage: Usage, file_bytes: u64) -> MemoryNeed {
             need.io = per_image_io.saturating_mul(batch);
         }
         Usage::Jit { batch } => {
-            // Packing copies at most one tensor at a time.
-            need.weights = need.weights.saturating_add(largest.map_or(0, |(_, b)| b));
+            // Packing copies at most one tensor at a time; Winograd's transformed weights are
+            // larger than the weights (within a budget), and it has scratch.
+            need.weights = need
+                .weights
+                .saturating_add(largest.map_or(0, |(_, b)| b))
+                .saturating_add(jit::winograd_bytes(&c.network, &c.shapes));
             need.activations = jit::arena_bytes(&c.network, &c.shapes).unwrap_or(c.peak_activation_bytes);
             need.io = per_image_io.saturating_mul(batch);
             // Measured: about 1.4 KB per step on a 100,000-layer network, a few MiB of code and

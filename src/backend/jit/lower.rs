@@ -176,6 +176,27 @@ fn winograd_convs(net: &Network, shapes: &[Shape]) -> HashMap<NodeId, u64> {
     winograd_plan(net, shapes, params * 4)
 }
 
+/// Winograd's memory beyond the weights (for the memory budget, before anything is allocated):
+/// the transformed weights' extra ((m+2)^2/9 - 1 times the 3x3 weights of each layer that takes
+/// it), and an allowance for the per-thread scratch and the shared workspace (at most 16 MB,
+/// plus 2 MB per thread for up to 8 threads).
+pub(super) fn winograd_bytes(net: &Network, shapes: &[Shape]) -> u64 {
+    let plan = winograd_convs(net, shapes);
+    if plan.is_empty() {
+        return 0;
+    }
+    let extra: u64 = plan
+        .iter()
+        .map(|(&id, &m)| {
+            let node = &net.nodes[id];
+            let cin = node.inputs.first().map_or(0, |&i| shapes[i].channels());
+            let weights = cin.saturating_mul(shapes[id].channels()).saturating_mul(36);
+            weights.saturating_mul((m + 2) * (m + 2) - 9) / 9
+        })
+        .fold(0u64, u64::saturating_add);
+    extra.saturating_add(32 << 20)
+}
+
 /// Storage layouts (shapes; halos as wide as the padding of the register-blocked convolutions
 /// that read them, and wide enough that a Winograd convolution's last input tiles lie inside;
 /// arena offsets), the arena size and the liveness peak over padded sizes.
