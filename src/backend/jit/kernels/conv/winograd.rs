@@ -1,22 +1,25 @@
-//! Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions (Lavin and Gray, 2015): each 4x4 tile of
-//! output pixels comes from a 6x6 tile of input through 36 products per channel pair instead of
-//! 144, so the reduction does a quarter of the direct form's multiply-adds.
+//! Winograd F(m x m, 3 x 3), m = 2, 4 or 6, for 3x3 stride-1 convolutions (Lavin and Gray,
+//! 2015): each m x m tile of output pixels comes from an n x n tile of input (n = m + 2) through
+//! n^2 products per channel pair instead of 9 m^2 (F(4x4): 36 instead of 144).
 //!
 //! A task is a chunk of `nt` tiles (row-major over the output) times a part of the output
-//! channels, all in the calling thread's scratch memory:
-//! 1. input transform: each tile's 6x6 window of every input block (4 channels in the lanes) goes
-//!    through `B^T d B` into `tiles[xi][in block][tile][4]` (edge tiles load through bounds checks);
-//! 2. for each of the 36 positions `xi` and each tile of `vb` output blocks of the task, a
+//! channels:
+//! 1. input transform: each tile's n x n window of every input block (4 channels in the lanes),
+//!    read without bounds checks through the input's widened halo (`winograd_halo`), goes through
+//!    `B^T d B` into `tiles[xi][in block][tile][4]`: in the thread's scratch, or, when the output
+//!    channels are split in several parts, once for all of them in a step of its own
+//!    (`input_schedule`) writing the shared workspace;
+//! 2. for each of the n^2 positions `xi` and each tile of `vb` output blocks of the task, a
 //!    register-blocked product (`tx` tiles by `vb` blocks of accumulators, the reduction over
 //!    input channels the only loop) of the transformed weights `U[xi]` and `tiles[xi]`, into
-//!    `products[xi][block][tile][4]`;
+//!    `products[xi][block][tile][4]` (per-thread scratch);
 //! 3. output transform `A^T m A` of each tile and block, then the epilogue of the direct form
 //!    (bias, folded batch norm, activations, residual, a pool whose window divides the tile),
 //!    stores guarded on the edge tiles.
 //!
-//! Weights are transformed at pack time (`G g G^T`, in f64) into
-//! `[channel tile][xi][in block][lane][vb][4]`, contiguous per channel tile so that packing
-//! splits across threads. They take 4 times the memory of the 3x3 weights.
+//! Weights are transformed at pack time (`winograd_transforms`) into
+//! `[channel tile][xi][in block][lane][vb][4]`; they take n^2 / 9 times the memory of the 3x3
+//! weights, which `schedule::winograd_plan` budgets.
 
 use super::super::super::ir::*;
 use super::super::append_halo_zeroing_in;
