@@ -6,7 +6,7 @@ use super::compile::JitError;
 use super::ir::*;
 use super::kernels::conv::{Tile, conv_blockable, conv_depthwise, plain_algorithms, winograd_halo};
 use super::kernels::{Lower, TensorView, lower_output};
-use super::schedule::{winograd_plan, worth_parallel};
+use super::schedule::{winograd_convs, worth_parallel};
 use crate::analysis::fusion::{Group, source_of};
 use crate::analysis::memplan::{MemoryPlan, Placement, kept_outputs, peak, plan_memory};
 use crate::io::weights::{TensorData, Weights};
@@ -164,37 +164,6 @@ pub(super) fn plan(
 pub(super) fn arena_bytes(net: &Network, shapes: &[Shape]) -> Result<u64, JitError> {
     let mp = plan_memory(net, shapes);
     Ok(layout_storages(net, shapes, &mp, &winograd_convs(net, shapes))?.1)
-}
-
-/// The convolutions that run Winograd and their tile size (`schedule::winograd_plan`, its
-/// memory budget relative to the network's parameters), none under `CNNC_ALGO=direct`.
-fn winograd_convs(net: &Network, shapes: &[Shape]) -> HashMap<NodeId, u64> {
-    if plain_algorithms() {
-        return HashMap::new();
-    }
-    let params: u64 = crate::analysis::params::param_specs(net, shapes).iter().map(|p| p.elements() as u64).sum();
-    winograd_plan(net, shapes, params * 4)
-}
-
-/// Winograd's memory beyond the weights (for the memory budget, before anything is allocated):
-/// the transformed weights' extra ((m+2)^2/9 - 1 times the 3x3 weights of each layer that takes
-/// it), and an allowance for the per-thread scratch and the shared workspace (at most 16 MB,
-/// plus 2 MB per thread for up to 8 threads).
-pub(super) fn winograd_bytes(net: &Network, shapes: &[Shape]) -> u64 {
-    let plan = winograd_convs(net, shapes);
-    if plan.is_empty() {
-        return 0;
-    }
-    let extra: u64 = plan
-        .iter()
-        .map(|(&id, &m)| {
-            let node = &net.nodes[id];
-            let cin = node.inputs.first().map_or(0, |&i| shapes[i].channels());
-            let weights = cin.saturating_mul(shapes[id].channels()).saturating_mul(36);
-            weights.saturating_mul((m + 2) * (m + 2) - 9) / 9
-        })
-        .fold(0u64, u64::saturating_add);
-    extra.saturating_add(32 << 20)
 }
 
 /// Storage layouts (shapes; halos as wide as the padding of the register-blocked convolutions

@@ -308,7 +308,7 @@ pub(crate) fn arena_bytes(net: &Network, shapes: &[Shape]) -> Result<u64, JitErr
 /// Memory the JIT adds to the weights beyond one packed copy: Winograd's transformed weights
 /// beyond the weights' own size, and room for its scratch and workspace.
 pub(crate) fn winograd_bytes(net: &Network, shapes: &[Shape]) -> u64 {
-    lower::winograd_bytes(net, shapes)
+    schedule::winograd_bytes(net, shapes)
 }
 
 /// The IR of every step after a pass, for `cnnc compile --dump`.

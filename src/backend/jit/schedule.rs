@@ -11,7 +11,7 @@
 //! needs a separate load and a shuffle, which competes with the FMAs for the FP pipes and is
 //! charged as a full FP operation.
 
-use super::kernels::conv::{ConvJob, Tile, WinoTile};
+use super::kernels::conv::{ConvJob, Tile, WinoTile, plain_algorithms};
 use crate::ir::geometry::Shape;
 use crate::ir::graph::{Network, NodeId};
 use crate::ops::Op;
@@ -155,7 +155,7 @@ pub(super) fn choose_wino(job: &ConvJob, m: u64) -> WinoTile {
 /// below 12x12 (at 7x7, 4x4 tiles waste a third of their outputs and the weights' traffic
 /// dominates: ResNet-18's layer4 2.7 ms against 3.1 with m = 4 and 3.4 direct), else 4.
 /// `CNNC_WINO_M` forces m (for measurement).
-pub(super) fn winograd_plan(net: &Network, shapes: &[Shape], weight_bytes: u64) -> HashMap<NodeId, u64> {
+fn winograd_plan(net: &Network, shapes: &[Shape], weight_bytes: u64) -> HashMap<NodeId, u64> {
     let forced: Option<u64> =
         std::env::var("CNNC_WINO_M").ok().and_then(|v| v.parse().ok()).filter(|m| [2, 4, 6].contains(m));
     let mut layers: Vec<(NodeId, u64, u64)> = Vec::new();
@@ -196,6 +196,37 @@ pub(super) fn winograd_plan(net: &Network, shapes: &[Shape], weight_bytes: u64) 
         }
     }
     plan
+}
+
+/// The convolutions that run Winograd and their tile size (`schedule::winograd_plan`, its
+/// memory budget relative to the network's parameters), none under `CNNC_ALGO=direct`.
+pub(super) fn winograd_convs(net: &Network, shapes: &[Shape]) -> HashMap<NodeId, u64> {
+    if plain_algorithms() {
+        return HashMap::new();
+    }
+    let params: u64 = crate::analysis::params::param_specs(net, shapes).iter().map(|p| p.elements() as u64).sum();
+    winograd_plan(net, shapes, params * 4)
+}
+
+/// Winograd's memory beyond the weights (for the memory budget, before anything is allocated):
+/// the transformed weights' extra ((m+2)^2/9 - 1 times the 3x3 weights of each layer that takes
+/// it), and an allowance for the per-thread scratch and the shared workspace (at most 16 MB,
+/// plus 2 MB per thread for up to 8 threads).
+pub(super) fn winograd_bytes(net: &Network, shapes: &[Shape]) -> u64 {
+    let plan = winograd_convs(net, shapes);
+    if plan.is_empty() {
+        return 0;
+    }
+    let extra: u64 = plan
+        .iter()
+        .map(|(&id, &m)| {
+            let node = &net.nodes[id];
+            let cin = node.inputs.first().map_or(0, |&i| shapes[i].channels());
+            let weights = cin.saturating_mul(shapes[id].channels()).saturating_mul(36);
+            weights.saturating_mul((m + 2) * (m + 2) - 9) / 9
+        })
+        .fold(0u64, u64::saturating_add);
+    extra.saturating_add(32 << 20)
 }
 
 /// Development switch for tuning: CNNC_FORCE_WINO=vb,tx,KiB of tiles per task.

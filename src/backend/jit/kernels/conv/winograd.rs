@@ -23,7 +23,7 @@
 
 use super::super::super::ir::*;
 use super::super::append_halo_zeroing_in;
-use super::winograd_transforms::{at_1d, bt_1d, matrices, matrix_1d};
+use super::winograd_transforms::{at_1d, bt_1d, matrices, matrix_1d, separable};
 use super::{ConvBufs, ConvJob, STANDARD, epilogue, pooled};
 
 /// The schedule of a Winograd convolution F(m x m, 3 x 3): `vb` output blocks by `tx` tiles of accumulators,
@@ -304,23 +304,17 @@ impl Wino<'_> {
         let transform = |input: &[VarId], out: &[VarId]| {
             if self.wt.m == 4 { bt_1d(input, out, tmp) } else { matrix_1d(&bt, input, out) }
         };
-        // Columns: tv[i][j] = (B^T d)[i][j].
-        for j in 0..n {
-            let col: Vec<VarId> = (0..n).map(|i| d[i * n + j]).collect();
-            let out: Vec<VarId> = (0..n).map(|i| tv[i * n + j]).collect();
-            code.extend(transform(&col, &out));
-        }
-        // Rows: (B^T d B)[i][j], stored at position i*n + j.
-        for i in 0..n {
-            let row: Vec<VarId> = (0..n).map(|j| tv[i * n + j]).collect();
-            let out: Vec<VarId> = (0..n).map(|j| d[i * n + j]).collect();
-            code.extend(transform(&row, &out));
+        // (B^T d B)[i][j] into d, each row stored at positions i*n + j once computed.
+        let mut store_row = |i: usize, out: &[VarId]| {
+            let mut stores = Vec::new();
             for (j, &v) in out.iter().enumerate() {
                 let xi = (i * n + j) as i64;
                 let at = ((iv(cb) + xi * self.g.cb) * self.wt.nt as i64 + iv(t)) * 4 + at0.clone();
-                code.push(store(Ty::F32x4, self.vs, Index::Flat(at), fv(v)));
+                stores.push(store(Ty::F32x4, self.vs, Index::Flat(at), fv(v)));
             }
-        }
+            stores
+        };
+        code.extend(separable(&transform, d, tv, d, n, n, &mut store_row));
         code
     }
 
@@ -388,17 +382,8 @@ impl Wino<'_> {
         let transform = |input: &[VarId], out: &[VarId]| {
             if mm == 4 { at_1d(input, out, &tmp) } else { matrix_1d(&at_matrix, input, out) }
         };
-        // Columns: s[i][j] = (A^T m)[i][j], i < m; then rows into m[i][j], i, j < m.
-        for j in 0..n {
-            let col: Vec<VarId> = (0..n).map(|i| m[i * n + j]).collect();
-            let out: Vec<VarId> = (0..mm).map(|i| s[i * n + j]).collect();
-            block.extend(transform(&col, &out));
-        }
-        for i in 0..mm {
-            let row: Vec<VarId> = (0..n).map(|j| s[i * n + j]).collect();
-            let out: Vec<VarId> = (0..mm).map(|j| m[i * n + j]).collect();
-            block.extend(transform(&row, &out));
-        }
+        // (A^T m A)[i][j] into m[i][j], i, j < m.
+        block.extend(separable(&transform, &m, &s, &m, n, mm, &mut |_, _| Vec::new()));
         let (y0, x0) = (iv(ty) * mm as i64, iv(tx) * mm as i64);
         // Tiles past the last one (the last chunk's padding) store nothing.
         let real = positive(sub(ic(self.g.tiles), iv(t) + iv(chunk) * nt));

@@ -80,6 +80,34 @@ pub(super) fn matrices(m: u64) -> (Vec<Vec<f64>>, Vec<[f64; 3]>, Vec<Vec<f64>>) 
     }
 }
 
+/// A separable 2-D transform `M x M^T` of the n x n values `x` (row-major, stride n) by `M` with
+/// `r` rows, applied as `transform` (one column or row in, `r` values out): columns into `tmp`
+/// (`tmp[i][j]`, i < r), then rows into `out[i][j]` (i, j < r), `after_row(i, row)` following
+/// each row.
+pub(super) fn separable(
+    transform: &dyn Fn(&[VarId], &[VarId]) -> Vec<Stmt>,
+    x: &[VarId],
+    tmp: &[VarId],
+    out: &[VarId],
+    n: usize,
+    r: usize,
+    after_row: &mut dyn FnMut(usize, &[VarId]) -> Vec<Stmt>,
+) -> Vec<Stmt> {
+    let mut code = Vec::new();
+    for j in 0..n {
+        let col: Vec<VarId> = (0..n).map(|i| x[i * n + j]).collect();
+        let dst: Vec<VarId> = (0..r).map(|i| tmp[i * n + j]).collect();
+        code.extend(transform(&col, &dst));
+    }
+    for i in 0..r {
+        let row: Vec<VarId> = (0..n).map(|j| tmp[i * n + j]).collect();
+        let dst: Vec<VarId> = (0..r).map(|j| out[i * n + j]).collect();
+        code.extend(transform(&row, &dst));
+        code.extend(after_row(i, &dst));
+    }
+    code
+}
+
 /// `out[i] = (B^T d)[i]` for a column of 6 (`tmp` holds 4 temporaries).
 pub(super) fn bt_1d(d: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
     let f = |v: VarId| fv(v);
