@@ -293,14 +293,15 @@ impl Wino<'_> {
     ) -> Vec<Stmt> {
         let n = self.wt.n() as usize;
         let bt = matrices(self.wt.m).0;
-        let mut code = Vec::new();
-        for i in 0..n as i64 {
-            for j in 0..n as i64 {
-                let (y, x) = (y0.clone() + i, x0.clone() + j);
-                let value = load(Ty::F32x4, self.bufs.input, act(iv(cb) * 4, y, x));
-                code.push(set(d[(i * n as i64 + j) as usize], Ty::F32x4, value));
-            }
-        }
+        // Column j of the window into d[0..n].
+        let load_col = |j: usize| -> Vec<Stmt> {
+            (0..n)
+                .map(|i| {
+                    let (y, x) = (y0.clone() + i as i64, x0.clone() + j as i64);
+                    set(d[i], Ty::F32x4, load(Ty::F32x4, self.bufs.input, act(iv(cb) * 4, y, x)))
+                })
+                .collect()
+        };
         let transform = |input: &[VarId], out: &[VarId]| {
             if self.wt.m == 4 { bt_1d(input, out, tmp) } else { matrix_1d(&bt, input, out) }
         };
@@ -314,8 +315,7 @@ impl Wino<'_> {
             }
             stores
         };
-        code.extend(separable(&transform, d, tv, d, n, n, &mut store_row));
-        code
+        separable(&transform, &load_col, d, tv, d, n, n, &mut store_row)
     }
 
     /// The 36 products of the task's output-channel tiles `k0..k1`: for each position (outermost,
@@ -375,15 +375,21 @@ impl Wino<'_> {
         let bias = self.vars.new_var("bias");
         let c = (iv(kt) * vb + iv(v)) * 4;
         let mut block = vec![set(bias, Ty::F32x4, load(Ty::F32x4, self.bufs.bias, Index::Flat(c.clone())))];
-        for xi in 0..self.wt.xi() {
-            let at = (((ic(xi) * self.g.kt_per_part + sub(iv(kt), iv(k0))) * vb + iv(v)) * nt + iv(t)) * 4;
-            block.push(set(m[xi as usize], Ty::F32x4, load(Ty::F32x4, self.ms, Index::Flat(at))));
-        }
+        // Column j of the products into m[0..n].
+        let load_col = |j: usize| -> Vec<Stmt> {
+            (0..n)
+                .map(|i| {
+                    let xi = (i * n + j) as i64;
+                    let at = (((ic(xi) * self.g.kt_per_part + sub(iv(kt), iv(k0))) * vb + iv(v)) * nt + iv(t)) * 4;
+                    set(m[i], Ty::F32x4, load(Ty::F32x4, self.ms, Index::Flat(at)))
+                })
+                .collect()
+        };
         let transform = |input: &[VarId], out: &[VarId]| {
             if mm == 4 { at_1d(input, out, &tmp) } else { matrix_1d(&at_matrix, input, out) }
         };
         // (A^T m A)[i][j] into m[i][j], i, j < m.
-        block.extend(separable(&transform, &m, &s, &m, n, mm, &mut |_, _| Vec::new()));
+        block.extend(separable(&transform, &load_col, &m, &s, &m, n, mm, &mut |_, _| Vec::new()));
         let (y0, x0) = (iv(ty) * mm as i64, iv(tx) * mm as i64);
         // Tiles past the last one (the last chunk's padding) store nothing.
         let real = positive(sub(ic(self.g.tiles), iv(t) + iv(chunk) * nt));

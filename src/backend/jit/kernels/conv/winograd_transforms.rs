@@ -80,13 +80,17 @@ pub(super) fn matrices(m: u64) -> (Vec<Vec<f64>>, Vec<[f64; 3]>, Vec<Vec<f64>>) 
     }
 }
 
-/// A separable 2-D transform `M x M^T` of the n x n values `x` (row-major, stride n) by `M` with
-/// `r` rows, applied as `transform` (one column or row in, `r` values out): columns into `tmp`
-/// (`tmp[i][j]`, i < r), then rows into `out[i][j]` (i, j < r), `after_row(i, row)` following
-/// each row.
+/// A separable 2-D transform `M x M^T` of n x n values by `M` with `r` rows, applied as
+/// `transform` (one column or row in, `r` values out): columns into `tmp` (`tmp[i][j]`, i < r),
+/// then rows into `out[i][j]` (i, j < r), `after_row(i, row)` following each row. Column `j`'s
+/// values are set into `col` by `load_col(j)` just before its transform, so that only one
+/// column, the r x n intermediates and one row are live at a time (loading all n^2 values
+/// first kept 64 vectors live for F(6x6) and spilled most of them).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn separable(
     transform: &dyn Fn(&[VarId], &[VarId]) -> Vec<Stmt>,
-    x: &[VarId],
+    load_col: &dyn Fn(usize) -> Vec<Stmt>,
+    col: &[VarId],
     tmp: &[VarId],
     out: &[VarId],
     n: usize,
@@ -95,9 +99,9 @@ pub(super) fn separable(
 ) -> Vec<Stmt> {
     let mut code = Vec::new();
     for j in 0..n {
-        let col: Vec<VarId> = (0..n).map(|i| x[i * n + j]).collect();
         let dst: Vec<VarId> = (0..r).map(|i| tmp[i * n + j]).collect();
-        code.extend(transform(&col, &dst));
+        code.extend(load_col(j));
+        code.extend(transform(&col[..n], &dst));
     }
     for i in 0..r {
         let row: Vec<VarId> = (0..n).map(|j| tmp[i * n + j]).collect();
