@@ -197,6 +197,10 @@ fn modern_constructs() {
             "input 6x5x5\nconv 3x3 9\nscale\nbn\nscale\nrelu\nscale\ngap\nflatten\nfc 5\nscale",
             // Sliced branches (aligned and not), empty and not, and shuffles.
             "input 12x6x6\nbranch 0..6 { }\nbranch 6..12 { conv 1x1 6 nobias; bn; relu; conv 3x3 6 groups 6 nobias; bn; conv 1x1 6 relu }\nshuffle 2\nbranch 4..12 { conv 3x3 5 }\nbranch 0..4 { }\nbranch 1..10 { }\nshuffle 3\nconv 1x1 8",
+            // Two-group shuffles over whole vectors: C/2 a multiple of 4 and not, C/4 even and
+            // odd, reading a concatenation, writing into one, and reading a slice at an
+            // unaligned channel offset.
+            "input 16x5x7\nbranch 0..8 { }\nbranch 8..16 { conv 1x1 8 relu }\nshuffle 2\nconv 1x1 20\nshuffle 2\n{\nbranch { shuffle 2 }\nbranch { conv 1x1 4 }\n}\nbranch 4..24 { }\nbranch 0..4 { conv 1x1 4 }\nshuffle 2\nbranch 2..18 { shuffle 2 }\nbranch 0..2 { }\nconv 1x1 3",
             // Layer norm over channels of maps (4k and not), with ConvNeXt's pattern, and over a vector.
             "input 7x6x5\nconv 3x3 8 pad 1\nlayernorm eps 1e-6\nconv 1x1 32\ngelu\nconv 1x1 8\nscale\nlayernorm\nconv 1x1 5\nlayernorm\ngap\nflatten\nlayernorm\nfc 3",
             // A projection written before its residual; a block deciding its own projection.

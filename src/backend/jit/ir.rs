@@ -155,6 +155,9 @@ pub enum FExpr {
     Fma(Box<FExpr>, Box<FExpr>, Box<FExpr>),
     FromInt(IExpr),
     Lane(Box<FExpr>, u8),
+    /// Four lanes picked from two vectors: lane `i` of the result is lane `p[i]` of `a` when
+    /// `p[i] < 4`, else lane `p[i] - 4` of `b`.
+    Shuffle(Box<FExpr>, Box<FExpr>, [u8; 4]),
     Select(Cond, Box<FExpr>, Box<FExpr>),
 }
 
@@ -171,6 +174,7 @@ impl std::hash::Hash for FExpr {
             FExpr::Fma(a, b, c) => (a, b, c).hash(h),
             FExpr::FromInt(i) => i.hash(h),
             FExpr::Lane(a, l) => (a, l).hash(h),
+            FExpr::Shuffle(a, b, p) => (a, b, p).hash(h),
             FExpr::Select(c, a, b) => (c, a, b).hash(h),
         }
     }
@@ -401,6 +405,7 @@ fn show_f(e: &FExpr, k: &Kernel) -> String {
         FExpr::Fma(a, b, c) => format!("fma({}, {}, {})", show_f(a, k), show_f(b, k), show_f(c, k)),
         FExpr::FromInt(i) => format!("float({})", Show(i, n)),
         FExpr::Lane(a, l) => format!("{}.lane{l}", show_f(a, k)),
+        FExpr::Shuffle(a, b, p) => format!("shuffle({}, {}, {p:?})", show_f(a, k), show_f(b, k)),
         FExpr::Select(c, a, b) => format!("if {} then {} else {}", show_cond(c, n), show_f(a, k), show_f(b, k)),
     }
 }

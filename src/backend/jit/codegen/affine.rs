@@ -134,7 +134,7 @@ pub(super) fn collect_accesses<'s>(stmts: &'s [Stmt], out: &mut Vec<(BufId, &'s 
         match e {
             FExpr::Load(t, b, i) => out.push((*b, i, *t)),
             FExpr::Splat(a) | FExpr::Un(_, a) | FExpr::Lane(a, _) => fexpr(a, out),
-            FExpr::Bin(_, a, b) => {
+            FExpr::Bin(_, a, b) | FExpr::Shuffle(a, b, _) => {
                 fexpr(a, out);
                 fexpr(b, out);
             }

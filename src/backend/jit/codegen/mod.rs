@@ -18,10 +18,10 @@ mod checked;
 use super::ir::*;
 use affine::{Affine, affine, collect_accesses, defined_in, lane_index, physical, physical_affine};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::types::{F32, F32X4, I64};
+use cranelift_codegen::ir::types::{F32, F32X4, I8X16, I64};
 use cranelift_codegen::ir::{
-    AbiParam, Endianness, Function, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, UserFuncName,
-    Value,
+    AbiParam, ConstantData, Endianness, Function, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind,
+    UserFuncName, Value,
 };
 use cranelift_codegen::isa::{CallConv, TargetIsa};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -274,7 +274,7 @@ impl Gen<'_, '_> {
     fn ty_of(&self, e: &FExpr) -> Ty {
         match e {
             FExpr::Const(_) | FExpr::FromInt(_) | FExpr::Lane(..) => Ty::F32,
-            FExpr::Splat(_) => Ty::F32x4,
+            FExpr::Splat(_) | FExpr::Shuffle(..) => Ty::F32x4,
             FExpr::Var(v) => self.floats.get(v).map_or(Ty::F32, |&(_, t)| t),
             FExpr::Load(t, ..) => *t,
             FExpr::Un(_, a) | FExpr::Bin(_, a, _) | FExpr::Fma(a, _, _) | FExpr::Select(_, a, _) => self.ty_of(a),
@@ -337,6 +337,16 @@ impl Gen<'_, '_> {
             FExpr::Lane(a, l) => {
                 let x = self.float(a);
                 self.b.ins().extractlane(x, *l)
+            }
+            FExpr::Shuffle(a, c, lanes) => {
+                // Cranelift shuffles bytes: lane l is bytes 4l..4l+4 (b's from 16).
+                let little = MemFlagsData::new().with_endianness(Endianness::Little);
+                let (x, y) = (self.float(a), self.float(c));
+                let (x, y) = (self.b.ins().bitcast(I8X16, little, x), self.b.ins().bitcast(I8X16, little, y));
+                let bytes: Vec<u8> = lanes.iter().flat_map(|&l| (0..4).map(move |i| 4 * l + i)).collect();
+                let mask = self.b.func.dfg.immediates.push(ConstantData::from(bytes));
+                let r = self.b.ins().shuffle(x, y, mask);
+                self.b.ins().bitcast(F32X4, little, r)
             }
             FExpr::Select(c, a, d) => {
                 // Branch so that the untaken arm (an out-of-bounds load) never runs.
