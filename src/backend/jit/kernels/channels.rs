@@ -1,13 +1,14 @@
-//! Channel moves: a sliced branch's channel range and the channel shuffle. Each output channel
-//! is a copy of one input channel, `o -> source(o)`; one task per (channel group, row).
-//! A slice starting on a block boundary copies whole blocks of 4 channels as vectors, and a
-//! two-group shuffle builds each output vector from two loads and one lane shuffle; the rest
-//! copy channel by channel.
+//! Channel moves: a sliced branch's channel range, the channel shuffle, and (`push_channel_moves`,
+//! shared with the concatenation copies) a channel range copied at any offset. Each output
+//! channel is a copy of one input channel, `o -> source(o)`; one task per (channel group, row).
+//! Slices and copies move whole blocks of 4 channels as vectors (two loads and a lane shuffle
+//! when source and destination are not aligned alike), a two-group shuffle builds each output
+//! vector from two loads and one lane shuffle; the other shuffles copy channel by channel.
 
 use super::super::compile::JitError;
 use super::super::ir::*;
 use super::super::lower::Builder;
-use super::{Lower, TensorView, ceil_div, finish, lanes, new_kernel, rows_tasks};
+use super::{Lower, TensorView, finish, new_kernel, rows_tasks};
 use crate::analysis::fusion::Group;
 use crate::ops::{Shuffle, Slice};
 
@@ -31,27 +32,43 @@ impl Source {
 
 impl Lower for Slice {
     fn lower(&self, b: &mut Builder, g: &Group) -> Result<(), JitError> {
-        let vector = self.start % 4 == 0;
-        lower_move(b, g, Source::Offset(self.start), vector)
+        lower_move(b, g, Source::Offset(self.start), &|name, input, output| {
+            let mut vars = Vars::default();
+            let mut k = new_kernel(name, vec![input.buffer("in", false), output.buffer("out", true)]);
+            push_channel_moves(&mut k, &mut vars, input, output, self.start);
+            finish(k, vars, 1, output)
+        })
     }
 }
 
 impl Lower for Shuffle {
     fn lower(&self, b: &mut Builder, g: &Group) -> Result<(), JitError> {
         let c = b.channels(g.anchor()) as i64;
-        let groups = self.groups as i64;
-        if groups == 2 && c % 4 == 0 {
-            let x = b.anchor_input(g, 0);
-            let (input, output) = (b.view(x)?, b.view(g.output)?);
-            let name = b.name_of(g);
-            let lowered = move_kernel(&name, &input, &output, Source::Shuffle { groups, per_group: c / 2 }, Ty::F32);
-            let scheduled = shuffle2_kernel(&name, &input, &output);
-            let bindings = vec![b.arena(x)?, b.arena(g.output)?];
-            b.push(name, g.nodes.clone(), lowered, scheduled, bindings, output.len());
-            return Ok(());
+        let source = Source::Shuffle { groups: self.groups as i64, per_group: c / self.groups as i64 };
+        if self.groups == 2 && c % 4 == 0 {
+            lower_move(b, g, source, &shuffle2_kernel)
+        } else {
+            lower_move(b, g, source, &|name, input, output| move_kernel(name, input, output, source))
         }
-        lower_move(b, g, Source::Shuffle { groups, per_group: c / groups }, false)
     }
+}
+
+/// Pushes a channel move's step: `schedule` builds the kernel that runs, the channel-by-channel
+/// `move_kernel` is its lowered reference.
+fn lower_move(
+    b: &mut Builder,
+    g: &Group,
+    source: Source,
+    schedule: &dyn Fn(&str, &TensorView, &TensorView) -> Kernel,
+) -> Result<(), JitError> {
+    let x = b.anchor_input(g, 0);
+    let (input, output) = (b.view(x)?, b.view(g.output)?);
+    let name = b.name_of(g);
+    let lowered = move_kernel(&name, &input, &output, source);
+    let scheduled = schedule(&name, &input, &output);
+    let bindings = vec![b.arena(x)?, b.arena(g.output)?];
+    b.push(name, g.nodes.clone(), lowered, scheduled, bindings, output.len());
+    Ok(())
 }
 
 /// The shuffle of two groups of `p = C/2` channels (p even) over whole vectors. Output block
@@ -85,26 +102,57 @@ fn shuffle2_kernel(name: &str, input: &TensorView, output: &TensorView) -> Kerne
     finish(k, vars, 1, output)
 }
 
-fn lower_move(b: &mut Builder, g: &Group, source: Source, vector: bool) -> Result<(), JitError> {
-    let x = b.anchor_input(g, 0);
-    let (input, output) = (b.view(x)?, b.view(g.output)?);
-    let name = b.name_of(g);
-    let lowered = move_kernel(&name, &input, &output, source, Ty::F32);
-    let scheduled = move_kernel(&name, &input, &output, source, if vector { Ty::F32x4 } else { Ty::F32 });
-    let bindings = vec![b.arena(x)?, b.arena(g.output)?];
-    let work = output.len();
-    b.push(name, g.nodes.clone(), lowered, scheduled, bindings, work);
-    Ok(())
+/// Tasks writing `out[c] = in[c + delta]` for every channel `c` of `output` (view channels, at
+/// every row and column): whole blocks of the output's storage as vectors (one load when the
+/// source channels start on a block of the input's storage too, else the two blocks they
+/// straddle and a lane shuffle), the channels of partial blocks one by one, so that lanes
+/// belonging to a neighbouring tensor (a concatenation's other branches) are never written.
+pub(super) fn push_channel_moves(k: &mut Kernel, vars: &mut Vars, input: &TensorView, output: &TensorView, delta: i64) {
+    let (c, y, x) = (vars.new_var("c"), vars.new_var("y"), vars.new_var("x"));
+    let (h, w, n) = (output.h as i64, output.w as i64, output.c as i64);
+    let placed = |v: &TensorView| match v.layout {
+        Layout::Blocked { channel_offset, .. } => Some(channel_offset as i64),
+        Layout::Flat { .. } => None,
+    };
+    // Output channels c0 + 4m .. c0 + 4m + 3 (m < vectors) fill whole storage blocks; their
+    // source starts at input storage channel a0 + 4m, lane `shift` of its block.
+    let (mut c0, mut vectors, mut shift, mut src0) = (0, 0, 0, 0);
+    if let (Some(io), Some(oo)) = (placed(input), placed(output)) {
+        c0 = (4 - oo % 4) % 4;
+        let a0 = io + c0 + delta;
+        shift = a0 % 4;
+        src0 = a0 - shift - io;
+        // Every lane of a vector is a real source channel, so both blocks it reads hold real
+        // channels of the input (the second one its lane 3): nothing past the input is read.
+        vectors = ((n - c0) / 4).max(0);
+        c0 = c0.min(n);
+    }
+    let at = |c: IExpr| act(c, iv(y), iv(x));
+    let value = if shift == 0 {
+        load(Ty::F32x4, 0, at(iv(c) * 4 + src0))
+    } else {
+        let (a, b) = (load(Ty::F32x4, 0, at(iv(c) * 4 + src0)), load(Ty::F32x4, 0, at(iv(c) * 4 + (src0 + 4))));
+        let l = shift as u8;
+        FExpr::Shuffle(Box::new(a), Box::new(b), [l, l + 1, l + 2, l + 3])
+    };
+    let body = vec![for_range(x, 0, w, vec![store(Ty::F32x4, 1, at(iv(c) * 4 + c0), value)])];
+    rows_tasks(k, vars, vectors, h, 0, c, y, body);
+    // The channels before the vectors and after them, one by one.
+    let one = |c: IExpr| store(Ty::F32, 1, at(c.clone()), load(Ty::F32, 0, at(c + delta)));
+    let (r, tail) = (vars.new_var("r"), c0 + 4 * vectors);
+    let body = vec![for_range(x, 0, w, vec![one(iv(r))])];
+    rows_tasks(k, vars, c0, h, 0, r, y, body);
+    let body = vec![let_int(c, iv(r) + tail), for_range(x, 0, w, vec![one(iv(c))])];
+    rows_tasks(k, vars, n - tail, h, 0, r, y, body);
 }
 
-fn move_kernel(name: &str, input: &TensorView, output: &TensorView, source: Source, ty: Ty) -> Kernel {
+/// Channel by channel: output channel `o` from input channel `source.of(o)`.
+fn move_kernel(name: &str, input: &TensorView, output: &TensorView, source: Source) -> Kernel {
     let mut vars = Vars::default();
     let mut k = new_kernel(name, vec![input.buffer("in", false), output.buffer("out", true)]);
     let (c, y, x) = (vars.new_var("c"), vars.new_var("y"), vars.new_var("x"));
-    let lanes = lanes(ty);
-    let o = iv(c) * lanes;
-    let value = load(ty, 0, act(source.of(o.clone()), iv(y), iv(x)));
-    let body = vec![for_range(x, 0, output.w as i64, vec![store(ty, 1, act(o, iv(y), iv(x)), value)])];
-    rows_tasks(&mut k, &mut vars, ceil_div(output.c as i64, lanes), output.h as i64, 0, c, y, body);
+    let value = load(Ty::F32, 0, act(source.of(iv(c)), iv(y), iv(x)));
+    let body = vec![for_range(x, 0, output.w as i64, vec![store(Ty::F32, 1, act(iv(c), iv(y), iv(x)), value)])];
+    rows_tasks(&mut k, &mut vars, output.c as i64, output.h as i64, 0, c, y, body);
     finish(k, vars, 1, output)
 }

@@ -5,6 +5,7 @@
 use super::super::compile::JitError;
 use super::super::ir::*;
 use super::super::lower::{Binding, Builder};
+use super::channels::push_channel_moves;
 use super::{Lower, TensorView, ceil_div, finish, new_kernel, rows_tasks};
 use crate::analysis::fusion::Group;
 use crate::ops::{Concat, Dropout, Flatten, InputOp, Invalid};
@@ -70,7 +71,6 @@ impl Lower for Invalid {
 /// be written in place). `output.layout` carries the slice's channel offset.
 fn lower_copy(name: &str, input: &TensorView, output: &TensorView) -> Kernel {
     let mut vars = Vars::default();
-    let (c, y, x) = (vars.new_var("c"), vars.new_var("y"), vars.new_var("x"));
     let mut k = new_kernel(name, vec![input.buffer("in", false), output.buffer("out", true)]);
     if input.flat || output.flat {
         let (t, f) = (vars.new_var("t"), vars.new_var("f"));
@@ -81,18 +81,7 @@ fn lower_copy(name: &str, input: &TensorView, output: &TensorView) -> Kernel {
         k.var_names = vars.names;
         return k;
     }
-    let copy = |ty: Ty, c: IExpr| store(ty, 1, act(c.clone(), iv(y), iv(x)), load(ty, 0, act(c, iv(y), iv(x))));
-    let aligned =
-        |v: &TensorView| matches!(v.layout, Layout::Blocked { channel_offset, .. } if channel_offset % 4 == 0);
-    // Whole blocks as vectors when both sides start on a block boundary (otherwise a vector
-    // access is four lane accesses, slower than copying channel by channel); the channels of a
-    // partial last block one by one, leaving the neighbouring branch's lanes alone.
-    let blocks = if aligned(input) && aligned(output) { input.c as i64 / 4 } else { 0 };
-    let body = vec![for_range(x, 0, input.w as i64, vec![copy(Ty::F32x4, iv(c) * 4)])];
-    rows_tasks(&mut k, &mut vars, blocks, input.h as i64, 0, c, y, body);
-    let r = vars.new_var("r");
-    let body = vec![let_int(c, iv(r) + blocks * 4), for_range(x, 0, input.w as i64, vec![copy(Ty::F32, iv(c))])];
-    rows_tasks(&mut k, &mut vars, input.c as i64 - blocks * 4, input.h as i64, 0, r, y, body);
+    push_channel_moves(&mut k, &mut vars, input, output, 0);
     finish(k, vars, 1, output)
 }
 
