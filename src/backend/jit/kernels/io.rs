@@ -39,9 +39,10 @@ impl Lower for Concat {
                     ..branch.clone()
                 };
                 let copy_name = format!("{name}.copy{}", k + 1);
-                let kernel = lower_copy(&copy_name, &branch, &slice);
+                let lowered = lower_copy(&copy_name, &branch, &slice, false);
+                let scheduled = lower_copy(&copy_name, &branch, &slice, true);
                 let bindings = vec![b.arena(input)?, b.arena(g.output)?];
-                b.push(copy_name, vec![g.output], kernel.clone(), kernel, bindings, branch.len());
+                b.push(copy_name, vec![g.output], lowered, scheduled, bindings, branch.len());
             }
             channel += b.channels(input);
         }
@@ -68,8 +69,9 @@ impl Lower for Invalid {
 }
 
 /// Copies a map into a channel slice of another storage (a concatenation branch that could not
-/// be written in place). `output.layout` carries the slice's channel offset.
-fn lower_copy(name: &str, input: &TensorView, output: &TensorView) -> Kernel {
+/// be written in place). `output.layout` carries the slice's channel offset. Channel by channel
+/// (the lowered reference), or with `vectors` through the channel mover.
+fn lower_copy(name: &str, input: &TensorView, output: &TensorView, vectors: bool) -> Kernel {
     let mut vars = Vars::default();
     let mut k = new_kernel(name, vec![input.buffer("in", false), output.buffer("out", true)]);
     if input.flat || output.flat {
@@ -81,7 +83,14 @@ fn lower_copy(name: &str, input: &TensorView, output: &TensorView) -> Kernel {
         k.var_names = vars.names;
         return k;
     }
-    push_channel_moves(&mut k, &mut vars, input, output, 0);
+    if vectors {
+        push_channel_moves(&mut k, &mut vars, input, output, 0);
+    } else {
+        let (c, y, x) = (vars.new_var("c"), vars.new_var("y"), vars.new_var("x"));
+        let copy = store(Ty::F32, 1, act(iv(c), iv(y), iv(x)), load(Ty::F32, 0, act(iv(c), iv(y), iv(x))));
+        let body = vec![for_range(x, 0, input.w as i64, vec![copy])];
+        rows_tasks(&mut k, &mut vars, input.c as i64, input.h as i64, 0, c, y, body);
+    }
     finish(k, vars, 1, output)
 }
 
