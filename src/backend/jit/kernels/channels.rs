@@ -14,7 +14,7 @@ use crate::ops::{Shuffle, Slice};
 
 /// Where output channel `o` comes from.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Source {
+pub(super) enum Source {
     /// `o + start`.
     Offset(i64),
     /// `(o % groups) * (c / groups) + o / groups`.
@@ -147,7 +147,7 @@ pub(super) fn push_channel_moves(k: &mut Kernel, vars: &mut Vars, input: &Tensor
 }
 
 /// Channel by channel: output channel `o` from input channel `source.of(o)`.
-fn move_kernel(name: &str, input: &TensorView, output: &TensorView, source: Source) -> Kernel {
+pub(super) fn move_kernel(name: &str, input: &TensorView, output: &TensorView, source: Source) -> Kernel {
     let mut vars = Vars::default();
     let mut k = new_kernel(name, vec![input.buffer("in", false), output.buffer("out", true)]);
     let (c, y, x) = (vars.new_var("c"), vars.new_var("y"), vars.new_var("x"));

@@ -5,7 +5,7 @@
 use super::super::compile::JitError;
 use super::super::ir::*;
 use super::super::lower::{Binding, Builder};
-use super::channels::push_channel_moves;
+use super::channels::{Source, move_kernel, push_channel_moves};
 use super::{Lower, TensorView, ceil_div, finish, new_kernel, rows_tasks};
 use crate::analysis::fusion::Group;
 use crate::ops::{Concat, Dropout, Flatten, InputOp, Invalid};
@@ -39,8 +39,12 @@ impl Lower for Concat {
                     ..branch.clone()
                 };
                 let copy_name = format!("{name}.copy{}", k + 1);
-                let lowered = lower_copy(&copy_name, &branch, &slice, false);
-                let scheduled = lower_copy(&copy_name, &branch, &slice, true);
+                let scheduled = lower_copy(&copy_name, &branch, &slice);
+                let lowered = if branch.flat {
+                    scheduled.clone()
+                } else {
+                    move_kernel(&copy_name, &branch, &slice, Source::Offset(0))
+                };
                 let bindings = vec![b.arena(input)?, b.arena(g.output)?];
                 b.push(copy_name, vec![g.output], lowered, scheduled, bindings, branch.len());
             }
@@ -69,9 +73,9 @@ impl Lower for Invalid {
 }
 
 /// Copies a map into a channel slice of another storage (a concatenation branch that could not
-/// be written in place). `output.layout` carries the slice's channel offset. Channel by channel
-/// (the lowered reference), or with `vectors` through the channel mover.
-fn lower_copy(name: &str, input: &TensorView, output: &TensorView, vectors: bool) -> Kernel {
+/// be written in place). `output.layout` carries the slice's channel offset. Maps go through the
+/// channel mover; their lowered reference is the channel-by-channel `move_kernel`.
+fn lower_copy(name: &str, input: &TensorView, output: &TensorView) -> Kernel {
     let mut vars = Vars::default();
     let mut k = new_kernel(name, vec![input.buffer("in", false), output.buffer("out", true)]);
     if input.flat || output.flat {
@@ -83,14 +87,7 @@ fn lower_copy(name: &str, input: &TensorView, output: &TensorView, vectors: bool
         k.var_names = vars.names;
         return k;
     }
-    if vectors {
-        push_channel_moves(&mut k, &mut vars, input, output, 0);
-    } else {
-        let (c, y, x) = (vars.new_var("c"), vars.new_var("y"), vars.new_var("x"));
-        let copy = store(Ty::F32, 1, act(iv(c), iv(y), iv(x)), load(Ty::F32, 0, act(iv(c), iv(y), iv(x))));
-        let body = vec![for_range(x, 0, input.w as i64, vec![copy])];
-        rows_tasks(&mut k, &mut vars, input.c as i64, input.h as i64, 0, c, y, body);
-    }
+    push_channel_moves(&mut k, &mut vars, input, output, 0);
     finish(k, vars, 1, output)
 }
 
