@@ -49,8 +49,10 @@ impl Gen<'_, '_> {
                 if !invariant || !seen.insert((buf, a.terms.clone())) {
                     continue;
                 }
-                let base = self.base(buf, &others);
-                if others.len() < a.terms.len() && inductions.len() < MAX_INDUCTIONS {
+                if others.len() == a.terms.len() {
+                    self.base(buf, &others);
+                } else if inductions.len() < MAX_INDUCTIONS {
+                    let base = self.base(buf, &others);
                     let step = a.terms.iter().find(|(v, _)| *v == loop_var).map_or(0, |t| t.1) * 4;
                     let offset = self.b.ins().imul_imm_s(start, step);
                     let first = self.b.ins().iadd(base, offset);
