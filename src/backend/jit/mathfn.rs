@@ -27,15 +27,34 @@ fn little() -> MemFlagsData {
     MemFlagsData::new().with_endianness(Endianness::Little)
 }
 
+/// `hi < x ? hi : x`: one `minps` (Cranelift lowers this compare-and-select shape to it,
+/// where its `fmin` takes eight instructions for IEEE rules), and a NaN `x` comes through.
+fn clamp_below(b: &mut FunctionBuilder, x: Value, hi: Value) -> Value {
+    let c = b.ins().fcmp(FloatCC::LessThan, hi, x);
+    let mask = b.ins().bitcast(F32X4, little(), c);
+    b.ins().bitselect(mask, hi, x)
+}
+
+/// `x < lo ? lo : x`: one `maxps`, and a NaN `x` comes through.
+fn clamp_above(b: &mut FunctionBuilder, x: Value, lo: Value) -> Value {
+    let c = b.ins().fcmp(FloatCC::LessThan, x, lo);
+    let mask = b.ins().bitcast(F32X4, little(), c);
+    b.ins().bitselect(mask, lo, x)
+}
+
 pub fn exp_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
     // e^x overflows f32 above 88.72 and is 0 below -103.97; clamp so 2^k stays representable.
     let hi = splat_f(b, 88.0);
     let lo = splat_f(b, -87.0);
-    let x = b.ins().fmin(x, hi);
-    let x = b.ins().fmax(x, lo);
+    let x = clamp_below(b, x, hi);
+    let x = clamp_above(b, x, lo);
     let log2e = splat_f(b, std::f32::consts::LOG2_E);
     let t = b.ins().fmul(x, log2e);
-    let k = b.ins().nearest(t);
+    // k = round(t): adding 1.5 * 2^23 leaves k (rounded to nearest even, as `nearest` does) in
+    // the sum's low mantissa bits, and subtracting it again gives k exactly.
+    let magic = splat_f(b, 12_582_912.0);
+    let shifted = b.ins().fadd(t, magic);
+    let k = b.ins().fsub(shifted, magic);
     // r = x - k ln2, with ln2 split into a high part exact in f32 and a low correction.
     let ln2_hi = splat_f(b, -0.693_359_375);
     let ln2_lo = splat_f(b, 2.121_944_4e-4);
@@ -48,8 +67,9 @@ pub fn exp_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
         let cv = splat_f(b, c);
         p = b.ins().fma(p, r, cv);
     }
-    // 2^k: (k + 127) << 23 in the exponent field.
-    let ki = b.ins().fcvt_to_sint_sat(I32X4, k);
+    // 2^k: (k + 127) << 23 in the exponent field. `shifted`'s bits are the magic number's plus
+    // k, and the magic number's bits leave the word in the shift.
+    let ki = b.ins().bitcast(I32X4, little(), shifted);
     let bias = splat_i(b, 127);
     let e = b.ins().iadd(ki, bias);
     let e = b.ins().ishl_imm_s(e, 23);
