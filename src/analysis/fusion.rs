@@ -6,6 +6,8 @@
 //!   epilogue), relu, and for conv a non-overlapping max/avg pool (kernel = stride, no padding,
 //!   no partial windows), which the epilogue reduces in registers;
 //! - gap, then fc (through flatten/dropout), with relu: one pass;
+//! - an elementwise layer that no conv absorbed (bn, scale, an activation, a sum), then the
+//!   activations along its single-consumer chain: one pass;
 //! - flatten and dropout are views: they belong to no group and cost nothing;
 //! - everything else is a group of its own.
 //!
@@ -81,7 +83,16 @@ pub(crate) fn fuse(net: &Network, shapes: &[Shape]) -> Vec<Group> {
                     absorb_epilogue(net, shapes, &sole, &taken, fc, &mut nodes, &mut inputs);
                 }
             }
-            Fusion::Fold | Fusion::Activation | Fusion::Sum | Fusion::Pool | Fusion::Alone => {}
+            // An elementwise layer on its own (DenseNet's pre-activation `bn`, a sum no
+            // convolution absorbed) takes the activations that follow it: one pass, not two.
+            Fusion::Fold | Fusion::Activation | Fusion::Sum => {
+                let mut cur = id;
+                while let Some(next) = sole(cur).filter(|&n| !taken[n] && role(net, shapes, n) == Fusion::Activation) {
+                    nodes.push(next);
+                    cur = next;
+                }
+            }
+            Fusion::Pool | Fusion::Alone => {}
         }
         for &n in &nodes {
             taken[n] = true;

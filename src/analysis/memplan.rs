@@ -105,10 +105,12 @@ pub(crate) fn plan_memory(net: &Network, shapes: &[Shape]) -> MemoryPlan {
             })
         };
         let anchor = &net.nodes[g.anchor()].op;
-        let single = g.nodes.len() == 1;
+        // A lone elementwise layer, or one with the activations it absorbed: each value is
+        // computed from the same position of the input.
+        let elementwise = g.nodes.iter().all(|&m| net.nodes[m].op.def().traits().in_place);
         let anchored = matches!(role(net, shapes, g.anchor()), Fusion::Anchor { .. });
         let fused_sum = anchored && g.nodes[1..].iter().any(|&m| role(net, shapes, m) == Fusion::Sum);
-        let chosen = if single && anchor.def().traits().in_place {
+        let chosen = if elementwise {
             reusable(placement[g.inputs[0]], &storages)
         } else if fused_sum {
             let shortcut = *g.inputs.last().expect("a fused add reads its shortcut");

@@ -8,7 +8,7 @@ use super::super::ir::*;
 use super::super::lower::Builder;
 use super::{Lower, TensorView, append_halo_zeroing, ceil_div, lanes, new_kernel, rows_tasks, splat_if};
 use crate::analysis::fusion::Group;
-use crate::ops::{Activation, Add, BatchNorm, GateMul, Scale};
+use crate::ops::{Activation, Add, BatchNorm, GateMul, Op, Scale};
 
 #[derive(Clone, Debug, PartialEq)]
 enum EltOp {
@@ -31,6 +31,8 @@ struct EltJob {
     output: TensorView,
     /// Length of the scale and shift buffers of `Affine`.
     params: u64,
+    /// The activations the group absorbed after the op (`fusion::fuse`), applied in order.
+    then: Vec<Activation>,
 }
 
 impl Lower for Activation {
@@ -43,6 +45,7 @@ impl Lower for Activation {
             other: None,
             output: b.view(g.output)?,
             params: 0,
+            then: absorbed_activations(b, g),
         };
         let bindings = vec![b.arena(input)?, b.arena(g.output)?];
         push(b, g, job, bindings);
@@ -58,7 +61,15 @@ impl Lower for Add {
         if other.flat != input.flat || other.layout_shape() != input.layout_shape() {
             return Err(JitError::Unsupported(format!("{name}: a sum of tensors stored in differently shaped maps")));
         }
-        let job = EltJob { name, op: EltOp::Add, input, other: Some(other), output: b.view(g.output)?, params: 0 };
+        let job = EltJob {
+            name,
+            op: EltOp::Add,
+            input,
+            other: Some(other),
+            output: b.view(g.output)?,
+            params: 0,
+            then: absorbed_activations(b, g),
+        };
         let bindings = vec![b.arena(x)?, b.arena(g.output)?, b.arena(y)?];
         push(b, g, job, bindings);
         Ok(())
@@ -75,6 +86,7 @@ impl Lower for GateMul {
             other: Some(b.view(gate)?),
             output: b.view(g.output)?,
             params: 0,
+            then: Vec::new(),
         };
         let bindings = vec![b.arena(x)?, b.arena(g.output)?, b.arena(gate)?];
         push(b, g, job, bindings);
@@ -114,11 +126,23 @@ fn lower_affine(b: &mut Builder, g: &Group, scale: Vec<f32>, shift: Vec<f32>) ->
         other: None,
         output: b.view(g.output)?,
         params: len as u64,
+        then: absorbed_activations(b, g),
     };
     let (scale, shift) = (b.param(pad(scale)), b.param(pad(shift)));
     let bindings = vec![b.arena(x)?, b.arena(g.output)?, scale, shift];
     push(b, g, job, bindings);
     Ok(())
+}
+
+/// The activations after the group's anchor (an elementwise group absorbs only those).
+fn absorbed_activations(b: &Builder, g: &Group) -> Vec<Activation> {
+    g.nodes[1..]
+        .iter()
+        .map(|&m| match &b.net().nodes[m].op {
+            Op::Activation(a) => *a,
+            other => unreachable!("fusion: {} does not fuse into an elementwise layer", other.keyword()),
+        })
+        .collect()
 }
 
 fn push(b: &mut Builder, g: &Group, job: EltJob, bindings: Vec<super::super::lower::Binding>) {
@@ -203,6 +227,19 @@ fn elementwise_kernel(e: &EltJob, ty: Ty, in_place: bool) -> Kernel {
             EltOp::Gate => bin(BinOp::Mul, x, other),
         }
     };
+    // The absorbed activations, each on a variable holding the value before it (an activation
+    // may use its operand twice).
+    let stages: Vec<VarId> = e.then.iter().map(|_| vars.new_var("v")).collect();
+    let store_through = |value: FExpr, vty: Ty, index: Index| -> Vec<Stmt> {
+        let mut code = Vec::new();
+        let mut value = value;
+        for (&a, &v) in e.then.iter().zip(&stages) {
+            code.push(set(v, vty, value));
+            value = activation_expr(a, fv(v), vty);
+        }
+        code.push(store(vty, 1, index, value));
+        code
+    };
     if e.input.flat {
         // One loop over the features in flatten order; scale/shift are per feature.
         let (t, f) = (vars.new_var("t"), vars.new_var("f"));
@@ -213,7 +250,7 @@ fn elementwise_kernel(e: &EltJob, ty: Ty, in_place: bool) -> Kernel {
             f,
             iv(t) * 64,
             (iv(t) * 64 + 64).min(ic(n)),
-            vec![store(Ty::F32, 1, e.output.flat_index(iv(f)), value)],
+            store_through(value, Ty::F32, e.output.flat_index(iv(f))),
         )];
         k.push_tasks(t, ceil_div(n, 64), body);
         k.var_names = vars.names;
@@ -229,7 +266,7 @@ fn elementwise_kernel(e: &EltJob, ty: Ty, in_place: bool) -> Kernel {
         (_, None) => fc(0.0),
     };
     let value = apply(load(ty, 0, index.clone()), other, ch);
-    let body = vec![for_range(x, 0, e.input.w as i64, vec![store(ty, 1, index, value)])];
+    let body = vec![for_range(x, 0, e.input.w as i64, store_through(value, ty, index))];
     rows_tasks(&mut k, &mut vars, ceil_div(e.input.c as i64, lanes), e.input.h as i64, 0, c, y, body);
     // In place, the halo is the input's and already zero.
     k.var_names = vars.names;
