@@ -193,6 +193,9 @@ fn modern_constructs() {
         [
             // Squeeze-excitation, as EfficientNet writes it, at 4k and odd channel counts.
             "input 8x9x9\nconv 3x3 12 relu\ngate { gap; conv 1x1 3 relu; conv 1x1 12; sigmoid }\nconv 1x1 6\ngate { gap; conv 1x1 2; silu; conv 1x1 6; hardsigmoid }\ngap\nflatten\nfc 3",
+            // Elementwise layers no conv absorbs, with the activations after them fused in:
+            // DenseNet's pre-activation at 4k and odd channel counts, a sum, and on a vector.
+            "input 10x6x6\nconv 3x3 12 relu\nbn\nrelu\nresidual { bn; gelu; silu }\nhardswish\nconv 1x1 6\nmaxpool 2\nbn\nrelu6\nleaky_relu 0.1\ngap\nflatten\nbn\nsilu\nfc 3",
             // Layer scale folded into a conv, after a bn, on its own and on a vector.
             "input 6x5x5\nconv 3x3 9\nscale\nbn\nscale\nrelu\nscale\ngap\nflatten\nfc 5\nscale",
             // Sliced branches (aligned and not), empty and not, and shuffles.
