@@ -86,7 +86,7 @@ impl Lower for GateMul {
             other: Some(b.view(gate)?),
             output: b.view(g.output)?,
             params: 0,
-            then: Vec::new(),
+            then: absorbed_activations(b, g),
         };
         let bindings = vec![b.arena(x)?, b.arena(g.output)?, b.arena(gate)?];
         push(b, g, job, bindings);

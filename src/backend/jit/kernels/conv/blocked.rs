@@ -174,14 +174,19 @@ impl Task<'_> {
         code
     }
 
+    /// The input's channel block for block `blk` of the task's group.
+    fn input_block(&self, blk: IExpr) -> IExpr {
+        iv(self.g) * (self.job.cin_g() as i64 / 4).max(1) + blk
+    }
+
     /// Loads (into a variable nothing reads; Cranelift keeps loads) one value of each
     /// cache line that the step over input block `blk` will read. The reduction walks the
     /// channel blocks a whole block apart, a stride no hardware prefetcher follows; loading a
-    /// few blocks ahead starts those lines' misses early. (One 1x1 layer, 256 -> 32 channels at
-    /// 56x56, one thread: 30 -> 41 GFLOP/s; see BENCHMARKS.md.)
+    /// few blocks ahead starts those lines' misses early. (One 1x1 layer, 384 -> 96 channels at
+    /// 56x56, one thread: 26-29 -> 38-41 GFLOP/s; see BENCHMARKS.md.)
     fn touch_ahead(&self, blk: IExpr, x0: &IExpr, tx: usize) -> Vec<Stmt> {
         let job = self.job;
-        let in_block = iv(self.g) * (job.cin_g() as i64 / 4).max(1) + blk;
+        let in_block = self.input_block(blk);
         // Pixels 4 apart are a 64-byte line apart; the last pixel covers the final line.
         let span = (tx as i64 - 1) * job.stride[1] as i64 + 1;
         let mut xs: Vec<i64> = (0..span).step_by(4).collect();
@@ -208,7 +213,7 @@ impl Task<'_> {
         let [kh, kw] = job.kernel.map(|k| k as i64);
         let cb_in = job.cin_g().div_ceil(4) as i64;
         let w_base = (iv(self.o) * cb_in + blk.clone()) * (kh * kw * 4 * v_n * 4);
-        let in_block = iv(self.g) * (job.cin_g() as i64 / 4).max(1) + blk;
+        let in_block = self.input_block(blk);
         let mut s = Vec::new();
         for ky in 0..kh {
             for kx in 0..kw {
