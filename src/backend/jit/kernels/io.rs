@@ -13,9 +13,10 @@ use crate::ops::{Concat, Dropout, Flatten, InputOp, Invalid};
 impl Lower for InputOp {
     fn lower(&self, b: &mut Builder, g: &Group) -> Result<(), JitError> {
         let out = b.view(g.output)?;
-        let k = lower_input("input", &out);
+        let lowered = lower_input("input", &out);
+        let scheduled = if out.flat { lowered.clone() } else { schedule_input("input", &out) };
         let bindings = vec![Binding::Image, b.arena(g.output)?];
-        b.push(b.name_of(g), g.nodes.clone(), k.clone(), k, bindings, out.len());
+        b.push(b.name_of(g), g.nodes.clone(), lowered, scheduled, bindings, out.len());
         Ok(())
     }
 }
@@ -114,6 +115,61 @@ fn lower_input(name: &str, output: &TensorView) -> Kernel {
             for_range(x, 0, w, vec![store(Ty::F32, 1, act(iv(p), iv(y), iv(x)), fc(0.0))]),
         ];
         k.push_tasks(t, (padded - ch) * h, body);
+    }
+    finish(k, vars, 1, output)
+}
+
+/// `lower_input` four pixels at a time: per block of 4 channels and row, each channel's four
+/// pixels are one vector load (a zero vector past the last channel), a 4x4 transpose by lane
+/// shuffles turns them into four pixels' blocks, and those are four vector stores. Columns past
+/// the last multiple of 4 go value by value.
+fn schedule_input(name: &str, output: &TensorView) -> Kernel {
+    let mut vars = Vars::default();
+    let (cb, y, q) = (vars.new_var("cb"), vars.new_var("y"), vars.new_var("q"));
+    let rows: Vec<VarId> = (0..4).map(|_| vars.new_var("r")).collect();
+    let pairs: Vec<VarId> = (0..4).map(|_| vars.new_var("t")).collect();
+    let (ch, h, w) = (output.c as i64, output.h as i64, output.w as i64);
+    let mut k = new_kernel(
+        name,
+        vec![Buffer::new("image", Layout::Flat { len: output.len() }, false), output.buffer("out", true)],
+    );
+    let pixel_at = |c: IExpr, x: IExpr| Index::Flat(c * (h * w) + iv(y) * w + x);
+    // Blocks whose four channels are all real, then the last block's `lanes` real channels.
+    let body = |lanes: i64| -> Vec<Stmt> {
+        let c = |l: i64| iv(cb) * 4 + l;
+        let mut quad: Vec<Stmt> = (0..4)
+            .map(|l| {
+                let v = if l < lanes { load(Ty::F32x4, 0, pixel_at(c(l), iv(q) * 4)) } else { splat(fc(0.0)) };
+                set(rows[l as usize], Ty::F32x4, v)
+            })
+            .collect();
+        // (c0 p0, c1 p0, c0 p1, c1 p1), (c0 p2, c1 p2, c0 p3, c1 p3), the same for c2 and c3.
+        let shuffle = |a: VarId, b: VarId, m: [u8; 4]| FExpr::Shuffle(Box::new(fv(a)), Box::new(fv(b)), m);
+        for (i, &(a, b)) in [(0, 1), (2, 3)].iter().enumerate() {
+            quad.push(set(pairs[2 * i], Ty::F32x4, shuffle(rows[a], rows[b], [0, 4, 1, 5])));
+            quad.push(set(pairs[2 * i + 1], Ty::F32x4, shuffle(rows[a], rows[b], [2, 6, 3, 7])));
+        }
+        for p in 0..4usize {
+            let (lo, hi) = (pairs[p / 2], pairs[2 + p / 2]);
+            let m = if p % 2 == 0 { [0, 1, 4, 5] } else { [2, 3, 6, 7] };
+            quad.push(store(Ty::F32x4, 1, act(c(0), iv(y), iv(q) * 4 + p as i64), shuffle(lo, hi, m)));
+        }
+        let mut code = vec![for_range(q, 0, w / 4, quad)];
+        for x in w / 4 * 4..w {
+            for l in 0..4 {
+                let v = if l < lanes { load(Ty::F32, 0, pixel_at(c(l), ic(x))) } else { fc(0.0) };
+                code.push(store(Ty::F32, 1, act(c(l), iv(y), ic(x)), v));
+            }
+        }
+        code
+    };
+    let (full, lanes) = (ch / 4, ch % 4);
+    rows_tasks(&mut k, &mut vars, full, h, 0, cb, y, body(4));
+    if lanes > 0 {
+        let t = vars.new_var("t");
+        let mut last = vec![let_int(cb, ic(full)), let_int(y, iv(t))];
+        last.extend(body(lanes));
+        k.push_tasks(t, h, last);
     }
     finish(k, vars, 1, output)
 }
