@@ -27,27 +27,26 @@ fn little() -> MemFlagsData {
     MemFlagsData::new().with_endianness(Endianness::Little)
 }
 
-/// `hi < x ? hi : x`: one `minps` (Cranelift lowers this compare-and-select shape to it,
-/// where its `fmin` takes eight instructions for IEEE rules), and a NaN `x` comes through.
-fn clamp_below(b: &mut FunctionBuilder, x: Value, hi: Value) -> Value {
-    let c = b.ins().fcmp(FloatCC::LessThan, hi, x);
-    let mask = b.ins().bitcast(F32X4, little(), c);
-    b.ins().bitselect(mask, hi, x)
-}
-
-/// `x < lo ? lo : x`: one `maxps`, and a NaN `x` comes through.
-fn clamp_above(b: &mut FunctionBuilder, x: Value, lo: Value) -> Value {
-    let c = b.ins().fcmp(FloatCC::LessThan, x, lo);
-    let mask = b.ins().bitcast(F32X4, little(), c);
-    b.ins().bitselect(mask, lo, x)
+/// `if p < q { x } else { y }` on f32 or f32x4, in the compare-and-select form Cranelift's x64
+/// backend matches to one `minps`/`maxps` (`minss`/`maxss`), where its `fmin`/`fmax` take eight
+/// instructions for IEEE NaN and signed-zero rules. When the compare fails (a NaN), `y` comes out.
+pub(super) fn select_less(b: &mut FunctionBuilder, p: Value, q: Value, x: Value, y: Value) -> Value {
+    let c = b.ins().fcmp(FloatCC::LessThan, p, q);
+    if b.func.dfg.value_type(x) == F32X4 {
+        let mask = b.ins().bitcast(F32X4, little(), c);
+        b.ins().bitselect(mask, x, y)
+    } else {
+        b.ins().select(c, x, y)
+    }
 }
 
 pub fn exp_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
     // e^x overflows f32 above 88.72 and is 0 below -103.97; clamp so 2^k stays representable.
     let hi = splat_f(b, 88.0);
     let lo = splat_f(b, -87.0);
-    let x = clamp_below(b, x, hi);
-    let x = clamp_above(b, x, lo);
+    // hi < x ? hi : x, then x < lo ? lo : x: a NaN x comes through both.
+    let x = select_less(b, hi, x, hi, x);
+    let x = select_less(b, x, lo, lo, x);
     let log2e = splat_f(b, std::f32::consts::LOG2_E);
     let t = b.ins().fmul(x, log2e);
     // k = round(t): adding 1.5 * 2^23 leaves k (rounded to nearest even, as `nearest` does) in

@@ -18,7 +18,7 @@ mod loops;
 
 use super::ir::*;
 use affine::{Affine, affine, lane_index, physical, physical_affine};
-use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{F32, F32X4, I8X16, I64};
 use cranelift_codegen::ir::{
     AbiParam, ConstantData, Endianness, Function, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind,
@@ -312,8 +312,8 @@ impl Gen<'_, '_> {
                     // Shapes that Cranelift's x64 backend lowers to one `maxps`/`minps`
                     // (`maxss`/`minss`); its `fmax`/`fmin` take eight instructions for IEEE NaN
                     // and signed-zero rules that pooling and ReLU do not need.
-                    BinOp::Max => self.pseudo_minmax(FloatCC::LessThan, y, x, x, y),
-                    BinOp::Min => self.pseudo_minmax(FloatCC::LessThan, x, y, x, y),
+                    BinOp::Max => super::mathfn::select_less(&mut self.b, y, x, x, y),
+                    BinOp::Min => super::mathfn::select_less(&mut self.b, x, y, x, y),
                 }
             }
             FExpr::Fma(a, c, d) => {
@@ -361,17 +361,6 @@ impl Gen<'_, '_> {
                 self.b.switch_to_block(join);
                 result
             }
-        }
-    }
-
-    /// `if cmp(p, q) { x } else { y }`, in the form the x64 backend matches to one instruction.
-    fn pseudo_minmax(&mut self, cc: FloatCC, p: Value, q: Value, x: Value, y: Value) -> Value {
-        let c = self.b.ins().fcmp(cc, p, q);
-        if self.b.func.dfg.value_type(x) == F32X4 {
-            let mask = self.b.ins().bitcast(F32X4, MemFlagsData::new().with_endianness(Endianness::Little), c);
-            self.b.ins().bitselect(mask, x, y)
-        } else {
-            self.b.ins().select(c, x, y)
         }
     }
 
