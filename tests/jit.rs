@@ -462,6 +462,18 @@ fn random_network(seed: u64) -> String {
     src
 }
 
+/// Random networks that once failed, kept as fixed cases: 11107375567634261315 has a padded
+/// 1x1 convolution, whose input touch-ahead read past the end of its input when it ignored the
+/// padding (seen bounds-checked, `CNNC_JIT_CHECKED=1`).
+#[test]
+fn random_network_regressions() {
+    for seed in [11_107_375_567_634_261_315u64] {
+        for threads in [1, 2] {
+            assert_close(&random_network(seed), None, 1, threads);
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 

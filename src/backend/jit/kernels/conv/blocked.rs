@@ -194,10 +194,12 @@ impl Task<'_> {
             xs.push(span - 1);
         }
         let mut s = Vec::new();
+        // The rows and columns the step reads: a 1x1 kernel may still pad (into the halo).
+        let [py, px] = job.pad.map(|p| p as i64);
         for a in 0..self.tile.ty as usize {
-            let iy = self.conv_row(a) * job.stride[0] as i64;
+            let iy = self.conv_row(a) * job.stride[0] as i64 + -py;
             for &dx in &xs {
-                let ix = x0.clone() * job.stride[1] as i64 + dx;
+                let ix = x0.clone() * job.stride[1] as i64 + (dx - px);
                 let v = load(Ty::F32, self.bufs.input, act(in_block.clone() * 4, iy.clone(), ix));
                 s.push(set(self.touched, Ty::F32, v));
             }
