@@ -1,10 +1,12 @@
 //! Compiles loop-IR kernels to machine code with Cranelift. Functions are built and compiled on
-//! worker threads (a `Context` per function); the resulting bytes are defined in one `JITModule`
-//! on the calling thread, because a `JITModule` is `Send` but not `Sync`. Kernels call nothing,
-//! so their code carries no relocations.
+//! worker threads (a `Context` per function) while the planner is still lowering later layers,
+//! and the same workers pack weights; the resulting bytes are defined in one `JITModule` on the
+//! calling thread, because a `JITModule` is `Send` but not `Sync`. Kernels call nothing, so
+//! their code carries no relocations.
 
 use super::codegen::{build_function, kernel_signature};
 use super::ir::Kernel;
+use crate::io::weights::TensorData;
 use cranelift_codegen::Context;
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
@@ -12,7 +14,7 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Linkage, Module};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 
 /// `fn(buffers, task_begin, task_end)`.
 pub type KernelFn = unsafe extern "C" fn(*const *mut f32, i64, i64);
@@ -49,6 +51,7 @@ pub(crate) fn host_isa() -> Result<OwnedTargetIsa, JitError> {
 }
 
 struct Compiled {
+    name: String,
     bytes: Vec<u8>,
     alignment: u64,
 }
@@ -82,7 +85,7 @@ fn compile_one(isa: &dyn TargetIsa, k: &Kernel, checked: bool) -> Result<Compile
         );
     }
     let alignment = (code.buffer.alignment as u64).max(isa.function_alignment().minimum as u64).max(16);
-    Ok(Compiled { bytes: code.code_buffer().to_vec(), alignment })
+    Ok(Compiled { name: k.name.clone(), bytes: code.code_buffer().to_vec(), alignment })
 }
 
 /// Cranelift IR text of a kernel, for `--dump clif`.
@@ -102,41 +105,113 @@ pub struct CodeModule {
 // the function pointers are plain addresses into it.
 unsafe impl Sync for CodeModule {}
 
-/// Compiles `kernels` using up to `threads` threads and returns their entry points, in order.
-/// With `checked`, every load and store checks its address first (`CNNC_JIT_CHECKED`).
-pub(crate) fn compile_all(kernels: &[Kernel], threads: usize, checked: bool) -> Result<CodeModule, JitError> {
+/// Work the planner hands out as it goes: compiling a kernel (by its index among the unique
+/// kernels), or packing a parameter array (by its index among the parameters).
+pub(super) enum Job {
+    Compile(usize, Arc<Kernel>),
+    Pack(usize, Box<dyn FnOnce() -> TensorData + Send>),
+}
+
+/// Where the planner sends jobs.
+pub(super) type Jobs = mpsc::Sender<Job>;
+
+/// Packed parameter arrays with their indices.
+pub(super) type Packed = Vec<(usize, TensorData)>;
+
+#[derive(Default)]
+struct Done {
+    compiled: Vec<(usize, Result<Compiled, JitError>)>,
+    packed: Packed,
+}
+
+/// Takes jobs until the queue is empty and its sender gone.
+fn work(queue: &Mutex<mpsc::Receiver<Job>>, isa: &dyn TargetIsa, checked: bool) -> Done {
+    let mut done = Done::default();
+    loop {
+        let job = match queue.lock().map(|q| q.recv()) {
+            Ok(Ok(job)) => job,
+            _ => break,
+        };
+        match job {
+            Job::Compile(i, k) => done.compiled.push((i, compile_one(isa, &k, checked))),
+            Job::Pack(i, pack) => done.packed.push((i, pack())),
+        }
+    }
+    done
+}
+
+/// Runs `plan` on this thread while `threads - 1` workers compile the kernels and pack the
+/// parameters it sends (so planning, packing and compiling overlap); when `plan` returns (and
+/// drops its sender), this thread joins the workers until the queue is empty. Returns what
+/// `plan` returned, the kernels' entry points in index order, and the packed parameters with
+/// their indices. With `checked`, every load and store checks its address first
+/// (`CNNC_JIT_CHECKED`).
+pub(super) fn plan_and_compile<T>(
+    threads: usize,
+    checked: bool,
+    plan: impl FnOnce(Jobs) -> Result<T, JitError>,
+) -> Result<(T, CodeModule, Packed), JitError> {
     let isa: Arc<dyn TargetIsa> = host_isa()?;
-    let threads = threads.clamp(1, kernels.len().max(1));
-    // Deal kernels round-robin so large and small ones spread over the threads.
-    let results: Vec<Result<Compiled, JitError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let isa = isa.clone();
-                scope.spawn(move || {
-                    (t..kernels.len())
-                        .step_by(threads)
-                        .map(|i| (i, compile_one(&*isa, &kernels[i], checked)))
-                        .collect::<Vec<_>>()
-                })
+    let (sender, receiver) = mpsc::channel();
+    let queue = Mutex::new(receiver);
+    let (planned, done) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (1..threads.max(1))
+            .map(|_| {
+                let (isa, queue) = (isa.clone(), &queue);
+                scope.spawn(move || work(queue, &*isa, checked))
             })
             .collect();
-        let mut all: Vec<(usize, Result<Compiled, JitError>)> =
-            handles.into_iter().flat_map(|h| h.join().expect("compiler thread panicked")).collect();
-        all.sort_by_key(|(i, _)| *i);
-        all.into_iter().map(|(_, r)| r).collect()
+        let started = std::time::Instant::now();
+        let planned = plan(sender);
+        let planning = started.elapsed();
+        let mut done = work(&queue, &*isa, checked);
+        if std::env::var_os("CNNC_TIME_COMPILE").is_some() {
+            eprintln!("planning {planning:?}, then compiling and packing {:?}", started.elapsed() - planning);
+        }
+        for w in workers {
+            let d = w.join().expect("compiler thread panicked");
+            done.compiled.extend(d.compiled);
+            done.packed.extend(d.packed);
+        }
+        (planned, done)
     });
+    let planned = planned?;
+    let mut compiled = done.compiled;
+    compiled.sort_by_key(|(i, _)| *i);
+    if compiled.iter().enumerate().any(|(k, (i, _))| *i != k) {
+        return Err(JitError::Unsupported("internal error: a kernel was compiled twice or not at all".into()));
+    }
+    let code = link(&isa, compiled.into_iter().map(|(_, c)| c))?;
+    Ok((planned, code, done.packed))
+}
+
+/// Compiles `kernels` using up to `threads` threads and returns their entry points, in order.
+#[cfg(test)]
+pub(crate) fn compile_all(kernels: &[Kernel], threads: usize, checked: bool) -> Result<CodeModule, JitError> {
+    let send = |jobs: Jobs| {
+        for (i, k) in kernels.iter().enumerate() {
+            jobs.send(Job::Compile(i, Arc::new(k.clone()))).expect("the queue is open");
+        }
+        Ok(())
+    };
+    Ok(plan_and_compile(threads, checked, send)?.1)
+}
+
+/// Defines the compiled kernels (in index order) in one module and finalises it.
+fn link(
+    isa: &Arc<dyn TargetIsa>,
+    compiled: impl Iterator<Item = Result<Compiled, JitError>>,
+) -> Result<CodeModule, JitError> {
     let builder = JITBuilder::with_isa(isa.clone(), cranelift_module::default_libcall_names());
     let mut module = JITModule::new(builder);
     let sig = kernel_signature(isa.default_call_conv());
-    let mut ids = Vec::with_capacity(kernels.len());
-    for (i, r) in results.into_iter().enumerate() {
+    let mut ids = Vec::new();
+    for (i, r) in compiled.enumerate() {
         let c = r?;
-        let id = module
-            .declare_function(&format!("k{i}"), Linkage::Local, &sig)
-            .map_err(|e| JitError::Codegen { kernel: kernels[i].name.clone(), message: e.to_string() })?;
-        module
-            .define_function_bytes(id, c.alignment, &c.bytes, &[])
-            .map_err(|e| JitError::Codegen { kernel: kernels[i].name.clone(), message: e.to_string() })?;
+        let error =
+            |e: cranelift_module::ModuleError| JitError::Codegen { kernel: c.name.clone(), message: e.to_string() };
+        let id = module.declare_function(&format!("k{i}"), Linkage::Local, &sig).map_err(error)?;
+        module.define_function_bytes(id, c.alignment, &c.bytes, &[]).map_err(error)?;
         ids.push(id);
     }
     module.finalize_definitions().map_err(|e| JitError::Codegen { kernel: "module".into(), message: e.to_string() })?;

@@ -2,7 +2,7 @@
 //! as wide as the padding of the convolutions that read the storage), arena offsets, one job
 //! per fusion group with its lowered and scheduled kernel, folded batch norm and packed weights.
 
-use super::compile::JitError;
+use super::compile::{JitError, Job, Jobs};
 use super::ir::*;
 use super::kernels::conv::{Tile, conv_blockable, conv_depthwise, plain_algorithms, winograd_halo};
 use super::kernels::{Lower, TensorView, lower_output};
@@ -14,6 +14,7 @@ use crate::ir::geometry::Shape;
 use crate::ir::graph::{Network, NodeId};
 use crate::ops::{Op, with_op};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Where a kernel buffer points at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +55,9 @@ pub(super) struct JitPlan {
     pub(super) steps: Vec<Step>,
     /// The distinct scheduled kernels: steps that compute the same thing (VGG's repeated
     /// layers, a thousand identical blocks) share one, compiled once.
-    pub(super) kernels: Vec<Kernel>,
+    pub(super) kernels: Vec<Arc<Kernel>>,
+    /// Packed parameters; with a job queue, the ones packed by jobs are empty until the jobs
+    /// have run.
     pub(super) params: Vec<TensorData>,
     pub(super) arena_bytes: u64,
     /// Scratch memory each thread needs: the most any step binds.
@@ -87,13 +90,16 @@ fn shape3(s: Shape) -> (u64, u64, u64) {
 }
 
 /// Consumes `weights`: conv and fc weights are packed in the memory they were loaded into.
-/// `keep_lowered` keeps each step's lowered kernel (for dumps).
+/// `keep_lowered` keeps each step's lowered kernel (for dumps). With `jobs`, each new unique
+/// kernel is sent there to be compiled and the large weight arrays to be packed, while
+/// planning goes on; without, weights are packed here.
 pub(super) fn plan(
     net: &Network,
     shapes: &[Shape],
     weights: Weights,
     threads: usize,
     keep_lowered: bool,
+    jobs: Option<Jobs>,
 ) -> Result<JitPlan, JitError> {
     let mp = plan_memory(net, shapes);
     let winograd = winograd_convs(net, shapes);
@@ -112,6 +118,7 @@ pub(super) fn plan(
         kernels: Vec::new(),
         by_hash: HashMap::new(),
         kernel_cache: HashMap::new(),
+        jobs,
         scratch_bytes: 0,
         workspace_bytes: 0,
     };
@@ -277,12 +284,14 @@ pub(super) struct Builder<'a> {
     layouts: &'a Layouts,
     steps: Vec<Step>,
     params: Vec<TensorData>,
-    kernels: Vec<Kernel>,
+    kernels: Vec<Arc<Kernel>>,
     /// Unique kernels by `Kernel::structure_hash`.
     by_hash: HashMap<u64, Vec<usize>>,
     /// Kernels by a key of what they compute, so that a kernel seen before is not built again
     /// (building a register-blocked kernel costs about a millisecond).
     kernel_cache: HashMap<String, (usize, Option<Tile>)>,
+    /// Where new kernels and packing go, if they are done off this thread.
+    jobs: Option<Jobs>,
     scratch_bytes: u64,
     workspace_bytes: u64,
 }
@@ -377,6 +386,22 @@ impl Builder<'_> {
         Binding::Param(self.params.len() - 1)
     }
 
+    /// A parameter array that `pack` builds: on a worker while planning goes on, if there is
+    /// a job queue.
+    pub(super) fn param_packed(&mut self, pack: impl FnOnce() -> Vec<f32> + Send + 'static) -> Binding {
+        let i = self.params.len();
+        self.params.push(Vec::new().into());
+        let job = Job::Pack(i, Box::new(move || pack().into()));
+        let unsent = match &self.jobs {
+            Some(jobs) => jobs.send(job).err().map(|e| e.0),
+            None => Some(job),
+        };
+        if let Some(Job::Pack(_, pack)) = unsent {
+            self.params[i] = pack();
+        }
+        Binding::Param(i)
+    }
+
     /// Adds a step: `work` (values touched or MACs) decides whether it is worth running on
     /// several threads.
     pub(super) fn push(
@@ -422,9 +447,15 @@ impl Builder<'_> {
         if let Some(&i) = candidates.iter().find(|&&i| self.kernels[i].same_code(&k)) {
             return i;
         }
-        self.kernels.push(k);
-        candidates.push(self.kernels.len() - 1);
-        self.kernels.len() - 1
+        let (i, k) = (self.kernels.len(), Arc::new(k));
+        self.kernels.push(k.clone());
+        candidates.push(i);
+        if let Some(jobs) = &self.jobs {
+            // The queue closes only when planning has ended; a kernel it did not take would be
+            // missing from the module, which `link` reports.
+            let _ = jobs.send(Job::Compile(i, k));
+        }
+        i
     }
 
     /// A kernel built before under `key` (the description of what it computes), with the

@@ -23,7 +23,7 @@ use crate::io::weights::Weights;
 use crate::ir::geometry::Shape;
 use crate::ir::graph::Network;
 use crate::ir::tensor::Tensor;
-use compile::compile_all;
+use compile::plan_and_compile;
 use lower::{Binding, JitPlan, plan};
 use ndarray::{Array2, Array4};
 use runtime::{Aligned, Call, Executor, ThreadPool};
@@ -91,12 +91,21 @@ impl JitModel {
     /// Consumes `weights`: they are packed in place.
     pub fn compile(net: &Network, shapes: &[Shape], weights: Weights, threads: usize) -> Result<JitModel, JitError> {
         let start = Instant::now();
-        let mut p = plan(net, shapes, weights, threads, false)?;
-        let planned = start.elapsed();
+        let checked = checked_mode();
+        let (mut p, code, packed) =
+            plan_and_compile(threads, checked, |jobs| plan(net, shapes, weights, threads, false, Some(jobs)))?;
+        if code.functions.len() != p.kernels.len() {
+            return Err(JitError::Unsupported(format!(
+                "internal error: {} kernels planned, {} compiled",
+                p.kernels.len(),
+                code.functions.len()
+            )));
+        }
+        for (i, data) in packed {
+            p.params[i] = data;
+        }
         let infos = step_infos(&p);
         let unique = std::mem::take(&mut p.kernels);
-        let checked = checked_mode();
-        let code = compile_all(&unique, threads, checked)?;
         // Per step, its kernel's buffers (name, bytes), for the bounds-checked mode's checks.
         let step_buffers: Vec<Vec<(String, u64)>> = p
             .steps
@@ -107,7 +116,7 @@ impl JitModel {
         // Freeing the IR trees takes a while; it need not delay the caller.
         std::thread::spawn(move || drop(unique));
         if std::env::var_os("CNNC_TIME_COMPILE").is_some() {
-            eprintln!("plan {:?}, codegen {:?} for {} kernels", planned, start.elapsed() - planned, kernels_compiled);
+            eprintln!("planned and compiled {} kernels in {:?}", kernels_compiled, start.elapsed());
         }
         let JitPlan {
             steps,
@@ -313,13 +322,13 @@ pub(crate) fn winograd_bytes(net: &Network, shapes: &[Shape]) -> u64 {
 
 /// The IR of every step after a pass, for `cnnc compile --dump`.
 pub(crate) fn dump(net: &Network, shapes: &[Shape], weights: Weights, pass: &str) -> Result<String, JitError> {
-    let p = plan(net, shapes, weights, 1, pass == "lowered")?;
+    let p = plan(net, shapes, weights, 1, pass == "lowered", None)?;
     let mut out = String::new();
     for s in &p.steps {
         let text = match pass {
             "lowered" => s.lowered.as_ref().map_or_else(String::new, |k| k.to_string()),
             // A shared kernel is shown under the name of each step that runs it.
-            "scheduled" => ir::Kernel { name: s.name.clone(), ..p.kernels[s.kernel].clone() }.to_string(),
+            "scheduled" => ir::Kernel { name: s.name.clone(), ..(*p.kernels[s.kernel]).clone() }.to_string(),
             "clif" => compile::clif_text(&p.kernels[s.kernel])?,
             other => return Err(JitError::Unsupported(format!("unknown pass `{other}`"))),
         };

@@ -60,7 +60,6 @@ pub(in super::super::super) fn lower_group(
     if let Some(m) = b.winograd_m(conv_node).filter(|&m| gap_input.is_none() && job.winograd(m)) {
         return lower_winograd(b, g, job, m, data, bias, scale, shortcut);
     }
-    let weights = data.into_vec();
     // The kernel is a function of the job (name aside) and the gap's map: built once for all
     // the identical layers of a network.
     let key = format!("conv {:?} {:?}", ConvJob { name: String::new(), ..job.clone() }, gap_input);
@@ -89,23 +88,27 @@ pub(in super::super::super) fn lower_group(
         (None, _) if depthwise => "depthwise",
         (None, _) => "direct",
     };
-    let (w_data, b_data) = match tile {
-        Some(tile) => (pack_weights(&job, tile, weights, scale.as_deref(), b.threads()), pad_bias(&job, &bias)),
-        None if depthwise => (depthwise::pack_depthwise(&job, &weights, scale.as_deref()), pad_bias(&job, &bias)),
+    let threads = b.threads();
+    let packing = job.clone();
+    let pack = move |weights: Vec<f32>| match tile {
+        Some(tile) => pack_weights(&packing, tile, weights, scale.as_deref(), threads),
+        None if depthwise => depthwise::pack_depthwise(&packing, &weights, scale.as_deref()),
         None => {
             // The lowered form reads PyTorch's layout; fold the scale into a copy.
-            let per_out = weights.len() / job.cout as usize;
+            let per_out = weights.len() / packing.cout as usize;
             let mut folded = weights;
             if let Some(s) = &scale {
                 for (i, w) in folded.iter_mut().enumerate() {
                     *w = (*w as f64 * s[i / per_out] as f64) as f32;
                 }
             }
-            (folded, bias)
+            folded
         }
     };
+    let b_data = if tile.is_some() || depthwise { pad_bias(&job, &bias) } else { bias };
     let input_binding = if gap_input.is_some() { Binding::Stack } else { b.arena(g.inputs[0])? };
-    let mut bindings = vec![input_binding, b.param(w_data), b.param(b_data), b.arena(g.output)?];
+    let w_data = b.param_packed(move || pack(data.into_vec()));
+    let mut bindings = vec![input_binding, w_data, b.param(b_data), b.arena(g.output)?];
     match shortcut {
         Some(s) => bindings.push(b.arena(s)?),
         None if gap_input.is_some() => bindings.push(Binding::Stack),
@@ -143,8 +146,12 @@ fn lower_winograd(
             kernel
         }
     };
-    let packed = winograd_transforms::pack_winograd(&job, wt, data.as_slice(), scale.as_deref(), b.threads());
-    data.release();
+    let (packing, threads) = (job.clone(), b.threads());
+    let packed = b.param_packed(move || {
+        let packed = winograd_transforms::pack_winograd(&packing, wt, data.as_slice(), scale.as_deref(), threads);
+        data.release();
+        packed
+    });
     let [tiles_len, products_len] = winograd::wino_scratch(&job, wt);
     let (tiles, products) = if wt.shared {
         // The input transform first, as a step of its own, into the shared workspace.
@@ -166,7 +173,7 @@ fn lower_winograd(
         (scratch[0], scratch[1])
     };
     let kernel = kernel_for(b, key, &|| winograd::schedule(&job, wt));
-    let mut bindings = vec![b.arena(g.inputs[0])?, b.param(packed), b.param(pad_bias(&job, &bias)), b.arena(g.output)?];
+    let mut bindings = vec![b.arena(g.inputs[0])?, packed, b.param(pad_bias(&job, &bias)), b.arena(g.output)?];
     if let Some(s) = shortcut {
         bindings.push(b.arena(s)?);
     }

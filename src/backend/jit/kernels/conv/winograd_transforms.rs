@@ -203,35 +203,28 @@ pub(super) fn pack_winograd(
     let tiles = cout.div_ceil(4) / vb;
     let mut packed = vec![0.0f32; per_tile * tiles];
     // One input block (4 channels) of a channel tile at a time: its 4 x 4vb kernels are
-    // transformed into `u` ([lane][oo][xi]), then written position by position, each position's
-    // [lane][vb][4] values being adjacent in `dst`.
+    // transformed into `u` (`[xi][lane][vb][4]`, the order of `dst`), then each position's
+    // 16vb values are copied to their place. Output channels past `cout` stay zero.
     let pack_tile = |kt: usize, dst: &mut [f32]| {
-        let mut u = vec![0.0f64; 4 * 4 * vb * 64];
+        let row = 16 * vb;
+        let mut u = vec![0.0f32; xis * row];
         let mut one = [0.0f64; 64];
+        let channels = (4 * vb).min(cout - kt * 4 * vb);
         for cb in 0..cin / 4 {
-            u.fill(0.0);
-            for oo in 0..4 * vb {
+            for oo in 0..channels {
                 let o = kt * 4 * vb + oo;
-                if o >= cout {
-                    break;
-                }
                 let s = scale.map_or(1.0, |s| s[o] as f64);
                 for lane in 0..4 {
                     let c = cb * 4 + lane;
                     transform_kernel(&gm, &weights[(o * cin + c) * 9..(o * cin + c + 1) * 9], &mut one);
-                    let at = (lane * 4 * vb + oo) * 64;
-                    for (x, &y) in u[at..at + xis].iter_mut().zip(&one[..xis]) {
-                        *x = y * s;
+                    for (xi, &y) in one[..xis].iter().enumerate() {
+                        u[xi * row + lane * 4 * vb + oo] = (y * s) as f32;
                     }
                 }
             }
-            for xi in 0..xis {
-                let base = (xi * (cin / 4) + cb) * 16 * vb;
-                for lane in 0..4 {
-                    for oo in 0..4 * vb {
-                        dst[base + lane * 4 * vb + oo] = u[(lane * 4 * vb + oo) * 64 + xi] as f32;
-                    }
-                }
+            for (xi, values) in u.chunks_exact(row).enumerate() {
+                let at = (xi * (cin / 4) + cb) * row;
+                dst[at..at + row].copy_from_slice(values);
             }
         }
     };
