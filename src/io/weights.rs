@@ -309,10 +309,6 @@ fn load_from(
         };
         match data {
             Some(data) => {
-                let bad = data.iter().filter(|v| !v.is_finite()).count();
-                if bad > 0 {
-                    non_finite.push((spec.name.clone(), bad));
-                }
                 if spec.kind == ParamKind::RunningVar && data.iter().any(|&v| v < 0.0) {
                     errors.push(WeightsError::NegativeVariance { path: shown.clone(), name: spec.name.clone() });
                 }
@@ -323,6 +319,11 @@ fn load_from(
                 name: spec.name.clone(),
                 dtype: format!("{:?}", view.dtype()),
             }),
+        }
+    }
+    for (spec, bad) in specs.iter().zip(count_non_finite(specs, &weights)) {
+        if bad > 0 {
+            non_finite.push((spec.name.clone(), bad));
         }
     }
     if !missing.is_empty() {
@@ -342,6 +343,47 @@ fn load_from(
         file.names().into_iter().filter(|n| !needed.contains(n) && !bn_counter(n)).map(String::from).collect();
     unused.sort();
     Ok(Loaded { weights, unused, non_finite })
+}
+
+/// Per spec, how many of its loaded values are NaN or infinite (0 if it was not loaded). Large
+/// files are read on all cores: this pass is the first to touch every page of the map (VGG-16's
+/// 553 MB took 150 to 280 ms on one thread).
+fn count_non_finite(specs: &[ParamSpec], weights: &Weights) -> Vec<usize> {
+    const CHUNK: usize = 1 << 20;
+    let chunks: Vec<(usize, &[f32])> = specs
+        .iter()
+        .enumerate()
+        .filter_map(|(k, spec)| Some((k, weights.tensors.get(&spec.name)?.as_slice())))
+        .flat_map(|(k, data)| data.chunks(CHUNK).map(move |c| (k, c)))
+        .collect();
+    let count = |c: &[f32]| c.iter().filter(|v| !v.is_finite()).count();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(chunks.len());
+    let mut bad = vec![0usize; specs.len()];
+    if threads <= 1 {
+        for &(k, c) in &chunks {
+            bad[k] += count(c);
+        }
+        return bad;
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let counted: Vec<Vec<(usize, usize)>> = std::thread::scope(|scope| {
+        let take = || {
+            let mut found = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&(k, c)) = chunks.get(i) else { return found };
+                found.push((k, count(c)));
+            }
+        };
+        let workers: Vec<_> = (1..threads).map(|_| scope.spawn(take)).collect();
+        let mut all = vec![take()];
+        all.extend(workers.into_iter().map(|w| w.join().expect("a checking thread panicked")));
+        all
+    });
+    for (k, n) in counted.into_iter().flatten() {
+        bad[k] += n;
+    }
+    bad
 }
 
 /// The first tensor name the header of a safetensors file gives twice, if any. (The
@@ -422,4 +464,27 @@ pub fn save_safetensors(
     let bytes = safetensors_bytes(specs, weights, metadata)?;
     crate::io::files::write_atomic(path, &bytes, true, false)
         .map_err(|e| WeightsError::Write { path: path.display().to_string(), reason: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_values_are_counted_per_tensor_across_chunks_and_threads() {
+        let spec =
+            |name: &str, n: usize| ParamSpec { name: name.into(), shape: vec![n], kind: ParamKind::Weight, node: 0 };
+        let specs = [spec("big", 3 << 20), spec("absent", 4), spec("small", 5)];
+        let mut weights = Weights::default();
+        let mut big = vec![0.5f32; 3 << 20];
+        // One in the first chunk, two on either side of a chunk boundary, one in the last.
+        for (i, v) in
+            [(0, f32::NAN), ((1 << 20) - 1, f32::INFINITY), (1 << 20, f32::NEG_INFINITY), ((3 << 20) - 1, f32::NAN)]
+        {
+            big[i] = v;
+        }
+        weights.insert("big".into(), big);
+        weights.insert("small".into(), vec![1.0, f32::NAN, 2.0, 3.0, 4.0]);
+        assert_eq!(count_non_finite(&specs, &weights), vec![4, 0, 1]);
+    }
 }
