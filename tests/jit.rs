@@ -157,6 +157,9 @@ fn edge_shapes() {
         "input 16x7x10\nresidual { conv 3x3 16 nobias; bn; relu; conv 3x3 16 nobias; bn }\nrelu\nconv 3x3 16\ngap\nflatten\nfc 3",
         "input 8x6x6\n{\nbranch { conv 1x1 16 relu; conv 3x3 20 relu }\nbranch { conv 1x1 24 }\n}\nconv 3x3 16 relu\nconv 3x3 16",
         "input 16x61x67\nconv 3x3 16 relu\nconv 3x3 24 pad 1\nmaxpool 2",
+        // 1x1 convolutions whose input channel blocks lie a page or more apart touch their input
+        // ahead: padded, strided, with a partial last block, on odd sizes.
+        "input 14x17x19\nconv 1x1 12 pad 1\nrelu\nconv 1x1 16 stride 2 pad 1\nconv 1x1 8 pad 2 stride 1x2",
         // Large enough for 6x6 tiles, and small enough for 2x2 ones.
         "input 16x101x103\nconv 3x3 16 relu\nmaxpool 2 stride 9\nconv 3x3 20 pad 2\nconv 3x3 16",
     ];
