@@ -8,8 +8,8 @@
 
 mod common;
 use cnnc::Input;
-use cnnc::JitModel;
 use cnnc::check_source;
+use cnnc::{JitModel, JitOptions};
 use cnnc::{ParamKind, param_specs};
 use cnnc::{Tensor, forward};
 use cnnc::{Weights, random_weights};
@@ -48,6 +48,10 @@ fn image(input: Input, batch: usize, seed: u64) -> Array4<f32> {
     })
 }
 
+/// Every eligible convolution takes Winograd, however few its multiply-accumulates: the shapes
+/// of these tests are small, and they must reach Winograd's edge cases.
+const ALL_WINOGRAD: JitOptions = JitOptions { winograd_min_macs: 0 };
+
 fn rows(t: &Tensor) -> Vec<f32> {
     t.to_rows().iter().copied().collect()
 }
@@ -60,7 +64,8 @@ fn compare(source: &str, input: Option<Input>, batch: usize, threads: usize) -> 
     let weights = interesting_weights(net, shapes, 7);
     let x = image(checked.input, batch, 11);
     let reference = forward(net, &weights, x.clone(), &[net.output()]).remove(0);
-    let mut jit = JitModel::compile(net, shapes, weights, threads).unwrap_or_else(|e| panic!("{e}\n{source}"));
+    let mut jit =
+        JitModel::compile_with(net, shapes, weights, threads, ALL_WINOGRAD).unwrap_or_else(|e| panic!("{e}\n{source}"));
     let got = jit.forward(&x).output;
     let (r, g) = (rows(&reference), rows(&got));
     assert_eq!(r.len(), g.len());
@@ -121,7 +126,8 @@ fn results_do_not_depend_on_the_thread_count() {
     let outputs: Vec<Vec<f32>> = [1, 2, 3]
         .iter()
         .map(|&t| {
-            let mut jit = JitModel::compile(&checked.network, &checked.shapes, weights.clone(), t).unwrap();
+            let mut jit =
+                JitModel::compile_with(&checked.network, &checked.shapes, weights.clone(), t, ALL_WINOGRAD).unwrap();
             rows(&jit.forward(&x).output)
         })
         .collect();
@@ -244,7 +250,7 @@ fn nan_inputs_are_handled_alike() {
             }
         }
         let reference = rows(&forward(net, &weights, x.clone(), &[net.output()]).remove(0));
-        let mut jit = JitModel::compile(net, shapes, weights, 2).unwrap();
+        let mut jit = JitModel::compile_with(net, shapes, weights, 2, ALL_WINOGRAD).unwrap();
         let got = rows(&jit.forward(&x).output);
         for (i, (r, g)) in reference.iter().zip(&got).enumerate() {
             assert_eq!(r.is_nan(), g.is_nan(), "element {i}: interp {r}, jit {g}\n{src}");
@@ -490,16 +496,22 @@ proptest! {
 
 /// The edge cases above reach the Winograd schedule: 3x3 stride-1 convolutions over whole
 /// blocks of 16 or more channels take it, the others (3 input channels, stride 2, 1x1) do not.
+/// By default only those with 10 million multiply-accumulates or more take it.
 #[test]
 fn winograd_is_chosen_where_it_applies() {
-    let source = "input 3x12x12\nconv 3x3 16 relu\nconv 3x3 20 pad 2\nmaxpool 2\nconv 3x3 16 stride 2\nconv 1x1 16\nconv 3x3 16 pad 0";
-    let report = check_source(source, "case", None);
-    let checked = report.checked.unwrap();
-    let weights = interesting_weights(&checked.network, &checked.shapes, 1);
-    let jit = JitModel::compile(&checked.network, &checked.shapes, weights, 1).unwrap();
-    // The pool fused into the second convolution names its step; a Winograd layer's input
-    // transform may be a step of its own (`/in`).
-    let steps = &jit.steps[1..jit.steps.len() - 1];
-    let algos: Vec<&str> = steps.iter().filter(|s| !s.name.ends_with("/in")).map(|s| s.algo).collect();
-    assert_eq!(algos, ["direct", "winograd", "direct", "gemm", "direct"], "{:?}", jit.steps);
+    let algos = |source: &str, options: JitOptions| {
+        let checked = check_source(source, "case", None).checked.unwrap();
+        let weights = interesting_weights(&checked.network, &checked.shapes, 1);
+        let jit = JitModel::compile_with(&checked.network, &checked.shapes, weights, 1, options).unwrap();
+        // The pool fused into the second convolution names its step; a Winograd layer's input
+        // transform may be a step of its own (`/in`).
+        let steps = &jit.steps[1..jit.steps.len() - 1];
+        steps.iter().filter(|s| !s.name.ends_with("/in")).map(|s| s.algo).collect::<Vec<_>>()
+    };
+    let small = "input 3x12x12\nconv 3x3 16 relu\nconv 3x3 20 pad 2\nmaxpool 2\nconv 3x3 16 stride 2\nconv 1x1 16\nconv 3x3 16 pad 0";
+    assert_eq!(algos(small, ALL_WINOGRAD), ["direct", "winograd", "direct", "gemm", "direct"]);
+    assert_eq!(algos(small, JitOptions::default()), ["direct", "direct", "direct", "gemm", "direct"]);
+    // 28 x 28 x 64 x 64 x 9 = 28.9M multiply-accumulates; 14 x 14 x 64 x 64 x 9 = 7.2M.
+    let sizes = "input 64x28x28\nconv 3x3 64\nmaxpool 2\nconv 3x3 64";
+    assert_eq!(algos(sizes, JitOptions::default()), ["winograd", "direct"]);
 }

@@ -2,6 +2,7 @@
 //! as wide as the padding of the convolutions that read the storage), arena offsets, one job
 //! per fusion group with its lowered and scheduled kernel, folded batch norm and packed weights.
 
+use super::JitOptions;
 use super::compile::{JitError, Job, Jobs};
 use super::ir::*;
 use super::kernels::conv::{Tile, conv_blockable, conv_depthwise, plain_algorithms, winograd_halo};
@@ -100,9 +101,10 @@ pub(super) fn plan(
     threads: usize,
     keep_lowered: bool,
     jobs: Option<Jobs>,
+    options: JitOptions,
 ) -> Result<JitPlan, JitError> {
     let mp = plan_memory(net, shapes);
-    let winograd = winograd_convs(net, shapes);
+    let winograd = winograd_convs(net, shapes, options.winograd_min_macs);
     let (layouts, arena_bytes, padded_peak_bytes) = layout_storages(net, shapes, &mp, &winograd)?;
     let mut b = Builder {
         winograd: winograd.clone(),
@@ -166,11 +168,11 @@ pub(super) fn plan(
     })
 }
 
-/// The activation arena the JIT will allocate for `net`, in bytes (for the memory budget,
-/// before anything is allocated).
+/// The activation arena the JIT will allocate for `net` with the default options, in bytes (for
+/// the memory budget, before anything is allocated).
 pub(super) fn arena_bytes(net: &Network, shapes: &[Shape]) -> Result<u64, JitError> {
     let mp = plan_memory(net, shapes);
-    Ok(layout_storages(net, shapes, &mp, &winograd_convs(net, shapes))?.1)
+    Ok(layout_storages(net, shapes, &mp, &winograd_convs(net, shapes, JitOptions::default().winograd_min_macs))?.1)
 }
 
 /// Storage layouts (shapes; halos as wide as the padding of the register-blocked convolutions

@@ -45,6 +45,22 @@ pub struct StepInfo {
     pub algo: &'static str,
 }
 
+/// Schedule choices a caller may change; `JitOptions::default()` is what `cnnc` uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JitOptions {
+    /// 3x3 convolutions with fewer multiply-accumulates per image than this run the direct
+    /// kernel, not Winograd (10 million by default: below it Winograd's fixed costs outweigh
+    /// its savings). 0 lets every eligible convolution take Winograd, as tests of its edge
+    /// cases on small shapes need.
+    pub winograd_min_macs: u64,
+}
+
+impl Default for JitOptions {
+    fn default() -> JitOptions {
+        JitOptions { winograd_min_macs: schedule::WINO_MIN_MACS }
+    }
+}
+
 /// A network compiled by Cranelift into fused loop nests, with its arena, packed weights and
 /// thread pool: ready to run images without allocating.
 pub struct JitModel {
@@ -90,10 +106,21 @@ impl JitModel {
     /// Lowers, schedules and compiles `net` for its input shape (the shapes of a clean check).
     /// Consumes `weights`: they are packed in place.
     pub fn compile(net: &Network, shapes: &[Shape], weights: Weights, threads: usize) -> Result<JitModel, JitError> {
+        JitModel::compile_with(net, shapes, weights, threads, JitOptions::default())
+    }
+
+    /// `compile` with schedule options.
+    pub fn compile_with(
+        net: &Network,
+        shapes: &[Shape],
+        weights: Weights,
+        threads: usize,
+        options: JitOptions,
+    ) -> Result<JitModel, JitError> {
         let start = Instant::now();
         let checked = checked_mode();
         let (mut p, code, packed) =
-            plan_and_compile(threads, checked, |jobs| plan(net, shapes, weights, threads, false, Some(jobs)))?;
+            plan_and_compile(threads, checked, |jobs| plan(net, shapes, weights, threads, false, Some(jobs), options))?;
         if code.functions.len() != p.kernels.len() {
             return Err(JitError::Unsupported(format!(
                 "internal error: {} kernels planned, {} compiled",
@@ -322,7 +349,7 @@ pub(crate) fn winograd_bytes(net: &Network, shapes: &[Shape]) -> u64 {
 
 /// The IR of every step after a pass, for `cnnc compile --dump`.
 pub(crate) fn dump(net: &Network, shapes: &[Shape], weights: Weights, pass: &str) -> Result<String, JitError> {
-    let p = plan(net, shapes, weights, 1, pass == "lowered", None)?;
+    let p = plan(net, shapes, weights, 1, pass == "lowered", None, JitOptions::default())?;
     let mut out = String::new();
     for s in &p.steps {
         let text = match pass {

@@ -94,6 +94,14 @@ const WINO_MEMORY_SHARE: f64 = 0.10;
 /// ... or this much, if more: small networks (ResNet-18's 47 MB: 48 MB lets all its layers
 /// but one take Winograd).
 const WINO_MEMORY_MIN: u64 = 48 << 20;
+/// Convolutions with fewer multiply-accumulates stay direct (`JitOptions::winograd_min_macs`):
+/// Winograd's fixed costs (an input-transform step of its own, edge tiles that compute pixels
+/// nobody reads) outweigh its savings there, and each such layer costs two kernels to compile.
+/// Measured in the networks, 2 threads, Winograd against direct: DenseNet-121's 25 3x3 layers
+/// at 14x14 (7.2M MACs) 6.0 against 4.3 ms, its 16 at 7x7 (1.8M) 1.55 against 1.11, but its 13
+/// at 28x28 (28.9M) 7.2 against 8.7 ms; GoogLeNet's 3x3 layers under 8M MACs 0.83 against 0.78
+/// ms in all, and at 21.7M 0.28 against 0.50 ms.
+pub(super) const WINO_MIN_MACS: u64 = 10_000_000;
 /// The most transformed input tiles kept in the shared workspace.
 const WINO_SHARED_BYTES: u64 = 16 << 20;
 
@@ -155,7 +163,7 @@ pub(super) fn choose_wino(job: &ConvJob, m: u64) -> WinoTile {
 /// below 12x12 (at 7x7, 4x4 tiles waste a third of their outputs and the weights' traffic
 /// dominates: ResNet-18's layer4 2.7 ms against 3.1 with m = 4 and 3.4 direct), else 4.
 /// `CNNC_WINO_M` forces m (for measurement).
-fn winograd_plan(net: &Network, shapes: &[Shape], weight_bytes: u64) -> HashMap<NodeId, u64> {
+fn winograd_plan(net: &Network, shapes: &[Shape], weight_bytes: u64, min_macs: u64) -> HashMap<NodeId, u64> {
     let forced: Option<u64> =
         std::env::var("CNNC_WINO_M").ok().and_then(|v| v.parse().ok()).filter(|m| [2, 4, 6].contains(m));
     let mut layers: Vec<(NodeId, u64, u64)> = Vec::new();
@@ -173,7 +181,8 @@ fn winograd_plan(net: &Network, shapes: &[Shape], weight_bytes: u64) -> HashMap<
             && cin >= 16
             && c.out_channels >= 16
             && oh >= 4
-            && ow >= 4;
+            && ow >= 4
+            && oh * ow * cin * c.out_channels * 9 >= min_macs;
         if eligible {
             layers.push((id, oh * ow, cin * c.out_channels * 9 * 4));
         }
@@ -199,13 +208,14 @@ fn winograd_plan(net: &Network, shapes: &[Shape], weight_bytes: u64) -> HashMap<
 }
 
 /// The convolutions that run Winograd and their tile size (`schedule::winograd_plan`, its
-/// memory budget relative to the network's parameters), none under `CNNC_ALGO=direct`.
-pub(super) fn winograd_convs(net: &Network, shapes: &[Shape]) -> HashMap<NodeId, u64> {
+/// memory budget relative to the network's parameters), none under `CNNC_ALGO=direct`; none
+/// with fewer than `min_macs` multiply-accumulates.
+pub(super) fn winograd_convs(net: &Network, shapes: &[Shape], min_macs: u64) -> HashMap<NodeId, u64> {
     if plain_algorithms() {
         return HashMap::new();
     }
     let params: u64 = crate::analysis::params::param_specs(net, shapes).iter().map(|p| p.elements() as u64).sum();
-    winograd_plan(net, shapes, params * 4)
+    winograd_plan(net, shapes, params * 4, min_macs)
 }
 
 /// Winograd's memory beyond the weights (for the memory budget, before anything is allocated):
@@ -213,7 +223,7 @@ pub(super) fn winograd_convs(net: &Network, shapes: &[Shape]) -> HashMap<NodeId,
 /// it), and an allowance for the per-thread scratch and the shared workspace (at most 16 MB,
 /// plus 2 MB per thread for up to 8 threads).
 pub(super) fn winograd_bytes(net: &Network, shapes: &[Shape]) -> u64 {
-    let plan = winograd_convs(net, shapes);
+    let plan = winograd_convs(net, shapes, WINO_MIN_MACS);
     if plan.is_empty() {
         return 0;
     }
