@@ -21,6 +21,10 @@ const PREFETCH_BLOCKS: i64 = 2;
 /// changed nothing at 14x14 (3,136 bytes apart) and gained 10-20% at 28x28 (12,544), 30-45% at
 /// 48x48. Without the touch the loop body is emitted once, not twice.
 const TOUCH_MIN_BLOCK_BYTES: u64 = 4096;
+/// Kernels with this many taps or more (5x5, 7x7, 11x11) loop over their rows in each reduction
+/// step instead of unrolling every tap: the unrolled 7x7 stem of GoogLeNet and ResNet-18 was
+/// 18 KB of code and the network's slowest kernel to compile.
+const ROLLED_ROWS_TAPS: i64 = 25;
 
 /// The register-blocked form. `tile.v` divides the output blocks of a group; `tile.ty` divides
 /// the computed rows (it is 1 or the pool's height); `tile.tx` is a multiple of the pool width.
@@ -85,7 +89,9 @@ pub(super) fn scheduled_task(job: &ConvJob, tile: Tile, bufs: ConvBufs, vars: &m
     let wregs: Vec<VarId> = (0..tile.v).map(|_| vars.new_var("w")).collect();
     let xreg = vars.new_var("x");
     let touched = vars.new_var("touched");
-    let task = Task { job, tile, bufs, o, r, g, icb, accs, wregs, xreg, touched };
+    let [kh, kw] = job.kernel.map(|k| k as i64);
+    let ky = (kh > 1 && kh * kw >= ROLLED_ROWS_TAPS).then(|| vars.new_var("ky"));
+    let task = Task { job, tile, bufs, o, r, g, icb, accs, wregs, xreg, touched, ky };
     let full_x = cols / tile.tx;
     let rem_x = (cols % tile.tx) as usize;
     if full_x > 0 {
@@ -114,6 +120,8 @@ struct Task<'a> {
     xreg: VarId,
     /// The scalar `touch_ahead` loads into (never read).
     touched: VarId,
+    /// The kernel row, when a step loops over the rows of a large kernel (`ROLLED_ROWS_TAPS`).
+    ky: Option<VarId>,
 }
 
 impl Task<'_> {
@@ -215,16 +223,38 @@ impl Task<'_> {
     }
 
     /// One reduction step over input block `blk` with `lanes` real lanes: every tap and lane
-    /// unrolled; `V` weight loads and one broadcast per pixel feed `TY*TX*V` FMAs.
+    /// unrolled (a kernel of `ROLLED_ROWS_TAPS` taps or more: a loop over its rows, each row's
+    /// taps and lanes unrolled); `V` weight loads and one broadcast per pixel feed `TY*TX*V` FMAs.
     fn step(&self, blk: IExpr, lanes: i64, x0: &IExpr, tx: usize) -> Vec<Stmt> {
+        let kh = self.job.kernel[0] as i64;
+        match self.ky {
+            Some(ky) => vec![for_range(ky, 0, kh, self.step_rows(blk, 0..1, Some(iv(ky)), lanes, x0, tx))],
+            None => self.step_rows(blk, 0..kh, None, lanes, x0, tx),
+        }
+    }
+
+    /// The taps of kernel rows `rows` of a reduction step, each offset by `rolled` rows if the
+    /// step loops over the kernel's rows (see `step`).
+    fn step_rows(
+        &self,
+        blk: IExpr,
+        rows: std::ops::Range<i64>,
+        rolled: Option<IExpr>,
+        lanes: i64,
+        x0: &IExpr,
+        tx: usize,
+    ) -> Vec<Stmt> {
         let job = self.job;
         let v_n = self.tile.v as i64;
         let [kh, kw] = job.kernel.map(|k| k as i64);
         let cb_in = job.cin_g().div_ceil(4) as i64;
-        let w_base = (iv(self.o) * cb_in + blk.clone()) * (kh * kw * 4 * v_n * 4);
+        let mut w_base = (iv(self.o) * cb_in + blk.clone()) * (kh * kw * 4 * v_n * 4);
+        if let Some(ky) = &rolled {
+            w_base = w_base + ky.clone() * (kw * 4 * v_n * 4);
+        }
         let in_block = self.input_block(blk);
         let mut s = Vec::new();
-        for ky in 0..kh {
+        for ky in rows {
             for kx in 0..kw {
                 for lane in 0..lanes {
                     let tap = ((ky * kw + kx) * 4 + lane) * v_n * 4;
@@ -233,8 +263,11 @@ impl Task<'_> {
                         s.push(set(wvar, Ty::F32x4, w));
                     }
                     for a in 0..self.tile.ty as usize {
-                        let iy =
+                        let mut iy =
                             self.conv_row(a) * job.stride[0] as i64 + (ky * job.dilation[0] as i64 - job.pad[0] as i64);
+                        if let Some(ky) = &rolled {
+                            iy = iy + ky.clone() * job.dilation[0] as i64;
+                        }
                         for b in 0..tx {
                             let cx = (x0.clone() + b as i64) * job.stride[1] as i64;
                             let ix = cx + (kx * job.dilation[1] as i64 - job.pad[1] as i64);
