@@ -109,14 +109,14 @@ enum Command {
         /// Weights (default: <model>.safetensors beside the .cnn file, else seeded random ones).
         #[arg(long)]
         weights: Option<PathBuf>,
-        #[arg(long, default_value_t = 10)]
-        iters: usize,
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        iters: u64,
         /// Images per forward pass: the median and throughput are over whole batches.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=4096))]
         batch: u64,
-        /// Threads for the JIT (default: all hardware threads).
-        #[arg(long)]
-        threads: Option<usize>,
+        /// Threads for the JIT (default: all hardware threads; at most 256).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=cnnc::MAX_THREADS as u64))]
+        threads: Option<u64>,
         #[arg(long, value_enum, default_value = "jit")]
         backend: BackendArg,
         #[arg(long)]
@@ -237,9 +237,9 @@ fn main() -> ExitCode {
         Command::Bench { model, weights, iters, batch, threads, backend, json, limits } => {
             let backend = match backend {
                 BackendArg::Interp => Backend::Interp,
-                BackendArg::Jit => Backend::Jit { threads: threads.unwrap_or_else(cnnc::default_threads) },
+                BackendArg::Jit => Backend::Jit { threads: threads.map_or_else(cnnc::default_threads, |t| t as usize) },
             };
-            let options = cnnc::BenchOptions { iters, batch: batch as usize };
+            let options = cnnc::BenchOptions { iters: iters as usize, batch: batch as usize };
             let run = cli::bench::cmd_bench(&model, weights.as_deref(), options, backend, json, &limits.limits());
             Ok(report_run(run, ColorChoice::Auto))
         }

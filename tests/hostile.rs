@@ -294,3 +294,19 @@ fn endless_devices_are_not_read() {
     refused(&labels, &["E0303", "/dev/zero"]);
     refused(&confined(&["run", "/dev/zero", "examples/images/digit_3.png"], TWO_GIB), &["E0303", "/dev/zero"]);
 }
+
+/// Absurd `bench` counts are usage errors (clap's exit code 2, with the allowed range), and
+/// threads the process cannot start are an error (exit 1), never an abort.
+#[test]
+fn absurd_thread_and_iteration_counts_are_refused() {
+    for (flag, value) in [("--threads", "50000"), ("--threads", "0"), ("--iters", "100000000000")] {
+        let out = confined(&["bench", "examples/digits.cnn", flag, value], TWO_GIB);
+        let e = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{e}");
+        assert!(e.contains("is not in 1..=") && !e.contains("panicked"), "{e}");
+    }
+    // 256 threads' stacks do not fit in 400 MB of address space.
+    let small = Confine { address_space: 400 << 20, ..TWO_GIB };
+    let out = confined(&["bench", "examples/digits.cnn", "--iters", "1", "--threads", "256"], small);
+    refused(&out, &["cannot start 256 threads"]);
+}

@@ -375,7 +375,9 @@ fn count_non_finite(specs: &[ParamSpec], weights: &Weights) -> Vec<usize> {
                 found.push((k, count(c)));
             }
         };
-        let workers: Vec<_> = (1..threads).map(|_| scope.spawn(take)).collect();
+        // A thread that cannot start (a process limit) leaves its chunks to the others.
+        let workers: Vec<_> =
+            (1..threads).filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, take).ok()).collect();
         let mut all = vec![take()];
         all.extend(workers.into_iter().map(|w| w.join().expect("a checking thread panicked")));
         all

@@ -122,6 +122,8 @@ def test_bad_inputs_raise_python_exceptions():
         cnnc.load(DIGITS, weights="no/such.safetensors")
     with pytest.raises(ValueError):
         cnnc.load(DIGITS, backend="gpu")
+    with pytest.raises(ValueError, match="at most 256"):
+        cnnc.load(DIGITS, threads=50000)
     model = cnnc.load(DIGITS)
     with pytest.raises(ValueError, match=r"\[N, 1, 32, 32\]"):
         model(np.zeros((2, 3, 32, 32), dtype=np.float32))

@@ -140,7 +140,8 @@ fn work(queue: &Mutex<mpsc::Receiver<Job>>, isa: &dyn TargetIsa, checked: bool) 
     done
 }
 
-/// Runs `plan` on this thread while `threads - 1` workers compile the kernels and pack the
+/// Runs `plan` on this thread while `threads - 1` workers (at most one per core besides this
+/// thread) compile the kernels and pack the
 /// parameters it sends (so planning, packing and compiling overlap); when `plan` returns (and
 /// drops its sender), this thread joins the workers until the queue is empty. Returns what
 /// `plan` returned, the kernels' entry points in index order, and the packed parameters with
@@ -155,10 +156,13 @@ pub(super) fn plan_and_compile<T>(
     let (sender, receiver) = mpsc::channel();
     let queue = Mutex::new(receiver);
     let (planned, done) = std::thread::scope(|scope| {
-        let workers: Vec<_> = (1..threads.max(1))
-            .map(|_| {
+        // No more workers than cores (more would only compete); one that cannot start (a
+        // process limit) leaves its share to the others.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers: Vec<_> = (1..threads.clamp(1, cores))
+            .filter_map(|_| {
                 let (isa, queue) = (isa.clone(), &queue);
-                scope.spawn(move || work(queue, &*isa, checked))
+                std::thread::Builder::new().spawn_scoped(scope, move || work(queue, &*isa, checked)).ok()
             })
             .collect();
         let started = std::time::Instant::now();

@@ -45,6 +45,9 @@ pub struct StepInfo {
     pub algo: &'static str,
 }
 
+/// The most threads a compiled model runs on (each is an OS thread, spinning between kernels).
+pub const MAX_THREADS: usize = 256;
+
 /// Schedule choices a caller may change; `JitOptions::default()` is what `cnnc` uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct JitOptions {
@@ -117,6 +120,11 @@ impl JitModel {
         threads: usize,
         options: JitOptions,
     ) -> Result<JitModel, JitError> {
+        if threads > MAX_THREADS {
+            return Err(JitError::Unsupported(format!(
+                "{threads} threads asked for; the JIT runs on at most {MAX_THREADS}"
+            )));
+        }
         let start = Instant::now();
         let checked = checked_mode();
         let (mut p, code, packed) =
@@ -203,8 +211,10 @@ impl JitModel {
         });
 
         let result_shapes = results.iter().map(|&(n, _)| shapes[n]).collect();
+        let pool = ThreadPool::new(threads)
+            .map_err(|e| JitError::Unsupported(format!("cannot start {threads} threads for the forward pass: {e}")))?;
         Ok(JitModel {
-            executor: Executor { _code: code, calls, pool: ThreadPool::new(threads), checks },
+            executor: Executor { _code: code, calls, pool, checks },
             arena,
             _scratch: (scratch, workspace),
             _params: params,
@@ -399,7 +409,8 @@ mod tests {
         let table = vec![memory.as_mut_ptr(), slots[0].as_mut_ptr().cast()];
         let call = Call { func: code.functions[0], table, stride: 2, tasks: 1, parallel: false };
         let checks = BoundsChecks { slots, kernels: vec![("off_by_one".into(), vec![("out".into(), 16)])] };
-        let executor = Executor { _code: code, calls: vec![call], pool: ThreadPool::new(1), checks: Some(checks) };
+        let executor =
+            Executor { _code: code, calls: vec![call], pool: ThreadPool::new(1).unwrap(), checks: Some(checks) };
         executor.run();
         // The store was skipped: the element past the buffer is untouched.
         assert_eq!(memory[4], 0.0);

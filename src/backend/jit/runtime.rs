@@ -72,7 +72,9 @@ pub struct ThreadPool {
 const SPIN: Duration = Duration::from_micros(200);
 
 impl ThreadPool {
-    pub fn new(threads: usize) -> ThreadPool {
+    /// Starts `threads - 1` workers (the caller is the first thread); if one cannot start (a
+    /// process limit), the ones started are stopped and the error returned.
+    pub fn new(threads: usize) -> std::io::Result<ThreadPool> {
         let threads = threads.max(1);
         let shared = Arc::new(Shared {
             generation: AtomicU64::new(0),
@@ -85,16 +87,16 @@ impl ThreadPool {
             job_tasks: AtomicU64::new(0),
             threads,
         });
-        let workers = (1..threads)
-            .map(|index| {
-                let shared = shared.clone();
-                std::thread::Builder::new()
-                    .name(format!("cnnc-worker-{index}"))
-                    .spawn(move || worker(&shared, index))
-                    .expect("spawning a worker thread")
-            })
-            .collect();
-        ThreadPool { shared, workers }
+        // Dropped on an error: `Drop` stops and joins the workers started so far.
+        let mut pool = ThreadPool { shared: shared.clone(), workers: Vec::with_capacity(threads - 1) };
+        for index in 1..threads {
+            let shared = shared.clone();
+            let worker = std::thread::Builder::new()
+                .name(format!("cnnc-worker-{index}"))
+                .spawn(move || worker(&shared, index))?;
+            pool.workers.push(worker);
+        }
+        Ok(pool)
     }
 
     pub fn threads(&self) -> usize {

@@ -76,7 +76,7 @@ pub(super) fn pack_weights(
 
 /// Runs `f(index, chunk)` on each `chunk_len` chunk of `data`: on this thread when `threads` is
 /// 1 (a thread spawn costs more than packing a small layer, and a network may have 100,000 of
-/// them), else one scoped thread per chunk.
+/// them), else on this thread and up to `threads - 1` scoped ones.
 pub(super) fn for_each_chunk(
     data: &mut [f32],
     chunk_len: usize,
@@ -89,10 +89,19 @@ pub(super) fn for_each_chunk(
         }
         return;
     }
-    std::thread::scope(|scope| {
-        for (c, chunk) in data.chunks_mut(chunk_len).enumerate() {
-            scope.spawn(move || f(c, chunk));
+    // Threads take chunks in turn; one that cannot start (a process limit) leaves its share to
+    // the others and to this thread.
+    let chunks = std::sync::Mutex::new(data.chunks_mut(chunk_len).enumerate());
+    let take = || {
+        while let Some((c, chunk)) = chunks.lock().ok().and_then(|mut it| it.next()) {
+            f(c, chunk);
         }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            let _ = std::thread::Builder::new().spawn_scoped(scope, take);
+        }
+        take();
     });
 }
 
