@@ -134,24 +134,38 @@ pub(super) fn pool_kernel(p: &PoolJob, ty: Ty) -> Kernel {
     // large ones stay loops.
     let unroll = kh * kw <= 25;
     let ch = iv(c) * sp.lanes;
-    let pixel = |checked: bool| -> Vec<Stmt> {
-        let element = |ky: IExpr, kx: IExpr| -> Stmt {
-            let iy = iv(oy) * sh + ky + (-ph);
-            let ix = iv(ox) * sw + kx + (-pw);
-            let load = load(ty, 0, act(ch.clone(), iy.clone(), ix.clone()));
-            let value = if checked {
-                let guard =
-                    Cond::And(Box::new(Cond::InRange(iy, ic(0), ic(h))), Box::new(Cond::InRange(ix, ic(0), ic(w))));
-                FExpr::Select(guard, Box::new(load), Box::new(splat_if(ty, fc(init))))
-            } else {
-                load
+    // `ey`, `ex`: what is known of the window's rows and columns (see `Edge`).
+    let pixel = |ey: Edge, ex: Edge| -> Vec<Stmt> {
+        let checked = ey != Edge::Inside || ex != Edge::Inside;
+        // The guard one dimension needs for window offset `k`: none (inside), a run-time range
+        // check, or None when the position is known to lie outside (the tap is left out: max
+        // ignores it, and it adds 0 to a sum).
+        let guard = |edge: Edge, o: VarId, s: i64, pad: i64, len: i64, k: i64| -> Option<Option<Cond>> {
+            match edge {
+                Edge::Inside => Some(None),
+                Edge::At(at) => (0..len).contains(&(at * s + k - pad)).then_some(None),
+                Edge::Unknown => Some(Some(Cond::InRange(iv(o) * s + k + (-pad), ic(0), ic(len)))),
+            }
+        };
+        let element = |y: i64, x: i64| -> Option<Stmt> {
+            let iy = iv(oy) * sh + y + (-ph);
+            let ix = iv(ox) * sw + x + (-pw);
+            let load = load(ty, 0, act(ch.clone(), iy, ix));
+            let value = match (guard(ey, oy, sh, ph, h, y)?, guard(ex, ox, sw, pw, w, x)?) {
+                (None, None) => load,
+                (Some(g), None) | (None, Some(g)) => FExpr::Select(g, Box::new(load), Box::new(splat_if(ty, fc(init)))),
+                (Some(gy), Some(gx)) => FExpr::Select(
+                    Cond::And(Box::new(gy), Box::new(gx)),
+                    Box::new(load),
+                    Box::new(splat_if(ty, fc(init))),
+                ),
             };
             let combined =
                 if p.kind == PoolKind::Max { bin(BinOp::Max, value, fv(acc)) } else { bin(BinOp::Add, fv(acc), value) };
-            set(acc, ty, combined)
+            Some(set(acc, ty, combined))
         };
         let window: Vec<Stmt> = if unroll {
-            (0..kh).flat_map(|y| (0..kw).map(move |x| (y, x))).map(|(y, x)| element(ic(y), ic(x))).collect()
+            (0..kh).flat_map(|y| (0..kw).map(move |x| (y, x))).filter_map(|(y, x)| element(y, x)).collect()
         } else {
             // A large window is clipped to the input: the work is the output times the part of
             // the window that reads real values, never the whole (padded) window.
@@ -181,7 +195,7 @@ pub(super) fn pool_kernel(p: &PoolJob, ty: Ty) -> Kernel {
         stmts
     };
     if ty == Ty::F32 {
-        let row = vec![sp.columns(0, ow, pixel(true))];
+        let row = vec![sp.columns(0, ow, pixel(Edge::Unknown, Edge::Unknown))];
         sp.rows(oh, 0, row);
         return sp.finish(&p.output);
     }
@@ -191,13 +205,39 @@ pub(super) fn pool_kernel(p: &PoolJob, ty: Ty) -> Kernel {
     let (y_lo, x_lo) = (first_inside(ph, sh).min(oh), first_inside(pw, sw).min(ow));
     let y_hi = end_inside(h, kh, ph, sh).clamp(y_lo, oh);
     let x_hi = end_inside(w, kw, pw, sw).clamp(x_lo, ow);
-    let interior_row =
-        vec![sp.columns(0, x_lo, pixel(true)), sp.columns(x_lo, x_hi, pixel(false)), sp.columns(x_hi, ow, pixel(true))];
-    let border_row = vec![sp.columns(0, ow, pixel(true))];
-    sp.rows(y_hi - y_lo, y_lo, interior_row);
-    sp.rows(y_lo, 0, border_row.clone());
-    sp.rows(oh - y_hi, y_hi, border_row);
+    // Every row splits into border columns, interior ones and border ones again; a border of
+    // one row or column has its taps decided here (`Edge::At`).
+    let row = |ey: Edge| {
+        vec![
+            sp.columns(0, x_lo, pixel(ey, Edge::border(0, x_lo))),
+            sp.columns(x_lo, x_hi, pixel(ey, Edge::Inside)),
+            sp.columns(x_hi, ow, pixel(ey, Edge::border(x_hi, ow))),
+        ]
+    };
+    let (interior, top, bottom) = (row(Edge::Inside), row(Edge::border(0, y_lo)), row(Edge::border(y_hi, oh)));
+    sp.rows(y_hi - y_lo, y_lo, interior);
+    sp.rows(y_lo, 0, top);
+    sp.rows(oh - y_hi, y_hi, bottom);
     sp.finish(&p.output)
+}
+
+/// What a pooling kernel knows of the window positions of the pixels a loop covers, in one
+/// dimension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Edge {
+    /// Every window lies inside the input.
+    Inside,
+    /// Only at run time: each read is range-checked.
+    Unknown,
+    /// The loop covers this one output position: each tap is known inside or outside.
+    At(i64),
+}
+
+impl Edge {
+    /// A border run of output positions `from..to`.
+    fn border(from: i64, to: i64) -> Edge {
+        if to - from == 1 { Edge::At(from) } else { Edge::Unknown }
+    }
 }
 
 /// Adaptive average pooling (gap is the 1x1 case): output `i` averages input
