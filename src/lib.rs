@@ -14,6 +14,7 @@ mod front;
 mod io;
 mod ir;
 mod ops;
+mod parallel;
 mod report;
 
 #[doc(hidden)]

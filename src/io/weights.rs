@@ -10,6 +10,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A tensor's f32 values: owned, or read in place from a memory-mapped safetensors file (f32
 /// data, 4-byte aligned, on a little-endian machine), so that a 500 MB fully connected layer is
@@ -356,36 +357,12 @@ fn count_non_finite(specs: &[ParamSpec], weights: &Weights) -> Vec<usize> {
         .filter_map(|(k, spec)| Some((k, weights.tensors.get(&spec.name)?.as_slice())))
         .flat_map(|(k, data)| data.chunks(CHUNK).map(move |c| (k, c)))
         .collect();
-    let count = |c: &[f32]| c.iter().filter(|v| !v.is_finite()).count();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(chunks.len());
-    let mut bad = vec![0usize; specs.len()];
-    if threads <= 1 {
-        for &(k, c) in &chunks {
-            bad[k] += count(c);
-        }
-        return bad;
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let counted: Vec<Vec<(usize, usize)>> = std::thread::scope(|scope| {
-        let take = || {
-            let mut found = Vec::new();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(&(k, c)) = chunks.get(i) else { return found };
-                found.push((k, count(c)));
-            }
-        };
-        // A thread that cannot start (a process limit) leaves its chunks to the others.
-        let workers: Vec<_> =
-            (1..threads).filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, take).ok()).collect();
-        let mut all = vec![take()];
-        all.extend(workers.into_iter().map(|w| w.join().expect("a checking thread panicked")));
-        all
+    let bad: Vec<AtomicUsize> = specs.iter().map(|_| AtomicUsize::new(0)).collect();
+    crate::parallel::share_out(chunks.into_iter(), threads, &|(k, c): (usize, &[f32])| {
+        bad[k].fetch_add(c.iter().filter(|v| !v.is_finite()).count(), Ordering::Relaxed);
     });
-    for (k, n) in counted.into_iter().flatten() {
-        bad[k] += n;
-    }
-    bad
+    bad.into_iter().map(AtomicUsize::into_inner).collect()
 }
 
 /// The first tensor name the header of a safetensors file gives twice, if any. (The

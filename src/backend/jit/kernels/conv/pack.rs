@@ -83,26 +83,7 @@ pub(super) fn for_each_chunk(
     threads: usize,
     f: &(dyn Fn(usize, &mut [f32]) + Sync),
 ) {
-    if threads <= 1 {
-        for (c, chunk) in data.chunks_mut(chunk_len).enumerate() {
-            f(c, chunk);
-        }
-        return;
-    }
-    // Threads take chunks in turn; one that cannot start (a process limit) leaves its share to
-    // the others and to this thread.
-    let chunks = std::sync::Mutex::new(data.chunks_mut(chunk_len).enumerate());
-    let take = || {
-        while let Some((c, chunk)) = chunks.lock().ok().and_then(|mut it| it.next()) {
-            f(c, chunk);
-        }
-    };
-    std::thread::scope(|scope| {
-        for _ in 1..threads {
-            let _ = std::thread::Builder::new().spawn_scoped(scope, take);
-        }
-        take();
-    });
+    crate::parallel::share_out(data.chunks_mut(chunk_len).enumerate(), threads, &|(c, chunk)| f(c, chunk));
 }
 
 /// Bias padded to whole blocks of 4 output channels.
