@@ -230,6 +230,43 @@ fn modern_constructs() {
     }
 }
 
+/// The JIT's own exp, tanh and GELU approximations, elementwise over a dense grid of [-12, 12]
+/// and the far tails, against the interpreter (f64 libm, or erf to 1e-13): within
+/// `bound * max(1, |x|)`. The whole-network tests above allow 1e-4 and would not notice an
+/// approximation that is a hundred times worse than it should be.
+#[test]
+fn transcendental_activations_are_accurate() {
+    let mut values: Vec<f32> = (0..8000).map(|i| -12.0 + 24.0 * i as f32 / 7999.0).collect();
+    values.extend([-1e30, -1e4, -100.0, -20.0, -5.657, -1e-30, 0.0, 1e-30, 5.657, 20.0, 100.0, 1e4, 1e30]);
+    values.resize(8 * 16 * 64, 0.5);
+    // (activation, bound, what the JIT computes)
+    let cases = [
+        ("gelu", 3e-7, "rational erf"),
+        ("gelu tanh", 3e-7, "tanh through exp"),
+        ("silu", 3e-7, "sigmoid through exp"),
+        ("sigmoid", 2e-7, "exp"),
+        ("tanh", 3e-7, "exp"),
+    ];
+    for (act, bound, how) in cases {
+        let src = format!("input 8x16x64\n{act}");
+        let checked = check_source(&src, "case", None).checked.expect("checks");
+        let (net, shapes) = (&checked.network, &checked.shapes);
+        let x = Array4::from_shape_vec((1, 8, 16, 64), values.clone()).unwrap();
+        let reference = rows(&forward(net, &Weights::default(), x.clone(), &[net.output()]).remove(0));
+        let mut jit = JitModel::compile_with(net, shapes, Weights::default(), 1, ALL_WINOGRAD).unwrap();
+        let got = rows(&jit.forward(&x).output);
+        let mut worst = (0.0f32, 0.0f32);
+        for ((&v, &r), &g) in values.iter().zip(&reference).zip(&got) {
+            let err = (r - g).abs() / v.abs().max(1.0);
+            assert!(err <= bound, "{act} ({how}) at {v}: interpreter {r}, JIT {g}");
+            if err > worst.0 {
+                worst = (err, v);
+            }
+        }
+        eprintln!("{act}: worst relative error {:.2e} at {}", worst.0, worst.1);
+    }
+}
+
 /// Max-pooling and ReLU treat NaN alike on both backends (as Rust's `f32::max` does: a NaN
 /// operand is ignored), so a few NaN pixels give the same output, NaNs in the same places.
 #[test]

@@ -116,7 +116,8 @@ pub enum UnOp {
     Exp,
     Ln,
     Tanh,
-    Erf,
+    /// GELU's exact (erf) form.
+    Gelu,
     Sqrt,
 }
 

@@ -1,6 +1,7 @@
 //! exp and ln on f32x4, generated as Cranelift instructions (Cranelift has no transcendental
 //! instructions, and the JIT must not call Rust for compute). Softmax and LRN (through
-//! `pow(x, b) = exp(b ln x)`) use them.
+//! `pow(x, b) = exp(b ln x)`) use them, sigmoid and tanh are built on exp, and GELU has a
+//! rational approximation of its own.
 //!
 //! exp: x = k ln2 + r with k = round(x / ln2), |r| <= ln2/2 (Cody-Waite split of ln2), e^r by its
 //! degree-7 Taylor polynomial (truncation error r^8/8! < 6e-9), 2^k built in the exponent bits.
@@ -127,31 +128,41 @@ pub fn tanh_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
     b.ins().fdiv(num, den)
 }
 
-/// erf by Abramowitz and Stegun 7.1.26: 1 - (a1 t + ... + a5 t^5) e^(-x^2), t = 1/(1 + p|x|),
-/// with the sign of x; absolute error below 1.5e-7 (GELU's exact form needs nothing finer).
-pub fn erf_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
-    let ax = b.ins().fabs(x);
-    let p = splat_f(b, 0.327_591_1);
-    let one = splat_f(b, 1.0);
-    let d = b.ins().fma(ax, p, one);
-    let t = b.ins().fdiv(one, d);
-    let coeffs = [1.061_405_4, -1.453_152_1, 1.421_413_7, -0.284_496_74, 0.254_829_6];
-    let mut poly = splat_f(b, coeffs[0]);
-    for &c in &coeffs[1..] {
-        let cv = splat_f(b, c);
-        poly = b.ins().fma(poly, t, cv);
-    }
-    poly = b.ins().fmul(poly, t);
-    let x2 = b.ins().fmul(ax, ax);
-    let neg = b.ins().fneg(x2);
-    let e = exp_f32x4(b, neg);
-    let tail = b.ins().fmul(poly, e);
-    let r = b.ins().fsub(one, tail);
-    // Copy x's sign bit onto the (non-negative) result.
-    let sign_mask = splat_i(b, i32::MIN);
-    let xi = b.ins().bitcast(I32X4, little(), x);
-    let sign = b.ins().band(xi, sign_mask);
-    let ri = b.ins().bitcast(I32X4, little(), r);
-    let ri = b.ins().bor(ri, sign);
-    b.ins().bitcast(F32X4, little(), ri)
+/// GELU, `x/2 (1 + erf(x / sqrt 2))`, as `x (1/2 + r(t))` with `t` = x clamped to
+/// [-4 sqrt 2, 4 sqrt 2] (where erf(t / sqrt 2) is 1 - 1.6e-8, 1 in f32) and
+/// `r(t) = t P(t^2) / Q(t^2)`, a rational approximation of erf(t / sqrt 2) / 2 of degree 11/10,
+/// clamped to [-1/2, 1/2] so that both tails come out exact (0, and x). One division, no
+/// exponential: about 20 instructions per vector where erf through `exp_f32x4` took 45.
+///
+/// The coefficients are a minimax fit in f64 (Lawson-weighted Sanathanan-Koerner iterations on
+/// 10,001 points of [0, 4 sqrt 2], `tools/fit_gelu.py`): fit error 2.1e-8; evaluated in f32 as
+/// below, |error| <= 1.8e-7 max(1, |x|) over [-12, 12], checked in `tests/jit.rs`.
+pub fn gelu_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
+    const P: [f32; 6] = [3.989_422e-1, 3.469_262e-2, 4.725_925_2e-3, 1.769_416_8e-4, 6.364_909e-6, 2.181_873_7e-8];
+    const Q: [f32; 6] = [1.0, 2.536_270_6e-1, 2.911_932e-2, 1.930_574_4e-3, 7.602_377e-5, 1.171_271_8e-6];
+    const LIMIT: f32 = 5.656_854;
+    let hi = splat_f(b, LIMIT);
+    let lo = splat_f(b, -LIMIT);
+    // hi < x ? hi : x, then t < lo ? lo : t: a NaN x comes through both (and out as NaN).
+    let t = select_less(b, hi, x, hi, x);
+    let t = select_less(b, t, lo, lo, t);
+    let s = b.ins().fmul(t, t);
+    let horner = |b: &mut FunctionBuilder, c: &[f32; 6]| {
+        let mut p = splat_f(b, c[5]);
+        for &k in c[..5].iter().rev() {
+            let kv = splat_f(b, k);
+            p = b.ins().fma(p, s, kv);
+        }
+        p
+    };
+    let num = horner(b, &P);
+    let num = b.ins().fmul(num, t);
+    let den = horner(b, &Q);
+    let r = b.ins().fdiv(num, den);
+    let half = splat_f(b, 0.5);
+    let neg_half = splat_f(b, -0.5);
+    let r = select_less(b, half, r, half, r);
+    let r = select_less(b, r, neg_half, neg_half, r);
+    let half_x = b.ins().fmul(x, half);
+    b.ins().fma(x, r, half_x)
 }

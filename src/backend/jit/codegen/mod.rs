@@ -288,13 +288,13 @@ impl Gen<'_, '_> {
                 let ty = self.ty_of(a);
                 let x = self.float(a);
                 match op {
-                    UnOp::Exp | UnOp::Ln | UnOp::Tanh | UnOp::Erf => {
+                    UnOp::Exp | UnOp::Ln | UnOp::Tanh | UnOp::Gelu => {
                         let v = if ty == Ty::F32 { self.b.ins().splat(F32X4, x) } else { x };
                         let f = match op {
                             UnOp::Exp => super::mathfn::exp_f32x4,
                             UnOp::Ln => super::mathfn::ln_f32x4,
                             UnOp::Tanh => super::mathfn::tanh_f32x4,
-                            _ => super::mathfn::erf_f32x4,
+                            _ => super::mathfn::gelu_f32x4,
                         };
                         let r = f(&mut self.b, v);
                         if ty == Ty::F32 { self.b.ins().extractlane(r, 0) } else { r }

@@ -187,11 +187,7 @@ pub(in super::super) fn activation_expr(act: Activation, x: FExpr, ty: Ty) -> FE
             bin(BinOp::Mul, x.clone(), bin(BinOp::Mul, relu6(bin(BinOp::Add, x, k(3.0))), k(1.0 / 6.0)))
         }
         Activation::HardSigmoid => bin(BinOp::Mul, relu6(bin(BinOp::Add, x, k(3.0))), k(1.0 / 6.0)),
-        Activation::Gelu => {
-            let half_x = bin(BinOp::Mul, x.clone(), k(0.5));
-            let e = un(UnOp::Erf, bin(BinOp::Mul, x, k(std::f32::consts::FRAC_1_SQRT_2)));
-            fma(half_x.clone(), e, half_x)
-        }
+        Activation::Gelu => un(UnOp::Gelu, x),
         Activation::GeluTanh => {
             // x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
             let x2 = bin(BinOp::Mul, x.clone(), x.clone());

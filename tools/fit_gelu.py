@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Fits the rational approximation the JIT uses for GELU (`gelu_f32x4` in
+src/backend/jit/mathfn.rs) and reports its error when evaluated in f32 the way the JIT does.
+
+    erf(x / sqrt 2) / 2  ~  r(t) = t P(t^2) / Q(t^2),   t = x clamped to [-C, C], C = 4 sqrt 2
+    gelu(x)             =  x (1/2 + r(t)),  r clamped to [-1/2, 1/2]
+
+P has degree 5 and Q degree 5 in t^2 (Q(0) = 1). The fit runs Sanathanan-Koerner iterations
+(weighted linear least squares, reweighted by 1/Q of the previous round) with Lawson weights
+that drive the largest absolute errors down (towards minimax), on 10,001 points of [0, C],
+in the scaled variable (t / C)^2 for conditioning. Then it evaluates the result in f32 with
+the JIT's operation order (Horner by fused multiply-add, one division) on a dense grid of
+[-12, 12] and the tails, against the exact GELU in f64.
+
+Usage: tools/fit_gelu.py          (prints P and Q as f32 and the errors)
+Needs: numpy
+"""
+from math import erf, sqrt
+
+import numpy as np
+
+C = 4.0 * sqrt(2.0)
+DEG_P, DEG_Q = 5, 5
+
+
+def fit(xs, ys, deg_p, deg_q, rounds=300):
+    u = (xs / C) ** 2
+    lawson = np.ones_like(xs)
+    q_prev = np.ones_like(xs)
+    best = None
+    for it in range(rounds):
+        a = np.hstack([xs[:, None] * u[:, None] ** np.arange(deg_p + 1),
+                       -(ys[:, None] * u[:, None] ** np.arange(1, deg_q + 1))])
+        w = np.sqrt(lawson) / np.abs(q_prev)
+        sol, *_ = np.linalg.lstsq(a * w[:, None], ys * w, rcond=None)
+        p = sol[:deg_p + 1]
+        q = np.concatenate([[1.0], sol[deg_p + 1:]])
+        qv = np.polyval(q[::-1], u)
+        err = xs * np.polyval(p[::-1], u) / qv - ys
+        worst = np.abs(err).max()
+        if qv.min() > 0 and (best is None or worst < best[2]):
+            best = (p, q, worst)
+        q_prev = np.abs(qv) + 1e-3
+        if it > 15:
+            lawson = lawson * (np.abs(err) + 1e-18)
+            lawson = lawson / lawson.sum()
+    p, q, worst = best
+    # Back from (t / C)^2 to t^2.
+    return p * C ** (-2.0 * np.arange(len(p))), q * C ** (-2.0 * np.arange(len(q))), worst
+
+
+def f32(v):
+    return np.float32(v) if np.isscalar(v) else np.asarray(v, dtype=np.float32)
+
+
+def fma(a, b, c):
+    # f32 operands multiply exactly in f64; one rounding to f32 after the sum.
+    return f32(np.float64(a) * np.float64(b) + np.float64(c))
+
+
+def gelu_f32(x, p, q):
+    x = f32(x)
+    t = np.minimum(np.maximum(x, f32(-C)), f32(C))
+    s = f32(t * t)
+    num = np.full_like(x, p[-1])
+    for c in p[-2::-1]:
+        num = fma(num, s, c)
+    num = f32(num * t)
+    den = np.full_like(x, q[-1])
+    for c in q[-2::-1]:
+        den = fma(den, s, c)
+    r = f32(num / den)
+    r = np.minimum(np.maximum(r, f32(-0.5)), f32(0.5))
+    return fma(x, r, f32(x * f32(0.5)))
+
+
+def main():
+    xs = np.linspace(0.0, C, 10001)
+    ys = np.array([erf(x / sqrt(2.0)) for x in xs])
+    p, q, worst = fit(xs, ys, DEG_P, DEG_Q)
+    p32 = [f32(0.5 * c) for c in p]  # the 1/2 of gelu folded into P
+    q32 = [f32(c) for c in q]
+    print(f"fit: max |erf error| {worst:.3g} on [0, {C:.6f}]")
+    print("P:", ", ".join(f"{float(c):.8e}" for c in p32))
+    print("Q:", ", ".join(f"{float(c):.8e}" for c in q32))
+    grid = np.concatenate([np.linspace(-12, 12, 400001),
+                           [-1e30, -100, -7, -C, C, 7, 100, 1e30, 0.0, 1e-30, -1e-30]]).astype(np.float32)
+    exact = np.array([0.5 * float(v) * (1 + erf(float(v) / sqrt(2.0))) for v in grid])
+    got = gelu_f32(grid, p32, q32).astype(np.float64)
+    rel = np.abs(got - exact) / np.maximum(1.0, np.abs(grid))
+    print(f"f32 evaluation: max |error| / max(1, |x|) = {rel.max():.3g} at x = {grid[rel.argmax()]}")
+    for v in [-1e30, -100.0, 100.0]:
+        print(f"gelu({v:g}) = {float(gelu_f32(np.array([v], dtype=np.float32), p32, q32)[0]):g}")
+
+
+if __name__ == "__main__":
+    main()
