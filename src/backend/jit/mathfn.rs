@@ -3,8 +3,10 @@
 //! `pow(x, b) = exp(b ln x)`) use them, sigmoid and tanh are built on exp, and GELU has a
 //! rational approximation of its own.
 //!
-//! exp: x = k ln2 + r with k = round(x / ln2), |r| <= ln2/2 (Cody-Waite split of ln2), e^r by its
-//! degree-7 Taylor polynomial (truncation error r^8/8! < 6e-9), 2^k built in the exponent bits.
+//! exp: x = k ln2 + r with k = round(x / ln2), |r| <= ln2/2 (Cody-Waite split of ln2), e^r by a
+//! degree-6 minimax polynomial (`tools/fit_mathfn.py`: relative error 8.8e-8 over the whole f32
+//! range once evaluated in f32, as the degree-7 Taylor polynomial it replaced), 2^k built in the
+//! exponent bits.
 //! ln: x = m 2^e with m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(t) with t = (m-1)/(m+1),
 //! |t| < 0.172, summed to t^11 (error < 1e-9). Both stay within a few ulps of libm on the ranges
 //! softmax and LRN use, far inside the 1e-4 tolerance the backends are held to.
@@ -51,8 +53,10 @@ pub fn exp_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
     let log2e = splat_f(b, std::f32::consts::LOG2_E);
     let t = b.ins().fmul(x, log2e);
     // k = round(t): adding 1.5 * 2^23 leaves k (rounded to nearest even, as `nearest` does) in
-    // the sum's low mantissa bits, and subtracting it again gives k exactly.
-    let magic = splat_f(b, 12_582_912.0);
+    // the sum's low mantissa bits, and subtracting it again gives k exactly. The magic number
+    // carries the exponent bias too (1.5 * 2^23 + 127 is still exact), so the sum's low 9 bits
+    // are already k + 127, the biased exponent of 2^k for the clamped range.
+    let magic = splat_f(b, 12_583_039.0);
     let shifted = b.ins().fadd(t, magic);
     let k = b.ins().fsub(shifted, magic);
     // r = x - k ln2, with ln2 split into a high part exact in f32 and a low correction.
@@ -60,19 +64,17 @@ pub fn exp_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
     let ln2_lo = splat_f(b, 2.121_944_4e-4);
     let r = b.ins().fma(k, ln2_hi, x);
     let r = b.ins().fma(k, ln2_lo, r);
-    // Horner: 1 + r(1 + r(1/2 + r(1/6 + r(1/24 + r(1/120 + r(1/720 + r/5040))))))
-    let coeffs = [1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
+    // e^r by Horner, highest degree first.
+    let coeffs = [1.383_472_8e-3, 8.376_481e-3, 4.166_835_5e-2, 1.666_640_0e-1, 4.999_999_1e-1, 1.0, 1.0];
     let mut p = splat_f(b, coeffs[0]);
     for &c in &coeffs[1..] {
         let cv = splat_f(b, c);
         p = b.ins().fma(p, r, cv);
     }
-    // 2^k: (k + 127) << 23 in the exponent field. `shifted`'s bits are the magic number's plus
-    // k, and the magic number's bits leave the word in the shift.
+    // 2^k: shifting the sum's bits left by 23 keeps exactly those 9 low bits, in the exponent
+    // field, with a zero sign and mantissa.
     let ki = b.ins().bitcast(I32X4, little(), shifted);
-    let bias = splat_i(b, 127);
-    let e = b.ins().iadd(ki, bias);
-    let e = b.ins().ishl_imm_s(e, 23);
+    let e = b.ins().ishl_imm_s(ki, 23);
     let scale = b.ins().bitcast(F32X4, little(), e);
     b.ins().fmul(p, scale)
 }
@@ -135,7 +137,7 @@ pub fn tanh_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
 /// exponential: about 20 instructions per vector where erf through `exp_f32x4` took 45.
 ///
 /// The coefficients are a minimax fit in f64 (Lawson-weighted Sanathanan-Koerner iterations on
-/// 10,001 points of [0, 4 sqrt 2], `tools/fit_gelu.py`): fit error 2.1e-8; evaluated in f32 as
+/// 10,001 points of [0, 4 sqrt 2], `tools/fit_mathfn.py`): fit error 2.1e-8; evaluated in f32 as
 /// below, |error| <= 1.8e-7 max(1, |x|) over [-12, 12], checked in `tests/jit.rs`.
 pub fn gelu_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
     const P: [f32; 6] = [3.989_422e-1, 3.469_262e-2, 4.725_925_2e-3, 1.769_416_8e-4, 6.364_909e-6, 2.181_873_7e-8];

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Fits the rational approximation the JIT uses for GELU (`gelu_f32x4` in
-src/backend/jit/mathfn.rs) and reports its error when evaluated in f32 the way the JIT does.
+"""Fits the approximations the JIT's src/backend/jit/mathfn.rs uses for GELU and for e^x, and
+reports their errors when evaluated in f32 the way the JIT does.
+
+GELU (`gelu_f32x4`):
 
     erf(x / sqrt 2) / 2  ~  r(t) = t P(t^2) / Q(t^2),   t = x clamped to [-C, C], C = 4 sqrt 2
     gelu(x)             =  x (1/2 + r(t)),  r clamped to [-1/2, 1/2]
@@ -12,7 +14,12 @@ in the scaled variable (t / C)^2 for conditioning. Then it evaluates the result 
 the JIT's operation order (Horner by fused multiply-add, one division) on a dense grid of
 [-12, 12] and the tails, against the exact GELU in f64.
 
-Usage: tools/fit_gelu.py          (prints P and Q as f32 and the errors)
+e^x (`exp_f32x4`): x = k ln 2 + r, |r| <= ln2 / 2, e^r by a degree-6 polynomial fitted the same
+way (Lawson-weighted least squares towards minimax relative error on [-0.354, 0.354]), then
+the whole of exp in f32 (clamp, Cody-Waite reduction, Horner, 2^k from the exponent bits) on 2
+million points of [-87, 88] against e^x in f64.
+
+Usage: tools/fit_mathfn.py        (prints the coefficients as f32 and the errors)
 Needs: numpy
 """
 from math import erf, sqrt
@@ -74,13 +81,54 @@ def gelu_f32(x, p, q):
     return fma(x, r, f32(x * f32(0.5)))
 
 
+def fit_exp(deg, rounds=200):
+    half = np.log(2.0) / 2 * 1.02
+    r = np.linspace(-half, half, 20001)
+    y = np.exp(r)
+    a = r[:, None] ** np.arange(deg + 1)
+    lawson = np.ones_like(r)
+    best = None
+    for _ in range(rounds):
+        w = np.sqrt(lawson) / y
+        c, *_ = np.linalg.lstsq(a * w[:, None], y * w, rcond=None)
+        err = (a @ c) / y - 1
+        if best is None or np.abs(err).max() < best[1]:
+            best = (c, np.abs(err).max())
+        lawson = lawson * (np.abs(err) + 1e-20)
+        lawson = lawson / lawson.sum()
+    return best
+
+
+def exp_f32(x, coef):
+    x = np.maximum(np.minimum(f32(x), f32(88.0)), f32(-87.0))
+    t = f32(x * f32(np.log2(np.e)))
+    magic = f32(1.5 * 2 ** 23 + 127)  # exact; leaves k + 127 in the sum's low bits
+    shifted = f32(t + magic)
+    k = f32(shifted - magic)
+    r = fma(k, f32(-0.693359375), x)
+    r = fma(k, f32(2.1219444e-4), r)
+    p = np.full_like(x, coef[-1])
+    for c in coef[-2::-1]:
+        p = fma(p, r, c)
+    scale = ((shifted.view(np.uint32) << np.uint32(23)) & np.uint32(0xFFFFFFFF)).astype(np.uint32).view(np.float32)
+    return f32(p * scale)
+
+
 def main():
+    coef, worst = fit_exp(6)
+    c32 = [f32(c) for c in coef]
+    print(f"exp: degree-6 fit, max relative error of e^r {worst:.3g}")
+    print("coefficients (degree 0 first):", ", ".join(f"{float(c):.8e}" for c in c32))
+    xs = np.linspace(-87.0, 88.0, 2000001).astype(np.float32)
+    rel = np.abs(exp_f32(xs, c32).astype(np.float64) / np.exp(xs.astype(np.float64)) - 1)
+    print(f"f32 evaluation: max relative error {rel.max():.3g} at x = {xs[rel.argmax()]}")
+    print()
     xs = np.linspace(0.0, C, 10001)
     ys = np.array([erf(x / sqrt(2.0)) for x in xs])
     p, q, worst = fit(xs, ys, DEG_P, DEG_Q)
     p32 = [f32(0.5 * c) for c in p]  # the 1/2 of gelu folded into P
     q32 = [f32(c) for c in q]
-    print(f"fit: max |erf error| {worst:.3g} on [0, {C:.6f}]")
+    print(f"gelu: max |erf error| of the fit {worst:.3g} on [0, {C:.6f}]")
     print("P:", ", ".join(f"{float(c):.8e}" for c in p32))
     print("Q:", ", ".join(f"{float(c):.8e}" for c in q32))
     grid = np.concatenate([np.linspace(-12, 12, 400001),
