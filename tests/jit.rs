@@ -166,6 +166,9 @@ fn edge_shapes() {
         // 1x1 convolutions whose input channel blocks lie a page or more apart touch their input
         // ahead: padded, strided, with a partial last block, on odd sizes.
         "input 14x17x19\nconv 1x1 12 pad 1\nrelu\nconv 1x1 16 stride 2 pad 1\nconv 1x1 8 pad 2 stride 1x2",
+        // The 1x1 tiles: 3 blocks by 3 pixels (12 and 36 channels) and 2 blocks by 5 or 4 pixels
+        // (40 channels on 13 columns, 8 on 7), with remainder columns; 29 blocks take the model.
+        "input 10x7x13\nconv 1x1 12 relu\nconv 1x1 40\nconv 3x3 8 stride 2\nconv 1x1 36\nconv 1x1 116 relu\nconv 1x1 8",
         // Large enough for 6x6 tiles, and small enough for 2x2 ones.
         "input 16x101x103\nconv 3x3 16 relu\nmaxpool 2 stride 9\nconv 3x3 20 pad 2\nconv 3x3 16",
     ];
