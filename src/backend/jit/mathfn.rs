@@ -134,7 +134,8 @@ pub fn tanh_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
 /// [-4 sqrt 2, 4 sqrt 2] (where erf(t / sqrt 2) is 1 - 1.6e-8, 1 in f32) and
 /// `r(t) = t P(t^2) / Q(t^2)`, a rational approximation of erf(t / sqrt 2) / 2 of degree 11/10,
 /// clamped to [-1/2, 1/2] so that both tails come out exact (0, and x). One division, no
-/// exponential: about 20 instructions per vector where erf through `exp_f32x4` took 45.
+/// exponential: about 20 arithmetic instructions per vector (36 with the constants' loads)
+/// where erf through `exp_f32x4` took about 45 (60).
 ///
 /// The coefficients are a minimax fit in f64 (Lawson-weighted Sanathanan-Koerner iterations on
 /// 10,001 points of [0, 4 sqrt 2], `tools/fit_mathfn.py`): fit error 2.1e-8; evaluated in f32 as

@@ -9,7 +9,8 @@
 //! plus weights plus one broadcast must fit in the 16 xmm registers. With V = 1 the
 //! broadcast feeds one FMA, so Cranelift folds the load into `vbroadcastss mem`; with V > 1 it
 //! needs a separate load and a shuffle, which competes with the FMAs for the FP pipes and is
-//! charged as a full FP operation.
+//! charged as a full FP operation. 1x1 convolutions do not use the model: `pointwise_tile`
+//! gives them fixed tiles that measured better.
 
 use super::kernels::conv::{ConvJob, Tile, WinoTile, plain_algorithms};
 use crate::ir::geometry::Shape;
@@ -58,7 +59,8 @@ pub(super) fn choose_tile(job: &ConvJob) -> Tile {
             for tx in (pkx..=14).step_by(pkx as usize) {
                 // Registers: with V = 1 each FMA writes into the register its input was
                 // broadcast to, so acc + 1 weight + 1 broadcast <= 16 (seen in the disassembly
-                // of 3x3 kernels: no spills at 14; 1x1 kernels spilled, see `pointwise_tile`). With V > 1 the broadcast is reused and copied: stay at 12.
+                // of 3x3 kernels: no spills at 14; 1x1 kernels did spill, see
+                // `pointwise_tile`). With V > 1 the broadcast is reused and copied: stay at 12.
                 let acc = ty * tx * v;
                 if (v == 1 && acc > 14) || (v > 1 && (acc > 12 || acc + v + 1 > 15)) {
                     continue;
@@ -91,11 +93,11 @@ pub(super) fn choose_tile(job: &ConvJob) -> Tile {
 /// output-channel tile streams its whole input again (no taps reuse it from L1), so a tile that
 /// feeds each broadcast pixel to 2 or 3 blocks cuts that traffic to a half or a third, and 9
 /// or 10 accumulators leave Cranelift's allocator room where 14 spilled up to six of them per
-/// reduction step (seen in the machine code of ConvNeXt's 384 -> 1536 layer). Measured alone (one `conv 1x1` per
-/// network, `cnnc bench --threads 1`, every tile of 6 to 14 accumulators forced with
-/// `CNNC_FORCE_TILE`) on 23 shapes of ConvNeXt-T, MobileNetV2, EfficientNet-B0, GoogLeNet,
-/// ResNet-50, ShuffleNetV2 and RegNet, Sapphire Rapids: these tiles took 1.00 to 1.11 times the
-/// best tile's time (46.8 ms in all, the best 45.6), the model's 1.00 to 1.25 (51.0 ms).
+/// reduction step (seen in the machine code of ConvNeXt's 384 -> 1536 layer). Measured alone
+/// (one `conv 1x1` per network, `cnnc bench --threads 1`, every tile of 6 to 14 accumulators
+/// forced with `CNNC_FORCE_TILE`) on 23 shapes of ConvNeXt-T, MobileNetV2, EfficientNet-B0,
+/// GoogLeNet, ResNet-50, ShuffleNetV2 and RegNet, Sapphire Rapids: these tiles took 1.00 to 1.11
+/// times the best tile's time (46.8 ms in all, the best 45.6), the model's 1.00 to 1.25 (51.0).
 fn pointwise_tile(job: &ConvJob) -> Option<Tile> {
     if job.kernel != [1, 1] || job.groups != 1 || job.pool.is_some() {
         return None;
