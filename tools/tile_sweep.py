@@ -6,8 +6,8 @@ For each shape (a one-layer network `input CINxHWxHW; conv KxK COUT; relu`), run
 `CNNC_FORCE_TILE=ty,tx,v,rows_outer` (`v` blocks of 4 output channels by `ty x tx` pixels, 6 to
 14 accumulators, within the registers the schedule allows), and reports each layer's fastest
 run. `CNNC_ALGO=direct` keeps larger kernels on the tiled direct algorithm (not Winograd).
-The task order (`rows_outer`) is the one `schedule::rows_outer` would choose. This is how
-the 1x1 tiles of `schedule::pointwise_tile` were chosen (BENCHMARKS.md, the 29th).
+The task order is the one the schedule would choose for the tile (`rows_outer` given as 2).
+This is how the 1x1 tiles of `schedule::pointwise_tile` were chosen (BENCHMARKS.md, the 29th).
 
 Usage (from the project root, after `cargo build --release`):
   tools/tile_sweep.py SHAPES [--json OUT] [--bin target/release/cnnc]
@@ -19,9 +19,6 @@ import os
 import subprocess
 import tempfile
 
-L2_BYTES = 384 << 10  # schedule.rs
-
-
 def bench(binary, cnn, tile, iters):
     # Register tiles are the direct kernel's: keep 3x3 layers from taking Winograd.
     env = dict(os.environ, CNNC_ALGO="direct")
@@ -31,16 +28,6 @@ def bench(binary, cnn, tile, iters):
                          capture_output=True, text=True, env=env, check=True).stdout
     layer = next(l for l in json.loads(out)["layers"] if l["macs"] > 0)
     return layer["ms_min"]
-
-
-def rows_outer(cin, cout, hw, k, ty, v):
-    weights = cout * cin * k * k * 4
-    inp = cin * (hw + 2 * (k // 2)) ** 2 * 4
-    row_tiles = max(hw // ty, 1)
-    oc_tiles = -(-cout // 4) // v
-    by_rows = inp + (weights if weights <= L2_BYTES else weights * row_tiles)
-    by_channels = weights + (inp if inp <= L2_BYTES else inp * oc_tiles)
-    return 1 if by_rows <= by_channels else 0
 
 
 def tiles(cout, hw):
@@ -79,7 +66,7 @@ def main():
             iters = max(20, min(300, int(2e9 / (cin * cout * hw * hw * k * k))))
             times = {"schedule": bench(a.bin, cnn, None, iters)}
             for ty, tx, v in tiles(cout, hw):
-                tile = f"{ty},{tx},{v},{rows_outer(cin, cout, hw, k, ty, v)}"
+                tile = f"{ty},{tx},{v},2"
                 times[tile] = bench(a.bin, cnn, tile, iters)
             best = min(times.values())
             ranked = sorted(times.items(), key=lambda t: t[1])[:4]

@@ -26,6 +26,19 @@ fn splat_i(b: &mut FunctionBuilder, v: i32) -> Value {
     b.ins().splat(I32X4, c)
 }
 
+/// `c0 x^n + c1 x^(n-1) + ... + cn` by Horner's rule, coefficients highest degree first: one
+/// fused multiply-add per coefficient after the first.
+fn horner(b: &mut FunctionBuilder, x: Value, high_first: impl IntoIterator<Item = f32>) -> Value {
+    let mut coeffs = high_first.into_iter();
+    let first = coeffs.next().expect("a polynomial has a coefficient");
+    let mut p = splat_f(b, first);
+    for c in coeffs {
+        let cv = splat_f(b, c);
+        p = b.ins().fma(p, x, cv);
+    }
+    p
+}
+
 fn little() -> MemFlagsData {
     MemFlagsData::new().with_endianness(Endianness::Little)
 }
@@ -65,12 +78,7 @@ pub fn exp_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
     let r = b.ins().fma(k, ln2_hi, x);
     let r = b.ins().fma(k, ln2_lo, r);
     // e^r by Horner, highest degree first.
-    let coeffs = [1.383_472_8e-3, 8.376_481e-3, 4.166_835_5e-2, 1.666_640_0e-1, 4.999_999_1e-1, 1.0, 1.0];
-    let mut p = splat_f(b, coeffs[0]);
-    for &c in &coeffs[1..] {
-        let cv = splat_f(b, c);
-        p = b.ins().fma(p, r, cv);
-    }
+    let p = horner(b, r, [1.383_472_8e-3, 8.376_481e-3, 4.166_835_5e-2, 1.666_640_0e-1, 4.999_999_1e-1, 1.0, 1.0]);
     // 2^k: shifting the sum's bits left by 23 keeps exactly those 9 low bits, in the exponent
     // field, with a zero sign and mantissa.
     let ki = b.ins().bitcast(I32X4, little(), shifted);
@@ -105,12 +113,7 @@ pub fn ln_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
     let den = b.ins().fadd(m, one);
     let t = b.ins().fdiv(num, den);
     let t2 = b.ins().fmul(t, t);
-    let coeffs = [1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0];
-    let mut p = splat_f(b, coeffs[0]);
-    for &c in &coeffs[1..] {
-        let cv = splat_f(b, c);
-        p = b.ins().fma(p, t2, cv);
-    }
+    let p = horner(b, t2, [1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0]);
     let two = splat_f(b, 2.0);
     let lnm = b.ins().fmul(p, t);
     let lnm = b.ins().fmul(lnm, two);
@@ -150,17 +153,9 @@ pub fn gelu_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
     let t = select_less(b, hi, x, hi, x);
     let t = select_less(b, t, lo, lo, t);
     let s = b.ins().fmul(t, t);
-    let horner = |b: &mut FunctionBuilder, c: &[f32; 6]| {
-        let mut p = splat_f(b, c[5]);
-        for &k in c[..5].iter().rev() {
-            let kv = splat_f(b, k);
-            p = b.ins().fma(p, s, kv);
-        }
-        p
-    };
-    let num = horner(b, &P);
+    let num = horner(b, s, P.iter().rev().copied());
     let num = b.ins().fmul(num, t);
-    let den = horner(b, &Q);
+    let den = horner(b, s, Q.iter().rev().copied());
     let r = b.ins().fdiv(num, den);
     let half = splat_f(b, 0.5);
     let neg_half = splat_f(b, -0.5);

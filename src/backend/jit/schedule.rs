@@ -32,7 +32,8 @@ fn step_cycles(ty: u64, tx: u64, v: u64) -> f64 {
 
 /// The cheapest legal tile for `job`, by the model above.
 pub(super) fn choose_tile(job: &ConvJob) -> Tile {
-    // Development switch for tuning: CNNC_FORCE_TILE=ty,tx,v,rows_outer (used when legal).
+    // Development switch for tuning: CNNC_FORCE_TILE=ty,tx,v,rows_outer (used when legal;
+    // rows_outer 2 keeps the order `rows_outer` would choose).
     if let Some(t) = forced_tile(job) {
         return t;
     }
@@ -312,5 +313,9 @@ fn forced_tile(job: &ConvJob) -> Option<Tile> {
         && ty % pky == 0
         && tx % pkx == 0
         && (job.oh / pky * pky) % ty == 0;
-    legal.then_some(Tile { ty, tx, v: vv, rows_outer: outer == 1 })
+    let mut tile = Tile { ty, tx, v: vv, rows_outer: outer == 1 };
+    if outer == 2 {
+        tile.rows_outer = rows_outer(job, tile);
+    }
+    legal.then_some(tile)
 }
