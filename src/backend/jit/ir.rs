@@ -114,6 +114,8 @@ pub enum Index {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum UnOp {
     Exp,
+    /// e^-x (sigmoid's and SiLU's; bit for bit `Exp` of `0 - x`).
+    ExpNeg,
     Ln,
     Tanh,
     /// GELU's exact (erf) form.

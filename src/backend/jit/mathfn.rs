@@ -57,13 +57,27 @@ pub(super) fn select_less(b: &mut FunctionBuilder, p: Value, q: Value, x: Value,
 }
 
 pub fn exp_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
+    exp_signed(b, x, false)
+}
+
+/// e^-x, for sigmoid and SiLU: bit for bit `exp_f32x4` of `0 - x`, without the negation. Each
+/// step is the negated step of e^(-x)'s (x clamped to [-88, 87]; x * -log2 e; s = x + k ln2 =
+/// -r), and the polynomial is evaluated at s with its odd coefficients negated, which gives
+/// Horner's partial sums exactly negated or equal (fma(a, s, -c) = -fma(a, -s, c)).
+pub fn exp_neg_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
+    exp_signed(b, x, true)
+}
+
+/// e^x, or e^-x with `negate`.
+fn exp_signed(b: &mut FunctionBuilder, x: Value, negate: bool) -> Value {
+    let sign = if negate { -1.0 } else { 1.0 };
     // e^x overflows f32 above 88.72 and is 0 below -103.97; clamp so 2^k stays representable.
-    let hi = splat_f(b, 88.0);
-    let lo = splat_f(b, -87.0);
+    let hi = splat_f(b, if negate { 87.0 } else { 88.0 });
+    let lo = splat_f(b, if negate { -88.0 } else { -87.0 });
     // hi < x ? hi : x, then x < lo ? lo : x: a NaN x comes through both.
     let x = select_less(b, hi, x, hi, x);
     let x = select_less(b, x, lo, lo, x);
-    let log2e = splat_f(b, std::f32::consts::LOG2_E);
+    let log2e = splat_f(b, sign * std::f32::consts::LOG2_E);
     let t = b.ins().fmul(x, log2e);
     // k = round(t): adding 1.5 * 2^23 leaves k (rounded to nearest even, as `nearest` does) in
     // the sum's low mantissa bits, and subtracting it again gives k exactly. The magic number
@@ -72,13 +86,15 @@ pub fn exp_f32x4(b: &mut FunctionBuilder, x: Value) -> Value {
     let magic = splat_f(b, 12_583_039.0);
     let shifted = b.ins().fadd(t, magic);
     let k = b.ins().fsub(shifted, magic);
-    // r = x - k ln2, with ln2 split into a high part exact in f32 and a low correction.
-    let ln2_hi = splat_f(b, -0.693_359_375);
-    let ln2_lo = splat_f(b, 2.121_944_4e-4);
+    // r = x - k ln2 (negated: s = x + k ln2 = -r), with ln2 split into a high part exact in
+    // f32 and a low correction.
+    let ln2_hi = splat_f(b, -sign * 0.693_359_375);
+    let ln2_lo = splat_f(b, sign * 2.121_944_4e-4);
     let r = b.ins().fma(k, ln2_hi, x);
     let r = b.ins().fma(k, ln2_lo, r);
-    // e^r by Horner, highest degree first.
-    let p = horner(b, r, [1.383_472_8e-3, 8.376_481e-3, 4.166_835_5e-2, 1.666_640_0e-1, 4.999_999_1e-1, 1.0, 1.0]);
+    // e^r by Horner, highest degree first (degree 6; at s = -r the odd powers change sign).
+    const C: [f32; 7] = [1.383_472_8e-3, 8.376_481e-3, 4.166_835_5e-2, 1.666_640_0e-1, 4.999_999_1e-1, 1.0, 1.0];
+    let p = horner(b, r, C.iter().enumerate().map(|(i, &c)| if negate && i % 2 == 1 { -c } else { c }));
     // 2^k: shifting the sum's bits left by 23 keeps exactly those 9 low bits, in the exponent
     // field, with a zero sign and mantissa.
     let ki = b.ins().bitcast(I32X4, little(), shifted);
