@@ -1,10 +1,14 @@
 //! Running compiled kernels: a persistent thread pool, the activation arena, and the pointer
 //! tables, all set up at compile time so that a forward pass allocates nothing.
 //!
-//! Threads claim small contiguous chunks of a kernel's tasks from a shared counter, so a thread
-//! the host preempts does not hold the others up at the end of the kernel. Every task writes its
-//! own outputs and reduces in a fixed order, so results do not depend on the number of threads
-//! or on which thread ran which task.
+//! Each thread owns a contiguous share of a kernel's tasks and claims small chunks of it from a
+//! counter of its own; when its share is done it claims from the others', so a thread the host
+//! preempts does not hold the others up at the end of the kernel. Owning the same share from one
+//! kernel to the next keeps a thread on the same part of the tensors, whose values are then in
+//! its own cache rather than the other core's (a chain of 100 copies of 128x28x28 values: 14.6
+//! against 9.8 us per kernel with one shared counter). Every task writes its own outputs and
+//! reduces in a fixed order, so results do not depend on the number of threads or on which
+//! thread ran which task.
 
 use super::compile::{CodeModule, KernelFn};
 use std::sync::Arc;
@@ -23,10 +27,14 @@ struct Job {
     tasks: i64,
 }
 
+/// A counter on a cache line of its own (threads claim from different ones).
+#[repr(align(64))]
+struct Padded(AtomicU64);
+
 struct Shared {
     generation: AtomicU64,
-    /// The next unclaimed task of the current kernel.
-    next: AtomicU64,
+    /// Per thread, the next unclaimed task of its share of the current kernel's tasks.
+    next: Vec<Padded>,
     remaining: AtomicUsize,
     stop: AtomicBool,
     job_func: AtomicUsize,
@@ -49,16 +57,28 @@ fn call(job: Job, thread: usize, begin: i64, end: i64) {
     }
 }
 
-/// Claims and runs chunks of `job` on thread `thread` until none is left.
-fn run_claimed(job: Job, next: &AtomicU64, threads: usize, thread: usize) {
+/// Thread `i`'s share of `tasks`: the `i`-th of `threads` contiguous runs.
+fn share(tasks: u64, threads: usize, i: usize) -> (u64, u64) {
+    (tasks * i as u64 / threads as u64, tasks * (i as u64 + 1) / threads as u64)
+}
+
+/// Claims and runs chunks of `job` on thread `thread` until none is left: first from its own
+/// share (so that a thread keeps working on the same part of the tensors from one kernel to the
+/// next, whose values are then in its own cache), then from the others' (so that a thread the
+/// host preempts does not hold the rest up).
+fn run_claimed(job: Job, next: &[Padded], threads: usize, thread: usize) {
     // About 8 chunks per thread: small enough to balance, large enough to amortise the claim.
-    let chunk = (job.tasks as u64 / (threads as u64 * 8)).max(1);
-    loop {
-        let begin = next.fetch_add(chunk, Ordering::Relaxed);
-        if begin >= job.tasks as u64 {
-            return;
+    let tasks = job.tasks as u64;
+    let chunk = (tasks / (threads as u64 * 8)).max(1);
+    for i in (thread..threads).chain(0..thread) {
+        let end = share(tasks, threads, i).1;
+        loop {
+            let begin = next[i].0.fetch_add(chunk, Ordering::Relaxed);
+            if begin >= end {
+                break;
+            }
+            call(job, thread, begin as i64, (begin + chunk).min(end) as i64);
         }
-        call(job, thread, begin as i64, (begin + chunk).min(job.tasks as u64) as i64);
     }
 }
 
@@ -78,7 +98,7 @@ impl ThreadPool {
         let threads = threads.max(1);
         let shared = Arc::new(Shared {
             generation: AtomicU64::new(0),
-            next: AtomicU64::new(0),
+            next: (0..threads).map(|_| Padded(AtomicU64::new(0))).collect(),
             remaining: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             job_func: AtomicUsize::new(0),
@@ -115,7 +135,9 @@ impl ThreadPool {
         s.job_table.store(job.table, Ordering::Relaxed);
         s.job_stride.store(job.stride, Ordering::Relaxed);
         s.job_tasks.store(job.tasks as u64, Ordering::Relaxed);
-        s.next.store(0, Ordering::Relaxed);
+        for (i, next) in s.next.iter().enumerate() {
+            next.0.store(share(job.tasks as u64, n, i).0, Ordering::Relaxed);
+        }
         s.remaining.store(n - 1, Ordering::Relaxed);
         s.generation.fetch_add(1, Ordering::Release);
         for w in &self.workers {
