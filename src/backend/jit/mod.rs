@@ -199,8 +199,10 @@ impl JitModel {
             .iter()
             .zip(&infos)
             .zip(slots.iter_mut().map(Some).chain(std::iter::repeat_with(|| None)))
-            .map(|((s, info), slot)| {
-                let table = pointer_tables(&s.bindings, threads, &pointer, slot.map(|x| x.as_mut_ptr().cast()));
+            .zip(&step_buffers)
+            .map(|(((s, info), slot), buffers)| {
+                let slot = slot.map(|x| x.as_mut_ptr().cast());
+                let table = pointer_tables(&s.bindings, buffers.len(), threads, &pointer, slot);
                 let stride = table.len() / threads;
                 Call { func: code.functions[s.kernel], table, stride, tasks: info.tasks, parallel: s.parallel }
             })
@@ -309,17 +311,23 @@ fn step_infos(p: &JitPlan) -> Vec<StepInfo> {
         .collect()
 }
 
-/// A step's pointer tables, one per thread (`pointer` resolves a binding on a thread), each
-/// followed by the bounds-checked mode's error slot if there is one.
+/// A step's pointer tables, one per thread (`pointer` resolves a binding on a thread): each the
+/// address of the math functions' constants, one entry per buffer of the kernel (null for the
+/// stack buffers after the bound ones), then the bounds-checked mode's error slot if there is
+/// one, where the kernel looks for it.
 fn pointer_tables(
     bindings: &[Binding],
+    buffers: usize,
     threads: usize,
     pointer: &dyn Fn(&Binding, usize) -> *mut f32,
     slot: Option<*mut f32>,
 ) -> Vec<*mut f32> {
+    debug_assert!(bindings.len() <= buffers, "a binding per buffer at most");
     let mut table = Vec::new();
     for thread in 0..threads {
+        table.push(mathfn::table_address() as *mut f32);
         table.extend(bindings.iter().map(|b| pointer(b, thread)));
+        table.extend((bindings.len()..buffers).map(|_| std::ptr::null_mut::<f32>()));
         table.extend(slot);
     }
     table
@@ -406,8 +414,8 @@ mod tests {
         let code = compile_all(&[off_by_one()], 1, true).unwrap();
         let mut memory = [0.0f32; 8];
         let mut slots = vec![[0u64; 2]];
-        let table = vec![memory.as_mut_ptr(), slots[0].as_mut_ptr().cast()];
-        let call = Call { func: code.functions[0], table, stride: 2, tasks: 1, parallel: false };
+        let table = vec![super::mathfn::table_address() as *mut f32, memory.as_mut_ptr(), slots[0].as_mut_ptr().cast()];
+        let call = Call { func: code.functions[0], table, stride: 3, tasks: 1, parallel: false };
         let checks = BoundsChecks { slots, kernels: vec![("off_by_one".into(), vec![("out".into(), 16)])] };
         let executor =
             Executor { _code: code, calls: vec![call], pool: ThreadPool::new(1).unwrap(), checks: Some(checks) };

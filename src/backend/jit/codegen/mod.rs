@@ -54,6 +54,9 @@ pub(super) struct Gen<'a, 'b> {
     scopes: Vec<HashMap<(BufId, Vec<(VarId, i64)>), Value>>,
     task_begin: Value,
     task_end: Value,
+    /// The address of the math functions' constants (`mathfn::table_address`), the pointer
+    /// table's first entry.
+    consts: Value,
     /// In bounds-checked mode: the error slot (`[buffer + 1, byte offset]` of the first access
     /// found outside its buffer), the entry after the buffers in the pointer table.
     check_slot: Option<Value>,
@@ -69,6 +72,9 @@ pub fn build_function(k: &Kernel, isa: &dyn TargetIsa, fctx: &mut FunctionBuilde
     b.switch_to_block(entry);
     b.seal_block(entry);
     let params = b.block_params(entry).to_vec();
+    // The pointer table's first entry. Loaded, not an immediate: Cranelift would materialise an
+    // immediate again at every use.
+    let consts = b.ins().load(I64, flags(), params[0], 0);
     let mut g = Gen {
         b,
         k,
@@ -80,6 +86,7 @@ pub fn build_function(k: &Kernel, isa: &dyn TargetIsa, fctx: &mut FunctionBuilde
         scopes: vec![HashMap::new()],
         task_begin: params[1],
         task_end: params[2],
+        consts,
         check_slot: None,
     };
     // Buffer pointers are loaded once, in the entry block, which dominates every use; stack
@@ -90,12 +97,12 @@ pub fn build_function(k: &Kernel, isa: &dyn TargetIsa, fctx: &mut FunctionBuilde
             let slot = g.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 4));
             g.b.ins().stack_addr(I64, slot, 0)
         } else {
-            g.b.ins().load(I64, flags(), g.bufs_ptr, (i * 8) as i32)
+            g.b.ins().load(I64, flags(), g.bufs_ptr, ((i + 1) * 8) as i32)
         };
         g.buf_ptrs.insert(i, v);
     }
     if checked {
-        g.check_slot = Some(g.b.ins().load(I64, flags(), g.bufs_ptr, (k.buffers.len() * 8) as i32));
+        g.check_slot = Some(g.b.ins().load(I64, flags(), g.bufs_ptr, ((k.buffers.len() + 1) * 8) as i32));
     }
     g.stmts(&k.body);
     g.b.ins().return_(&[]);
@@ -297,7 +304,7 @@ impl Gen<'_, '_> {
                             UnOp::Tanh => super::mathfn::tanh_f32x4,
                             _ => super::mathfn::gelu_f32x4,
                         };
-                        let r = f(&mut self.b, v);
+                        let r = f(&mut super::mathfn::Consts::new(&mut self.b, self.consts), v);
                         if ty == Ty::F32 { self.b.ins().extractlane(r, 0) } else { r }
                     }
                     UnOp::Sqrt => self.b.ins().sqrt(x),
