@@ -23,8 +23,9 @@ use cranelift_frontend::FunctionBuilder;
 
 /// Every constant the functions below use (a value missing here still works, as a broadcast
 /// from Cranelift's constant pool; `every_constant_is_in_the_table` checks there are none).
-const VALUES: [f32; 52] = [
-    // exp and e^-x
+const VALUES: &[f32] = &[
+    // exp and e^-x: clamps, log2 e, the rounding constant, ln 2's two parts, the polynomial
+    // (odd coefficients negated for e^-x; the last two are 1.0, below)
     88.0,
     -87.0,
     87.0,
@@ -43,12 +44,11 @@ const VALUES: [f32; 52] = [
     EXP_C[3],
     -EXP_C[3],
     EXP_C[4],
-    EXP_C[5],
-    -EXP_C[5],
-    // ln (and 1.0, 0.5 for everyone)
+    1.0,
+    -1.0,
+    // ln
     std::f32::consts::SQRT_2,
     0.5,
-    1.0,
     1.0 / 11.0,
     1.0 / 9.0,
     1.0 / 7.0,
@@ -58,7 +58,7 @@ const VALUES: [f32; 52] = [
     std::f32::consts::LN_2,
     // tanh
     -2.0,
-    // GELU
+    // GELU (Q's first coefficient is 1.0, above)
     GELU_LIMIT,
     -GELU_LIMIT,
     GELU_P[0],
@@ -67,20 +67,12 @@ const VALUES: [f32; 52] = [
     GELU_P[3],
     GELU_P[4],
     GELU_P[5],
-    GELU_Q[0],
     GELU_Q[1],
     GELU_Q[2],
     GELU_Q[3],
     GELU_Q[4],
     GELU_Q[5],
     -0.5,
-    // spare rows (zero), so that the list's length need not change with every edit
-    0.0,
-    0.0,
-    0.0,
-    0.0,
-    0.0,
-    0.0,
 ];
 
 /// One constant in the four lanes of a vector, 16-byte aligned (an SSE memory operand must be).
