@@ -216,6 +216,16 @@ fn modern_constructs() {
             // odd, reading a concatenation, writing into one, and reading a slice at an
             // unaligned channel offset.
             "input 16x5x7\nbranch 0..8 { }\nbranch 8..16 { conv 1x1 8 relu }\nshuffle 2\nconv 1x1 20\nshuffle 2\n{\nbranch { shuffle 2 }\nbranch { conv 1x1 4 }\n}\nbranch 4..24 { }\nbranch 0..4 { conv 1x1 4 }\nshuffle 2\nbranch 2..18 { shuffle 2 }\nbranch 0..2 { }\nconv 1x1 3",
+            // Slices on whole blocks are views of their source's storage: read by a padded
+            // conv (the halo is the source's), a depthwise conv, a padded pool, an elementwise
+            // layer (not in place: the source is read later), a concatenation copy, a slice
+            // of a slice; a concatenation of two equal halves fused with its two-group shuffle,
+            // with a view at a nonzero channel offset, with 10-channel halves (partial
+            // blocks), and with odd halves (channel by channel).
+            "input 16x9x9\nconv 3x3 24 pad 1 relu\nbranch 8..24 { conv 3x3 8 pad 1 }\nbranch 0..8 { conv 3x3 8 groups 8 pad 1; relu }\nbranch 4..12 { maxpool 3 stride 1 pad 1 }\nbranch 16..24 { }\nbranch 0..24 { relu }\n{\nbranch 8..24 { }\nbranch 24..40 { conv 1x1 16 relu }\n}\nshuffle 2\nresidual { conv 3x3 32 pad 1 }\n{\nbranch 0..10 { }\nbranch 10..20 { conv 1x1 10 }\n}\nshuffle 2\nconv 1x1 10\n{\nbranch 0..5 { }\nbranch 5..10 { conv 1x1 5 }\n}\nshuffle 2\nconv 1x1 12\n{\nbranch 4..12 { branch 4..8 { } }\n}",
+            // A convolution's branch after a 3-channel one: copied into its slice, since it
+            // would start inside a block.
+            "input 4x6x6\nbranch { conv 1x1 3 }\nbranch { conv 3x3 4 pad 1 }\nconv 1x1 5",
             // Layer norm over channels of maps (4k and not), with ConvNeXt's pattern, and over a vector.
             "input 7x6x5\nconv 3x3 8 pad 1\nlayernorm eps 1e-6\nconv 1x1 32\ngelu\nconv 1x1 8\nscale\nlayernorm\nconv 1x1 5\nlayernorm\ngap\nflatten\nlayernorm\nfc 3",
             // A projection written before its residual; a block deciding its own projection.

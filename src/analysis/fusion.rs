@@ -8,7 +8,10 @@
 //! - gap, then fc (through flatten/dropout), with relu: one pass;
 //! - an elementwise layer that no conv absorbed (bn, scale, an activation, a sum), then the
 //!   activations along its single-consumer chain: one pass;
-//! - flatten and dropout are views: they belong to no group and cost nothing;
+//! - a concatenation of two equal halves whose one consumer is a two-group `shuffle`: one pass
+//!   that interleaves the halves (ShuffleNetV2's unit), so the concatenation never exists;
+//! - flatten, dropout and a channel slice on whole blocks of 4 (`start` and `end` multiples of
+//!   4) are views: they belong to no group and cost nothing;
 //! - everything else is a group of its own.
 //!
 //! Groups are listed in execution order: by the index of their last node, which is a
@@ -16,7 +19,7 @@
 
 use crate::ir::geometry::Shape;
 use crate::ir::graph::{Network, NodeId};
-use crate::ops::Fusion;
+use crate::ops::{Fusion, Op};
 
 /// Layers that run as one loop nest.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,12 +47,33 @@ pub(crate) fn role(net: &Network, shapes: &[Shape], id: NodeId) -> Fusion {
 
 /// Whether a node only relabels its input (no work, no storage).
 pub(crate) fn is_view(net: &Network, id: NodeId) -> bool {
-    net.nodes[id].op.def().traits().view
+    net.nodes[id].op.def().traits().view || aligned_slice(net, id).is_some()
 }
 
-/// Follows views from `id` back to the node that actually produced the data.
+/// The first channel of a slice that is a view: one on whole blocks of 4 channels, which the
+/// JIT addresses in its source's storage at a block-aligned channel offset. (The memory plan
+/// only ever places a tensor at a channel offset that is a multiple of 4; a misaligned slice
+/// is copied by a kernel of its own.)
+pub(crate) fn aligned_slice(net: &Network, id: NodeId) -> Option<u64> {
+    match &net.nodes[id].op {
+        Op::Slice(s) if s.start % 4 == 0 && s.end % 4 == 0 => Some(s.start as u64),
+        _ => None,
+    }
+}
+
+/// Follows views from `id` back to the node that actually produced the data (the owner of the
+/// storage it lives in).
 pub(crate) fn source_of(net: &Network, mut id: NodeId) -> NodeId {
     while is_view(net, id) {
+        id = net.nodes[id].inputs[0];
+    }
+    id
+}
+
+/// Follows the views that keep every value where it is (flatten, dropout) back to the tensor a
+/// group reads: its producer, or a slice view, whose channels start at an offset in the storage.
+pub(crate) fn operand_of(net: &Network, mut id: NodeId) -> NodeId {
+    while is_view(net, id) && aligned_slice(net, id).is_none() {
         id = net.nodes[id].inputs[0];
     }
     id
@@ -68,7 +92,10 @@ pub(crate) fn fuse(net: &Network, shapes: &[Shape]) -> Vec<Group> {
             continue;
         }
         let mut nodes = vec![id];
-        let mut inputs: Vec<NodeId> = net.nodes[id].inputs.iter().map(|&i| source_of(net, i)).collect();
+        let mut inputs: Vec<NodeId> = net.nodes[id].inputs.iter().map(|&i| operand_of(net, i)).collect();
+        if let Some(shuffle) = interleaved_halves(net, shapes, &sole, id) {
+            nodes.push(shuffle);
+        }
         match role(net, shapes, id) {
             Fusion::Anchor { .. } => absorb_epilogue(net, shapes, &sole, &taken, id, &mut nodes, &mut inputs),
             Fusion::GlobalPool => {
@@ -104,6 +131,25 @@ pub(crate) fn fuse(net: &Network, shapes: &[Shape]) -> Vec<Group> {
     groups
 }
 
+/// The two-group shuffle that is the one consumer of concatenation `id`, when `id` joins two
+/// maps of the same channel count: the shuffle then interleaves the two inputs channel by
+/// channel (output `2i` is channel `i` of the first, `2i + 1` of the second), and the pair runs
+/// as one pass.
+fn interleaved_halves(
+    net: &Network,
+    shapes: &[Shape],
+    sole: &dyn Fn(NodeId) -> Option<NodeId>,
+    id: NodeId,
+) -> Option<NodeId> {
+    let node = &net.nodes[id];
+    let halves = matches!(node.op, Op::Concat(_))
+        && node.inputs.len() == 2
+        && matches!(shapes[id], Shape::Map { .. })
+        && shapes[node.inputs[0]].channels() == shapes[node.inputs[1]].channels();
+    let next = sole(id).filter(|_| halves)?;
+    matches!(&net.nodes[next].op, Op::Shuffle(s) if s.groups == 2).then_some(next)
+}
+
 /// Extends a conv/fc group along its single-consumer chain.
 fn absorb_epilogue(
     net: &Network,
@@ -130,7 +176,7 @@ fn absorb_epilogue(
                 let other = if node.inputs[0] == cur { node.inputs[1] } else { node.inputs[0] };
                 let fine = !add_seen && other != cur && node.inputs[0] != node.inputs[1];
                 if fine {
-                    inputs.push(source_of(net, other));
+                    inputs.push(operand_of(net, other));
                 }
                 fine
             }

@@ -5,21 +5,24 @@
 //! Storage model (per image):
 //! - a step is a fusion group; tensors inside a group (a conv's output before its fused relu)
 //!   never exist in memory;
-//! - `flatten` and `dropout` are views of their input: no storage, no work;
+//! - `flatten`, `dropout` and a channel slice on whole blocks of 4 are views of their input: no
+//!   storage, no work (a slice view is its source's storage at a channel offset);
+//! - a concatenation whose two-group shuffle is fused with it (`fusion`) writes a fresh storage;
 //! - a standalone `relu`, `bn` or `softmax` works in place when nothing reads its input later;
 //! - a fused residual sum writes into the shortcut's storage under the same rule (unless the
 //!   conv also reads that storage);
 //! - a concatenation owns one storage, and each branch whose result nothing else reads writes
 //!   straight into its channel slice; other branches are copied in (so is a branch whose
 //!   channel count is not a multiple of 4: the JIT stores blocks of 4 channels, and such a
-//!   branch would overwrite the first channels of the next);
+//!   branch would overwrite the first channels of the next; and so is one that would start at a
+//!   channel offset that is not a multiple of 4);
 //! - every other group writes a fresh storage.
 //!
 //! A storage is live from the step that first writes it to the last step that reads any tensor
 //! in it; the network's outputs stay live to the end. The peak is the largest sum of live
 //! storages over the steps, each step's inputs and output included.
 
-use crate::analysis::fusion::{Group, fuse, is_view, role, source_of};
+use crate::analysis::fusion::{Group, aligned_slice, fuse, is_view, role, source_of};
 use crate::ir::geometry::Shape;
 use crate::ir::graph::{Network, NodeId};
 use crate::ops::{Fusion, Op};
@@ -75,10 +78,12 @@ pub(crate) fn plan_memory(net: &Network, shapes: &[Shape]) -> MemoryPlan {
     let n = net.nodes.len();
     let elems = |t: NodeId| shapes[t].elements().unwrap_or(0);
     // The last step that reads each (source) tensor; kept outputs: past the end.
+    // (A group may read a slice view: the read keeps the view's source alive.)
     let mut last_read = vec![0usize; n];
     for (step, g) in groups.iter().enumerate() {
         last_read[g.output] = last_read[g.output].max(step);
         for &i in &g.inputs {
+            let i = source_of(net, i);
             last_read[i] = last_read[i].max(step);
         }
     }
@@ -111,15 +116,16 @@ pub(crate) fn plan_memory(net: &Network, shapes: &[Shape]) -> MemoryPlan {
         let anchored = matches!(role(net, shapes, g.anchor()), Fusion::Anchor { .. });
         let fused_sum = anchored && g.nodes[1..].iter().any(|&m| role(net, shapes, m) == Fusion::Sum);
         let chosen = if elementwise {
-            reusable(placement[g.inputs[0]], &storages)
+            reusable(resolve(net, &placement, g.inputs[0]), &storages)
         } else if fused_sum {
             let shortcut = *g.inputs.last().expect("a fused add reads its shortcut");
-            let main_storage = placement[g.inputs[0]].map(|p| p.storage);
-            reusable(placement[shortcut], &storages).filter(|p| Some(p.storage) != main_storage)
+            let main_storage = resolve(net, &placement, g.inputs[0]).map(|p| p.storage);
+            reusable(resolve(net, &placement, shortcut), &storages).filter(|p| Some(p.storage) != main_storage)
         } else {
             None
         };
-        let is_concat = matches!(anchor, Op::Concat(_));
+        // (A concatenation fused with its shuffle writes the shuffled channels afresh.)
+        let is_concat = matches!(anchor, Op::Concat(_)) && g.nodes.len() == 1;
         let p = match (is_concat, chosen) {
             (_, Some(p)) => {
                 in_place[step] = true;
@@ -131,10 +137,12 @@ pub(crate) fn plan_memory(net: &Network, shapes: &[Shape]) -> MemoryPlan {
                 let target = fresh(&mut storages, &mut members);
                 let mut channel = 0u64;
                 for (k, &b) in g.inputs.iter().enumerate() {
-                    let p = placement[b].expect("branch results are stored");
+                    let p = resolve(net, &placement, b).expect("branch results are stored");
                     let whole = p.channel_offset == 0 && storages[p.storage].elements == elems(b);
-                    let shared = g.inputs[..k].iter().any(|&o| placement[o].map(|q| q.storage) == Some(p.storage));
-                    let blocks = shapes[b].channels() % 4 == 0;
+                    let shared = g.inputs[..k]
+                        .iter()
+                        .any(|&o| resolve(net, &placement, o).map(|q| q.storage) == Some(p.storage));
+                    let blocks = shapes[b].channels() % 4 == 0 && channel % 4 == 0;
                     if whole && !shared && blocks && storages[p.storage].last == step && p.storage != 0 {
                         // Redirect every tensor of the branch's storage into the slice.
                         for &m in &std::mem::take(&mut members[p.storage]) {
@@ -158,14 +166,25 @@ pub(crate) fn plan_memory(net: &Network, shapes: &[Shape]) -> MemoryPlan {
         };
         placement[t] = Some(p);
     }
-    // Views share their source's placement.
+    // Views share their source's placement (a slice view at its channel offset in it).
     for id in 0..n {
         if placement[id].is_none() && is_view(net, id) {
-            placement[id] = placement[source_of(net, id)];
+            placement[id] = resolve(net, &placement, id);
         }
     }
     let peak_elements = peak(storages.iter().filter(|s| !s.merged).map(|s| (s.elements, s.first, s.last)), n_steps);
     MemoryPlan { groups, storages, placement, in_place, concat_copies, peak_bytes: peak_elements.saturating_mul(4) }
+}
+
+/// Where tensor `id` lives: its own placement, or for a view its source's, shifted by the
+/// channel offsets of the slice views on the way.
+fn resolve(net: &Network, placement: &[Option<Placement>], mut id: NodeId) -> Option<Placement> {
+    let mut offset = 0;
+    while is_view(net, id) {
+        offset += aligned_slice(net, id).unwrap_or(0);
+        id = net.nodes[id].inputs[0];
+    }
+    placement[id].map(|p| Placement { channel_offset: p.channel_offset + offset, ..p })
 }
 
 /// The largest sum of live sizes over steps `0..=n_steps`, given (size, first, last) intervals.

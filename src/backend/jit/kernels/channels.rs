@@ -102,6 +102,60 @@ fn shuffle2_kernel(name: &str, input: &TensorView, output: &TensorView) -> Kerne
     finish(k, vars, 1, output)
 }
 
+/// A concatenation of two maps of `p` channels each, shuffled in two groups (one fusion group):
+/// output channel `2i` is channel `i` of the first input, `2i + 1` channel `i` of the second.
+/// With both inputs on block boundaries and `p` even, each output vector is one lane shuffle of
+/// a block of each input (the two-group shuffle's scheme with the halves in two storages); else
+/// channel by channel, which is also the lowered form.
+pub(in super::super) fn lower_interleave(b: &mut Builder, g: &Group) -> Result<(), JitError> {
+    let (first, second) = (b.view(b.anchor_input(g, 0))?, b.view(b.anchor_input(g, 1))?);
+    let output = b.view(g.output)?;
+    let name = b.name_of(g);
+    let buffers = || vec![first.buffer("a", false), second.buffer("b", false), output.buffer("out", true)];
+    let lowered = {
+        let mut vars = Vars::default();
+        let mut k = new_kernel(&name, buffers());
+        let (c, y, x) = (vars.new_var("c"), vars.new_var("y"), vars.new_var("x"));
+        let (i, odd) = (iv(c).div(2), iv(c).rem(2));
+        let at = |buf: BufId| load(Ty::F32, buf, act(i.clone(), iv(y), iv(x)));
+        let value = FExpr::Select(Cond::InRange(odd, ic(0), ic(1)), Box::new(at(0)), Box::new(at(1)));
+        let body = vec![for_range(x, 0, output.w as i64, vec![store(Ty::F32, 2, act(iv(c), iv(y), iv(x)), value)])];
+        rows_tasks(&mut k, &mut vars, output.c as i64, output.h as i64, 0, c, y, body);
+        finish(k, vars, 2, &output)
+    };
+    let aligned =
+        |v: &TensorView| matches!(v.layout, Layout::Blocked { channel_offset, .. } if channel_offset % 4 == 0);
+    let scheduled = if aligned(&first) && aligned(&second) && first.c % 2 == 0 {
+        let mut vars = Vars::default();
+        let mut k = new_kernel(&name, buffers());
+        let blocks = output.c.div_ceil(4) as i64;
+        // Output block 2q + parity: lanes 2 parity and 2 parity + 1 of block q of each input.
+        let block = |q: VarId, y: VarId, x: VarId, parity: i64| {
+            let a = load(Ty::F32x4, 0, act(iv(q) * 4, iv(y), iv(x)));
+            let s = load(Ty::F32x4, 1, act(iv(q) * 4, iv(y), iv(x)));
+            let l = (2 * parity) as u8;
+            let value = FExpr::Shuffle(Box::new(a), Box::new(s), [l, l + 4, l + 1, l + 5]);
+            store(Ty::F32x4, 2, act((iv(q) * 2 + parity) * 4, iv(y), iv(x)), value)
+        };
+        let (q, y, x) = (vars.new_var("q"), vars.new_var("y"), vars.new_var("x"));
+        let w = output.w as i64;
+        let body = vec![for_range(x, 0, w, vec![block(q, y, x, 0), block(q, y, x, 1)])];
+        rows_tasks(&mut k, &mut vars, blocks / 2, output.h as i64, 0, q, y, body);
+        if blocks % 2 == 1 {
+            let (r, q_last) = (vars.new_var("r"), vars.new_var("q"));
+            let body = vec![let_int(q_last, iv(r) + blocks / 2), for_range(x, 0, w, vec![block(q_last, y, x, 0)])];
+            rows_tasks(&mut k, &mut vars, 1, output.h as i64, 0, r, y, body);
+        }
+        finish(k, vars, 2, &output)
+    } else {
+        lowered.clone()
+    };
+    let bindings = vec![b.arena(g.inputs[0])?, b.arena(g.inputs[1])?, b.arena(g.output)?];
+    b.push(name, g.nodes.clone(), lowered, scheduled, bindings, output.len());
+    b.set_algorithm("shuffle");
+    Ok(())
+}
+
 /// Tasks writing `out[c] = in[c + delta]` for every channel `c` of `output` (view channels, at
 /// every row and column): whole blocks of the output's storage as vectors (one load when the
 /// source channels start on a block of the input's storage too, else the two blocks they

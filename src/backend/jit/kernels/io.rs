@@ -5,7 +5,7 @@
 use super::super::compile::JitError;
 use super::super::ir::*;
 use super::super::lower::{Binding, Builder};
-use super::channels::{Source, move_kernel, push_channel_moves};
+use super::channels::{Source, lower_interleave, move_kernel, push_channel_moves};
 use super::{Lower, TensorView, ceil_div, finish, new_kernel, rows_tasks};
 use crate::analysis::fusion::Group;
 use crate::ops::{Concat, Dropout, Flatten, InputOp, Invalid};
@@ -23,7 +23,11 @@ impl Lower for InputOp {
 
 impl Lower for Concat {
     /// Branches written in place need nothing; the others are copied into their channel slice.
+    /// A concatenation fused with its two-group shuffle interleaves its two inputs instead.
     fn lower(&self, b: &mut Builder, g: &Group) -> Result<(), JitError> {
+        if g.nodes.len() > 1 {
+            return lower_interleave(b, g);
+        }
         let (name, out) = (b.name_of(g), b.view(g.output)?);
         let halo = match &out.layout {
             Layout::Blocked { halo, .. } => *halo,
