@@ -167,8 +167,11 @@ fn edge_shapes() {
         // ahead: padded, strided, with a partial last block, on odd sizes.
         "input 14x17x19\nconv 1x1 12 pad 1\nrelu\nconv 1x1 16 stride 2 pad 1\nconv 1x1 8 pad 2 stride 1x2",
         // The 1x1 tiles: 3 blocks by 3 pixels (12 and 36 channels) and 2 blocks by 5 or 4 pixels
-        // (40 channels on 13 columns, 8 on 7), with remainder columns; 29 blocks take the model.
+        // (40 channels on 13 columns, 8 on 7), with remainder columns; 29 blocks take the model
+        // on 7 rows, and 2 x 5 or 2 x 4 pixels by one block on 6 (116 channels on 13 columns,
+        // 20 on 7, with a partial last input block).
         "input 10x7x13\nconv 1x1 12 relu\nconv 1x1 40\nconv 3x3 8 stride 2\nconv 1x1 36\nconv 1x1 116 relu\nconv 1x1 8",
+        "input 10x6x13\nconv 1x1 116 relu\nconv 1x1 22\nconv 3x3 20 pad 0 stride 1x2\nconv 1x1 20 relu",
         // Large enough for 6x6 tiles, and small enough for 2x2 ones.
         "input 16x101x103\nconv 3x3 16 relu\nmaxpool 2 stride 9\nconv 3x3 20 pad 2\nconv 3x3 16",
     ];
