@@ -75,7 +75,7 @@ fn lower_move(
 /// `ob` holds channels `2ob, p + 2ob, 2ob + 1, p + 2ob + 1`: two adjacent lanes of a first-half
 /// block and two of a second-half one, so each output vector is one `Shuffle` of two loads.
 /// Which lanes depends on the parity of `ob` (and `p mod 4`), so a task writes the pair of
-/// output blocks `2q, 2q + 1`; when C/4 is odd the last block is a task range of its own.
+/// output blocks `2q, 2q + 1` (`push_block_pairs`).
 fn shuffle2_kernel(name: &str, input: &TensorView, output: &TensorView) -> Kernel {
     let mut vars = Vars::default();
     let mut k = new_kernel(name, vec![input.buffer("in", false), output.buffer("out", true)]);
@@ -90,16 +90,28 @@ fn shuffle2_kernel(name: &str, input: &TensorView, output: &TensorView) -> Kerne
         let value = FExpr::Shuffle(Box::new(first), Box::new(second), [a, b, a + 1, b + 1]);
         store(Ty::F32x4, 1, act((iv(q) * 2 + parity) * 4, iv(y), iv(x)), value)
     };
+    push_block_pairs(&mut k, &mut vars, blocks, output, &block);
+    finish(k, vars, 1, output)
+}
+
+/// Tasks writing output blocks `2q` and `2q + 1` of every pixel with `block(q, y, x, parity)`,
+/// one task per pair and row; when `blocks` is odd, the last block is a task range of its own.
+fn push_block_pairs(
+    k: &mut Kernel,
+    vars: &mut Vars,
+    blocks: i64,
+    output: &TensorView,
+    block: &dyn Fn(VarId, VarId, VarId, i64) -> Stmt,
+) {
     let (q, y, x) = (vars.new_var("q"), vars.new_var("y"), vars.new_var("x"));
-    let w = output.w as i64;
+    let (h, w) = (output.h as i64, output.w as i64);
     let body = vec![for_range(x, 0, w, vec![block(q, y, x, 0), block(q, y, x, 1)])];
-    rows_tasks(&mut k, &mut vars, blocks / 2, output.h as i64, 0, q, y, body);
+    rows_tasks(k, vars, blocks / 2, h, 0, q, y, body);
     if blocks % 2 == 1 {
         let (r, q_last) = (vars.new_var("r"), vars.new_var("q"));
         let body = vec![let_int(q_last, iv(r) + blocks / 2), for_range(x, 0, w, vec![block(q_last, y, x, 0)])];
-        rows_tasks(&mut k, &mut vars, 1, output.h as i64, 0, r, y, body);
+        rows_tasks(k, vars, 1, h, 0, r, y, body);
     }
-    finish(k, vars, 1, output)
 }
 
 /// A concatenation of two maps of `p` channels each, shuffled in two groups (one fusion group):
@@ -137,15 +149,7 @@ pub(in super::super) fn lower_interleave(b: &mut Builder, g: &Group) -> Result<(
             let value = FExpr::Shuffle(Box::new(a), Box::new(s), [l, l + 4, l + 1, l + 5]);
             store(Ty::F32x4, 2, act((iv(q) * 2 + parity) * 4, iv(y), iv(x)), value)
         };
-        let (q, y, x) = (vars.new_var("q"), vars.new_var("y"), vars.new_var("x"));
-        let w = output.w as i64;
-        let body = vec![for_range(x, 0, w, vec![block(q, y, x, 0), block(q, y, x, 1)])];
-        rows_tasks(&mut k, &mut vars, blocks / 2, output.h as i64, 0, q, y, body);
-        if blocks % 2 == 1 {
-            let (r, q_last) = (vars.new_var("r"), vars.new_var("q"));
-            let body = vec![let_int(q_last, iv(r) + blocks / 2), for_range(x, 0, w, vec![block(q_last, y, x, 0)])];
-            rows_tasks(&mut k, &mut vars, 1, output.h as i64, 0, r, y, body);
-        }
+        push_block_pairs(&mut k, &mut vars, blocks, &output, &block);
         finish(k, vars, 2, &output)
     } else {
         lowered.clone()
