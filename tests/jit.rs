@@ -226,6 +226,9 @@ fn modern_constructs() {
             // with a view at a nonzero channel offset, with 10-channel halves (partial
             // blocks), and with odd halves (channel by channel).
             "input 16x9x9\nconv 3x3 24 pad 1 relu\nbranch 8..24 { conv 3x3 8 pad 1 }\nbranch 0..8 { conv 3x3 8 groups 8 pad 1; relu }\nbranch 4..12 { maxpool 3 stride 1 pad 1 }\nbranch 16..24 { }\nbranch 0..24 { relu }\n{\nbranch 8..24 { }\nbranch 24..40 { conv 1x1 16 relu }\n}\nshuffle 2\nresidual { conv 3x3 32 pad 1 }\n{\nbranch 0..10 { }\nbranch 10..20 { conv 1x1 10 }\n}\nshuffle 2\nconv 1x1 10\n{\nbranch 0..5 { }\nbranch 5..10 { conv 1x1 5 }\n}\nshuffle 2\nconv 1x1 12\n{\nbranch 4..12 { branch 4..8 { } }\n}",
+            // Slices that start or end inside a block are views when only 1x1 convolutions read
+            // them (padded and strided: the halo is the source's), copies otherwise.
+            "input 10x6x6\nconv 3x3 10 pad 1\nbranch 3..9 { conv 1x1 8 pad 1; maxpool 2 }\nbranch 1..7 { conv 1x1 8 stride 2 pad 1 relu }\nbranch 2..9 { relu; conv 1x1 4 stride 2 pad 1 }",
             // A slice view read in place (nothing else reads its source), by global pools
             // writing into a concatenation, and by an fc through flatten.
             "input 12x6x6\nconv 3x3 16 pad 1\n{\nbranch 0..16 { relu }\n}\n{\nbranch 4..12 { gap }\nbranch 8..16 { gap }\n}\nflatten\nfc 5",

@@ -10,8 +10,8 @@
 //!   activations along its single-consumer chain: one pass;
 //! - a concatenation of two equal halves whose one consumer is a two-group `shuffle`: one pass
 //!   that interleaves the halves (ShuffleNetV2's unit), so the concatenation never exists;
-//! - flatten, dropout and a channel slice on whole blocks of 4 (`start` and `end` multiples of
-//!   4) are views: they belong to no group and cost nothing;
+//! - flatten, dropout and a channel slice the JIT can read where its source lies (`Views`) are
+//!   views: they belong to no group and cost nothing;
 //! - everything else is a group of its own.
 //!
 //! Groups are listed in execution order: by the index of their last node, which is a
@@ -45,41 +45,78 @@ pub(crate) fn role(net: &Network, shapes: &[Shape], id: NodeId) -> Fusion {
     node.op.def().fusion(&inputs)
 }
 
-/// Whether a node only relabels its input (no work, no storage).
-pub(crate) fn is_view(net: &Network, id: NodeId) -> bool {
-    net.nodes[id].op.def().traits().view || aligned_slice(net, id).is_some()
+/// Which nodes only relabel their input (no group, no storage, no work): flatten and dropout,
+/// and the channel slices the JIT can read where their source lies.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Views {
+    /// Per node, the first channel of a slice that is a view.
+    slice: Vec<Option<u64>>,
 }
 
-/// The first channel of a slice that is a view: one on whole blocks of 4 channels, which the
-/// JIT addresses in its source's storage at a block-aligned channel offset. (The memory plan
-/// only ever places a tensor at a channel offset that is a multiple of 4; a misaligned slice
-/// is copied by a kernel of its own.)
-pub(crate) fn aligned_slice(net: &Network, id: NodeId) -> Option<u64> {
-    match &net.nodes[id].op {
-        Op::Slice(s) if s.start % 4 == 0 && s.end % 4 == 0 => Some(s.start as u64),
-        _ => None,
+impl Views {
+    /// A slice is a view when it covers whole blocks of 4 channels (`start` and `end` multiples
+    /// of 4), so that every reader sees block-aligned channels; or when every reader addresses
+    /// its channels in a way a misaligned offset does not disturb: a 1x1 convolution (groups 1,
+    /// on a map larger than 1x1: the register-blocked form, which reads its input one channel
+    /// at a time) reading it as its input, or (a slice starting on a block) a concatenation of
+    /// two halves fused with its two-group shuffle, which reads whole blocks and keeps only the
+    /// real channels' lanes. ShuffleNetV2's 58-channel halves at 28x28 are the second kind.
+    pub(crate) fn of(net: &Network, shapes: &[Shape]) -> Views {
+        let consumers = net.consumers();
+        let output = net.output();
+        let sole =
+            |id: NodeId| -> Option<NodeId> { (consumers[id].len() == 1 && id != output).then(|| consumers[id][0]) };
+        let slice = (0..net.nodes.len())
+            .map(|id| {
+                let Op::Slice(s) = &net.nodes[id].op else { return None };
+                let aligned = s.start % 4 == 0 && s.end % 4 == 0;
+                let reader_fine = |&c: &NodeId| match &net.nodes[c].op {
+                    Op::Conv(conv) => {
+                        conv.kernel == [1, 1]
+                            && conv.groups == 1
+                            && net.nodes[c].inputs == [id]
+                            && shapes[id].spatial().0 * shapes[id].spatial().1 > 1
+                    }
+                    Op::Concat(_) => s.start % 4 == 0 && interleaved_halves(net, shapes, &sole, c).is_some(),
+                    _ => false,
+                };
+                let read_in_place = id != output && !consumers[id].is_empty() && consumers[id].iter().all(reader_fine);
+                (aligned || read_in_place).then_some(s.start as u64)
+            })
+            .collect();
+        Views { slice }
+    }
+
+    pub(crate) fn is(&self, net: &Network, id: NodeId) -> bool {
+        net.nodes[id].op.def().traits().view || self.slice[id].is_some()
+    }
+
+    /// The first channel of a slice that is a view (its offset in its source's storage).
+    pub(crate) fn slice_start(&self, id: NodeId) -> Option<u64> {
+        self.slice[id]
+    }
+
+    /// Follows views from `id` back to the node that actually produced the data (the owner of
+    /// the storage it lives in).
+    pub(crate) fn source_of(&self, net: &Network, mut id: NodeId) -> NodeId {
+        while self.is(net, id) {
+            id = net.nodes[id].inputs[0];
+        }
+        id
+    }
+
+    /// Follows the views that keep every value where it is (flatten, dropout) back to the
+    /// tensor a group reads: its producer, or a slice view, whose channels start at an offset
+    /// in the storage.
+    pub(crate) fn operand_of(&self, net: &Network, mut id: NodeId) -> NodeId {
+        while self.is(net, id) && self.slice[id].is_none() {
+            id = net.nodes[id].inputs[0];
+        }
+        id
     }
 }
 
-/// Follows views from `id` back to the node that actually produced the data (the owner of the
-/// storage it lives in).
-pub(crate) fn source_of(net: &Network, mut id: NodeId) -> NodeId {
-    while is_view(net, id) {
-        id = net.nodes[id].inputs[0];
-    }
-    id
-}
-
-/// Follows the views that keep every value where it is (flatten, dropout) back to the tensor a
-/// group reads: its producer, or a slice view, whose channels start at an offset in the storage.
-pub(crate) fn operand_of(net: &Network, mut id: NodeId) -> NodeId {
-    while is_view(net, id) && aligned_slice(net, id).is_none() {
-        id = net.nodes[id].inputs[0];
-    }
-    id
-}
-
-pub(crate) fn fuse(net: &Network, shapes: &[Shape]) -> Vec<Group> {
+pub(crate) fn fuse(net: &Network, shapes: &[Shape], views: &Views) -> Vec<Group> {
     let consumers = net.consumers();
     let output = net.output();
     // The single consumer of `id`, if it has exactly one and is not the network output's reader
@@ -88,26 +125,26 @@ pub(crate) fn fuse(net: &Network, shapes: &[Shape]) -> Vec<Group> {
     let mut taken = vec![false; net.nodes.len()];
     let mut groups = Vec::new();
     for id in 0..net.nodes.len() {
-        if taken[id] || is_view(net, id) {
+        if taken[id] || views.is(net, id) {
             continue;
         }
         let mut nodes = vec![id];
-        let mut inputs: Vec<NodeId> = net.nodes[id].inputs.iter().map(|&i| operand_of(net, i)).collect();
+        let mut inputs: Vec<NodeId> = net.nodes[id].inputs.iter().map(|&i| views.operand_of(net, i)).collect();
         if let Some(shuffle) = interleaved_halves(net, shapes, &sole, id) {
             nodes.push(shuffle);
         }
         match role(net, shapes, id) {
-            Fusion::Anchor { .. } => absorb_epilogue(net, shapes, &sole, &taken, id, &mut nodes, &mut inputs),
+            Fusion::Anchor { .. } => absorb_epilogue(net, shapes, views, &sole, &taken, id, &mut nodes, &mut inputs),
             Fusion::GlobalPool => {
                 // gap -> [views] -> fc: one pass, then the fc's epilogue.
                 let mut cur = id;
-                while let Some(next) = sole(cur).filter(|&n| is_view(net, n)) {
+                while let Some(next) = sole(cur).filter(|&n| views.is(net, n)) {
                     cur = next;
                 }
                 let fc = sole(cur).filter(|&n| role(net, shapes, n) == Fusion::Anchor { spatial: false });
                 if let Some(fc) = fc {
                     nodes.push(fc);
-                    absorb_epilogue(net, shapes, &sole, &taken, fc, &mut nodes, &mut inputs);
+                    absorb_epilogue(net, shapes, views, &sole, &taken, fc, &mut nodes, &mut inputs);
                 }
             }
             // An elementwise layer on its own (DenseNet's pre-activation `bn`, a sum no
@@ -151,9 +188,11 @@ fn interleaved_halves(
 }
 
 /// Extends a conv/fc group along its single-consumer chain.
+#[allow(clippy::too_many_arguments)]
 fn absorb_epilogue(
     net: &Network,
     shapes: &[Shape],
+    views: &Views,
     sole: &dyn Fn(NodeId) -> Option<NodeId>,
     taken: &[bool],
     anchor: NodeId,
@@ -176,7 +215,7 @@ fn absorb_epilogue(
                 let other = if node.inputs[0] == cur { node.inputs[1] } else { node.inputs[0] };
                 let fine = !add_seen && other != cur && node.inputs[0] != node.inputs[1];
                 if fine {
-                    inputs.push(operand_of(net, other));
+                    inputs.push(views.operand_of(net, other));
                 }
                 fine
             }

@@ -5,8 +5,8 @@
 //! Storage model (per image):
 //! - a step is a fusion group; tensors inside a group (a conv's output before its fused relu)
 //!   never exist in memory;
-//! - `flatten`, `dropout` and a channel slice on whole blocks of 4 are views of their input: no
-//!   storage, no work (a slice view is its source's storage at a channel offset);
+//! - `flatten`, `dropout` and the channel slices `fusion::Views` names are views of their
+//!   input: no storage, no work (a slice view is its source's storage at a channel offset);
 //! - a concatenation whose two-group shuffle is fused with it (`fusion`) writes a fresh storage;
 //! - a standalone `relu`, `bn` or `softmax` works in place when nothing reads its input later;
 //! - a fused residual sum writes into the shortcut's storage under the same rule (unless the
@@ -22,7 +22,7 @@
 //! in it; the network's outputs stay live to the end. The peak is the largest sum of live
 //! storages over the steps, each step's inputs and output included.
 
-use crate::analysis::fusion::{Group, aligned_slice, fuse, is_view, role, source_of};
+use crate::analysis::fusion::{Group, Views, fuse, role};
 use crate::ir::geometry::Shape;
 use crate::ir::graph::{Network, NodeId};
 use crate::ops::{Fusion, Op};
@@ -60,20 +60,23 @@ pub(crate) struct MemoryPlan {
     pub(crate) concat_copies: Vec<(NodeId, usize)>,
     /// Peak of live storage, in bytes, at batch 1.
     pub(crate) peak_bytes: u64,
+    /// Which nodes are views (no group, no storage).
+    pub(crate) views: Views,
 }
 
 /// The tensors a run keeps to the end: the output, and the logits before a trailing softmax.
-pub(crate) fn kept_outputs(net: &Network) -> Vec<NodeId> {
+pub(crate) fn kept_outputs(net: &Network, views: &Views) -> Vec<NodeId> {
     let last = net.output();
-    let mut kept = vec![source_of(net, last)];
+    let mut kept = vec![views.source_of(net, last)];
     if matches!(net.nodes[last].op, Op::Softmax(_)) {
-        kept.push(source_of(net, net.nodes[last].inputs[0]));
+        kept.push(views.source_of(net, net.nodes[last].inputs[0]));
     }
     kept
 }
 
 pub(crate) fn plan_memory(net: &Network, shapes: &[Shape]) -> MemoryPlan {
-    let groups = fuse(net, shapes);
+    let views = Views::of(net, shapes);
+    let groups = fuse(net, shapes, &views);
     let n_steps = groups.len();
     let n = net.nodes.len();
     let elems = |t: NodeId| shapes[t].elements().unwrap_or(0);
@@ -83,11 +86,11 @@ pub(crate) fn plan_memory(net: &Network, shapes: &[Shape]) -> MemoryPlan {
     for (step, g) in groups.iter().enumerate() {
         last_read[g.output] = last_read[g.output].max(step);
         for &i in &g.inputs {
-            let i = source_of(net, i);
+            let i = views.source_of(net, i);
             last_read[i] = last_read[i].max(step);
         }
     }
-    for t in kept_outputs(net) {
+    for t in kept_outputs(net, &views) {
         last_read[t] = n_steps;
     }
 
@@ -116,11 +119,11 @@ pub(crate) fn plan_memory(net: &Network, shapes: &[Shape]) -> MemoryPlan {
         let anchored = matches!(role(net, shapes, g.anchor()), Fusion::Anchor { .. });
         let fused_sum = anchored && g.nodes[1..].iter().any(|&m| role(net, shapes, m) == Fusion::Sum);
         let chosen = if elementwise {
-            reusable(resolve(net, &placement, g.inputs[0]), &storages)
+            reusable(resolve(net, &views, &placement, g.inputs[0]), &storages)
         } else if fused_sum {
             let shortcut = *g.inputs.last().expect("a fused add reads its shortcut");
-            let main_storage = resolve(net, &placement, g.inputs[0]).map(|p| p.storage);
-            reusable(resolve(net, &placement, shortcut), &storages).filter(|p| Some(p.storage) != main_storage)
+            let main_storage = resolve(net, &views, &placement, g.inputs[0]).map(|p| p.storage);
+            reusable(resolve(net, &views, &placement, shortcut), &storages).filter(|p| Some(p.storage) != main_storage)
         } else {
             None
         };
@@ -137,11 +140,11 @@ pub(crate) fn plan_memory(net: &Network, shapes: &[Shape]) -> MemoryPlan {
                 let target = fresh(&mut storages, &mut members);
                 let mut channel = 0u64;
                 for (k, &b) in g.inputs.iter().enumerate() {
-                    let p = resolve(net, &placement, b).expect("branch results are stored");
+                    let p = resolve(net, &views, &placement, b).expect("branch results are stored");
                     let whole = p.channel_offset == 0 && storages[p.storage].elements == elems(b);
                     let shared = g.inputs[..k]
                         .iter()
-                        .any(|&o| resolve(net, &placement, o).map(|q| q.storage) == Some(p.storage));
+                        .any(|&o| resolve(net, &views, &placement, o).map(|q| q.storage) == Some(p.storage));
                     let blocks = shapes[b].channels() % 4 == 0 && channel % 4 == 0;
                     if whole && !shared && blocks && storages[p.storage].last == step && p.storage != 0 {
                         // Redirect every tensor of the branch's storage into the slice.
@@ -168,20 +171,21 @@ pub(crate) fn plan_memory(net: &Network, shapes: &[Shape]) -> MemoryPlan {
     }
     // Views share their source's placement (a slice view at its channel offset in it).
     for id in 0..n {
-        if placement[id].is_none() && is_view(net, id) {
-            placement[id] = resolve(net, &placement, id);
+        if placement[id].is_none() && views.is(net, id) {
+            placement[id] = resolve(net, &views, &placement, id);
         }
     }
     let peak_elements = peak(storages.iter().filter(|s| !s.merged).map(|s| (s.elements, s.first, s.last)), n_steps);
-    MemoryPlan { groups, storages, placement, in_place, concat_copies, peak_bytes: peak_elements.saturating_mul(4) }
+    let peak_bytes = peak_elements.saturating_mul(4);
+    MemoryPlan { groups, storages, placement, in_place, concat_copies, peak_bytes, views }
 }
 
 /// Where tensor `id` lives: its own placement, or for a view its source's, shifted by the
 /// channel offsets of the slice views on the way.
-fn resolve(net: &Network, placement: &[Option<Placement>], mut id: NodeId) -> Option<Placement> {
+fn resolve(net: &Network, views: &Views, placement: &[Option<Placement>], mut id: NodeId) -> Option<Placement> {
     let mut offset = 0;
-    while is_view(net, id) {
-        offset += aligned_slice(net, id).unwrap_or(0);
+    while views.is(net, id) {
+        offset += views.slice_start(id).unwrap_or(0);
         id = net.nodes[id].inputs[0];
     }
     placement[id].map(|p| Placement { channel_offset: p.channel_offset + offset, ..p })

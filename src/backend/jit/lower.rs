@@ -8,7 +8,7 @@ use super::ir::*;
 use super::kernels::conv::{Tile, conv_blockable, conv_depthwise, plain_algorithms, winograd_halo};
 use super::kernels::{Lower, TensorView, lower_output};
 use super::schedule::{winograd_convs, worth_parallel};
-use crate::analysis::fusion::{Group, source_of};
+use crate::analysis::fusion::Group;
 use crate::analysis::memplan::{MemoryPlan, Placement, kept_outputs, peak, plan_memory};
 use crate::io::weights::{TensorData, Weights};
 use crate::ir::geometry::Shape;
@@ -137,7 +137,10 @@ pub(super) fn plan(
     if matches!(net.nodes[last].op, Op::Softmax(_)) {
         kept.push(net.nodes[last].inputs[0]);
     }
-    debug_assert_eq!(kept.iter().map(|&k| source_of(net, k)).collect::<Vec<_>>(), kept_outputs(net));
+    debug_assert_eq!(
+        kept.iter().map(|&k| mp.views.source_of(net, k)).collect::<Vec<_>>(),
+        kept_outputs(net, &mp.views)
+    );
     for (k, &node) in kept.iter().enumerate() {
         let view = b.view(node)?;
         let len = view.len() as usize;
