@@ -121,37 +121,42 @@ pub(super) fn rows_tasks(
 }
 
 /// Appends tasks that write zeros into the halo of `buf`'s channels `0..channels`, one task per
-/// channel, so a storage read by a padded conv always sees zero padding. (The rows and columns a
-/// kernel writes never overlap the halo.)
+/// block of 4 channels (one per channel when the tensor starts inside a block of its storage),
+/// so a storage read by a padded conv always sees zero padding. (The rows and columns a kernel
+/// writes never overlap the halo; a whole block's halo may cover a neighbouring tensor's
+/// channels, whose halo is zero too.)
 pub(super) fn append_halo_zeroing(k: &mut Kernel, buf: BufId, channels: u64) {
     append_halo_zeroing_in(k, buf, channels, channels);
 }
 
-/// `append_halo_zeroing` in `tasks` tasks (runs of channels): for kernels whose own tasks are
-/// few and long, so that the runtime's chunked claims stay balanced.
+/// `append_halo_zeroing` in at most `tasks` tasks (runs of blocks): for kernels whose own tasks
+/// are few and long, so that the runtime's chunked claims stay balanced.
 pub(super) fn append_halo_zeroing_in(k: &mut Kernel, buf: BufId, channels: u64, tasks: u64) {
-    let Layout::Blocked { h, w, halo, .. } = k.buffers[buf].layout.clone() else { return };
+    let Layout::Blocked { h, w, halo, channel_offset, .. } = k.buffers[buf].layout.clone() else { return };
     if halo == [0, 0] || channels == 0 {
         return;
     }
-    let tasks = tasks.clamp(1, channels) as i64;
-    let per_task = (channels as i64 + tasks - 1) / tasks;
+    // Whole vectors of 4 channels when the tensor starts on a block, else channel by channel.
+    let (ty, units, step) =
+        if channel_offset % 4 == 0 { (Ty::F32x4, channels.div_ceil(4), 4) } else { (Ty::F32, channels, 1) };
+    let tasks = tasks.clamp(1, units) as i64;
+    let per_task = (units as i64 + tasks - 1) / tasks;
     let mut vars = Vars { names: std::mem::take(&mut k.var_names) };
     let (t, y, x) = (vars.new_var("halo_c"), vars.new_var("hy"), vars.new_var("hx"));
     let (h, w, hy, hx) = (h as i64, w as i64, halo[0] as i64, halo[1] as i64);
-    let zero = |y: IExpr, x: IExpr| store(Ty::F32, buf, act(iv(t), y, x), fc(0.0));
+    let zero = |y: IExpr, x: IExpr| store(ty, buf, act(iv(t) * step, y, x), splat_if(ty, fc(0.0)));
     let per_channel = vec![
         // Rows above and below, full width including the corners.
         for_2d(y, (ic(-hy), ic(0)), x, (ic(-hx), ic(w + hx)), vec![zero(iv(y), iv(x)), zero(iv(y) + (h + hy), iv(x))]),
         // Columns left and right of every row.
         for_2d(y, (ic(0), ic(h)), x, (ic(-hx), ic(0)), vec![zero(iv(y), iv(x)), zero(iv(y), iv(x) + (w + hx))]),
     ];
-    // One channel per task: the task index is the channel.
+    // One unit (block or channel) per task: the task index is the unit.
     let (task, body) = if per_task == 1 {
         (t, per_channel)
     } else {
         let task = vars.new_var("halo_task");
-        let end = (iv(task) * per_task + per_task).min(ic(channels as i64));
+        let end = (iv(task) * per_task + per_task).min(ic(units as i64));
         (task, vec![for_range(t, iv(task) * per_task, end, per_channel)])
     };
     k.var_names = vars.names;
