@@ -144,6 +144,28 @@ impl Gen<'_, '_> {
                     self.b.ins().band_imm_s(x, *d - 1)
                 }
             }
+            IExpr::Div(a, d) | IExpr::Rem(a, d) if *d > 0 => {
+                // Floor division by a constant as a multiply by its reciprocal (Granlund and
+                // Montgomery, 1994, theorem 4.2: for 0 <= x < 2^63 and 2^(l-1) < d < 2^l,
+                // m = ceil(2^(63+l) / d) < 2^64 gives floor(x / d) = umulhi(x, m) >> (l - 1)).
+                // A negative numerator goes through x = -a - 1 = a ^ (a >> 63), whose quotient
+                // q' gives floor(a / d) = -1 - q' = q' ^ (a >> 63). (`idiv` takes 15 to 40
+                // cycles, and a task's channel and row were two of each.)
+                let a = self.int(a);
+                let (m, shift) = reciprocal(*d);
+                let sign = self.b.ins().sshr_imm_s(a, 63);
+                let x = self.b.ins().bxor(a, sign);
+                let m = self.b.ins().iconst(I64, m as i64);
+                let h = self.b.ins().umulhi(x, m);
+                let q = self.b.ins().ushr_imm_s(h, shift as i64);
+                let q = self.b.ins().bxor(q, sign);
+                if matches!(e, IExpr::Div(..)) {
+                    q
+                } else {
+                    let qd = self.b.ins().imul_imm_s(q, *d);
+                    self.b.ins().isub(a, qd)
+                }
+            }
             IExpr::Div(a, d) | IExpr::Rem(a, d) => {
                 let x = self.int(a);
                 let dv = self.b.ins().iconst(I64, *d);
@@ -428,6 +450,45 @@ impl Gen<'_, '_> {
                 self.store(*ty, *buf, index, v);
             }
             Stmt::Comment(_) => {}
+        }
+    }
+}
+
+/// The multiplier and shift that divide `0 <= x < 2^63` by `d > 1` (not a power of two):
+/// `floor(x / d) = umulhi(x, m) >> shift`, with `l = ceil(log2 d)`, `m = ceil(2^(63+l) / d)`
+/// (below 2^64 because `d > 2^(l-1)`) and `shift = l - 1`.
+fn reciprocal(d: i64) -> (u64, u32) {
+    let l = 64 - (d as u64 - 1).leading_zeros();
+    ((1u128 << (63 + l)).div_ceil(d as u128) as u64, l - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reciprocal;
+
+    /// The emitted sequence, in Rust: sign trick, high half of the product, shift.
+    fn floor_div(a: i64, d: i64) -> i64 {
+        let (m, shift) = reciprocal(d);
+        let sign = a >> 63;
+        let x = (a ^ sign) as u64;
+        let q = (((x as u128 * m as u128) >> 64) as u64 >> shift) as i64;
+        q ^ sign
+    }
+
+    #[test]
+    fn reciprocal_division_is_floor_division() {
+        let ds = [3, 5, 6, 7, 9, 10, 12, 14, 28, 29, 49, 55, 58, 112, 196, 1000, 3136, 12_544, 1_000_003];
+        let mut xs: Vec<i64> = (-5000..5000).collect();
+        for k in 1..63 {
+            for v in [(1i64 << k) - 1, 1i64 << k, (1i64 << k) + 1] {
+                xs.extend([v, -v]);
+            }
+        }
+        xs.extend([i64::MAX, i64::MAX - 1, i64::MIN, i64::MIN + 1]);
+        for &d in &ds {
+            for &a in &xs {
+                assert_eq!(floor_div(a, d), a.div_euclid(d), "{a} / {d}");
+            }
         }
     }
 }
