@@ -145,7 +145,7 @@ pub(super) fn append_halo_zeroing_in(k: &mut Kernel, buf: BufId, channels: u64, 
     let (t, y, x) = (vars.new_var("halo_c"), vars.new_var("hy"), vars.new_var("hx"));
     let (h, w, hy, hx) = (h as i64, w as i64, halo[0] as i64, halo[1] as i64);
     let zero = |y: IExpr, x: IExpr| store(ty, buf, act(iv(t) * step, y, x), splat_if(ty, fc(0.0)));
-    let per_channel = vec![
+    let per_unit = vec![
         // Rows above and below, full width including the corners.
         for_2d(y, (ic(-hy), ic(0)), x, (ic(-hx), ic(w + hx)), vec![zero(iv(y), iv(x)), zero(iv(y) + (h + hy), iv(x))]),
         // Columns left and right of every row.
@@ -153,11 +153,11 @@ pub(super) fn append_halo_zeroing_in(k: &mut Kernel, buf: BufId, channels: u64, 
     ];
     // One unit (block or channel) per task: the task index is the unit.
     let (task, body) = if per_task == 1 {
-        (t, per_channel)
+        (t, per_unit)
     } else {
         let task = vars.new_var("halo_task");
         let end = (iv(task) * per_task + per_task).min(ic(units as i64));
-        (task, vec![for_range(t, iv(task) * per_task, end, per_channel)])
+        (task, vec![for_range(t, iv(task) * per_task, end, per_unit)])
     };
     k.var_names = vars.names;
     k.body.push(Stmt::Comment(format!("zero the {hy}x{hx} halo of {}", k.buffers[buf].name)));
