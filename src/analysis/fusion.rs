@@ -63,19 +63,18 @@ impl Views {
     /// real channels' lanes. ShuffleNetV2's 58-channel halves at 28x28 are the second kind.
     pub(crate) fn of(net: &Network, shapes: &[Shape]) -> Views {
         let consumers = net.consumers();
+        let sole = sole_consumer(net, &consumers);
         let output = net.output();
-        let sole =
-            |id: NodeId| -> Option<NodeId> { (consumers[id].len() == 1 && id != output).then(|| consumers[id][0]) };
         let slice = (0..net.nodes.len())
             .map(|id| {
                 let Op::Slice(s) = &net.nodes[id].op else { return None };
                 let aligned = s.start % 4 == 0 && s.end % 4 == 0;
                 let reader_fine = |&c: &NodeId| match &net.nodes[c].op {
                     Op::Conv(conv) => {
-                        conv.kernel == [1, 1]
-                            && conv.groups == 1
-                            && net.nodes[c].inputs == [id]
-                            && shapes[id].spatial().0 * shapes[id].spatial().1 > 1
+                        conv.kernel == [1, 1] && conv.groups == 1 && net.nodes[c].inputs == [id] && {
+                            let (h, w) = shapes[id].spatial();
+                            h * w > 1
+                        }
                     }
                     Op::Concat(_) => s.start % 4 == 0 && interleaved_halves(net, shapes, &sole, c).is_some(),
                     _ => false,
@@ -116,12 +115,16 @@ impl Views {
     }
 }
 
+/// The single consumer of a node, if it has exactly one and is not the network's output (the
+/// output tensor itself must stay visible).
+fn sole_consumer<'a>(net: &Network, consumers: &'a [Vec<NodeId>]) -> impl Fn(NodeId) -> Option<NodeId> + 'a {
+    let output = net.output();
+    move |id| (consumers[id].len() == 1 && id != output).then(|| consumers[id][0])
+}
+
 pub(crate) fn fuse(net: &Network, shapes: &[Shape], views: &Views) -> Vec<Group> {
     let consumers = net.consumers();
-    let output = net.output();
-    // The single consumer of `id`, if it has exactly one and is not the network output's reader
-    // of an earlier value (the output tensor itself must stay visible).
-    let sole = |id: NodeId| -> Option<NodeId> { (consumers[id].len() == 1 && id != output).then(|| consumers[id][0]) };
+    let sole = sole_consumer(net, &consumers);
     let mut taken = vec![false; net.nodes.len()];
     let mut groups = Vec::new();
     for id in 0..net.nodes.len() {
