@@ -295,6 +295,15 @@ fn endless_devices_are_not_read() {
     refused(&confined(&["run", "/dev/zero", "examples/images/digit_3.png"], TWO_GIB), &["E0303", "/dev/zero"]);
 }
 
+/// An fc layer over 4 million values of a map with a halo (not contiguous) runs: the gemv
+/// kernel would gather them into its stack frame, 16 MB on a 2 MiB stack, and crash.
+#[test]
+fn an_fc_over_a_large_map_does_not_overflow_the_stack() {
+    let dir = scratch("bigfc");
+    let model = write(&dir, "m.cnn", "input 3x1000x1000\nconv 3x3 4\nflatten\nfc 2\n");
+    succeeded(&confined(&["bench", &model, "--iters", "1"], TWO_GIB));
+}
+
 /// Absurd `bench` counts are usage errors (clap's exit code 2, with the allowed range), and
 /// threads the process cannot start are an error (exit 1), never an abort.
 #[test]

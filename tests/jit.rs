@@ -155,6 +155,8 @@ fn edge_shapes() {
         "input 5x13x11\nconv 3x3 5 groups 5 stride 2 nobias\nbn\nrelu6\nconv 7x7 5 groups 5 pad 3\nresidual { conv 5x5 5 groups 5 dilation 2 pad 4; silu }\nconv 3x3 5 groups 5 pad 0 stride 1x2",
         // fc straight after flatten of a map with a halo-padded producer.
         "input 2x6x6\nconv 3x3 4\nflatten\nrelu\nfc 5\nsoftmax",
+        // ... and of one too large to gather on the stack (160,000 values): the plain kernel.
+        "input 2x200x200\nconv 3x3 4\nflatten\nfc 3",
         // Winograd: odd sizes (edge tiles), padding 0 to 2, output channels not in whole blocks,
         // fused max and average pools, a residual with folded bn, a concatenation read and
         // written at channel offsets, and a map large enough for several chunks of tiles.

@@ -91,6 +91,53 @@ pub struct ThreadPool {
 /// between two kernels of a forward pass, short enough not to burn a core between calls.
 const SPIN: Duration = Duration::from_micros(200);
 
+/// Each worker's stack (std's default for new threads, made explicit so that
+/// `address_space_for` knows it): kernels keep at most a gathered fc input on it
+/// (`gemv::MAX_STACK_GATHER`, 256 KiB).
+pub(super) const WORKER_STACK: usize = 2 << 20;
+
+/// Address space left free after the workers' stacks, for what the threads and the caller
+/// allocate meanwhile.
+const SPAWN_RESERVE: u64 = 64 << 20;
+
+/// An error unless the address-space limit (`ulimit -v`, RLIMIT_AS) leaves room for `workers`
+/// stacks and `SPAWN_RESERVE`. Without this check, starting threads into an exhausted address
+/// space fails in one of std's small allocations around `pthread_create`, which aborts the
+/// process, as often as in `pthread_create` itself, which is an error.
+fn address_space_for(workers: usize) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes the struct it is given; sysconf reads a constant.
+        let (got, page) = unsafe { (libc::getrlimit(libc::RLIMIT_AS, &mut limit), libc::sysconf(libc::_SC_PAGESIZE)) };
+        if got != 0 || limit.rlim_cur == libc::RLIM_INFINITY || workers == 0 {
+            return Ok(());
+        }
+        let page = page.max(4096) as u64;
+        // The process's mapped size in pages: the first field of /proc/self/statm.
+        let Some(pages) = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u64>().ok()))
+        else {
+            return Ok(());
+        };
+        let room = (limit.rlim_cur as u64).saturating_sub(pages * page);
+        // A stack and its guard page per worker.
+        let need = workers as u64 * (WORKER_STACK as u64 + page) + SPAWN_RESERVE;
+        if need > room {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                format!(
+                    "the address-space limit leaves {} MiB, and {workers} more threads need {} MiB",
+                    room >> 20,
+                    need >> 20
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl ThreadPool {
     /// Starts `threads - 1` workers (the caller is the first thread); if one cannot start (a
     /// process limit), the ones started are stopped and the error returned.
@@ -107,12 +154,14 @@ impl ThreadPool {
             job_tasks: AtomicU64::new(0),
             threads,
         });
+        address_space_for(threads - 1)?;
         // Dropped on an error: `Drop` stops and joins the workers started so far.
         let mut pool = ThreadPool { shared: shared.clone(), workers: Vec::with_capacity(threads - 1) };
         for index in 1..threads {
             let shared = shared.clone();
             let worker = std::thread::Builder::new()
                 .name(format!("cnnc-worker-{index}"))
+                .stack_size(WORKER_STACK)
                 .spawn(move || worker(&shared, index))?;
             pool.workers.push(worker);
         }

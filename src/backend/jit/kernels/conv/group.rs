@@ -54,7 +54,7 @@ pub(in super::super::super) fn lower_group(
     let start = if gap_input.is_some() { 2 } else { 1 };
     let (scale, shortcut) = absorb_epilogue(b, g, &g.nodes[start..], &mut job, &mut bias)?;
     // An fc layer reads its weights in place (no folded scale to apply to them).
-    if gap_input.is_none() && scale.is_none() && job.gemv() && !plain_algorithms() {
+    if gap_input.is_none() && scale.is_none() && job.gemv() && gemv::fits(&job, &input) && !plain_algorithms() {
         return gemv::lower_gemv(b, g, job, &input, data, bias, shortcut);
     }
     if let Some(m) = b.winograd_m(conv_node).filter(|&m| gap_input.is_none() && job.winograd(m)) {
