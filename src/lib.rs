@@ -26,7 +26,7 @@ pub use analysis::cost::{KindTotals, LayerCost, Totals};
 pub use analysis::diag::{Diagnostic, LineIndex, Severity};
 pub use analysis::params::{ParamSpec, param_specs};
 pub use backend::interp::forward;
-pub use backend::jit::{JitError, JitModel, JitOptions, JitOutputs, MAX_THREADS, StepInfo};
+pub use backend::jit::{Cores, JitError, JitModel, JitOptions, JitOutputs, MAX_THREADS, StepInfo};
 pub use front::ast::Span;
 pub use front::fmt::format_source;
 pub use front::parse::{MAX_NESTING, MAX_SOURCE_BYTES};

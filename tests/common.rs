@@ -29,6 +29,16 @@ pub fn cnnc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cnnc")).args(args).current_dir(repo()).output().expect("cnnc runs")
 }
 
+/// `cnnc` with extra environment variables.
+pub fn cnnc_env(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cnnc"));
+    cmd.args(args).current_dir(repo());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("cnnc runs")
+}
+
 pub fn check_json(args: &[&str]) -> (serde_json::Value, i32) {
     let mut full = vec!["check", "--json"];
     full.extend_from_slice(args);

@@ -9,7 +9,7 @@
 mod common;
 use cnnc::Input;
 use cnnc::check_source;
-use cnnc::{JitModel, JitOptions};
+use cnnc::{Cores, JitModel, JitOptions};
 use cnnc::{ParamKind, param_specs};
 use cnnc::{Tensor, forward};
 use cnnc::{Weights, random_weights};
@@ -50,7 +50,9 @@ fn image(input: Input, batch: usize, seed: u64) -> Array4<f32> {
 
 /// Every eligible convolution takes Winograd, however few its multiply-accumulates: the shapes
 /// of these tests are small, and they must reach Winograd's edge cases.
-const ALL_WINOGRAD: JitOptions = JitOptions { winograd_min_macs: 0 };
+fn all_winograd() -> JitOptions {
+    JitOptions { winograd_min_macs: 0, ..JitOptions::default() }
+}
 
 fn rows(t: &Tensor) -> Vec<f32> {
     t.to_rows().iter().copied().collect()
@@ -58,6 +60,10 @@ fn rows(t: &Tensor) -> Vec<f32> {
 
 /// Runs `source` (at `input` if given) on both backends; returns (max|diff|, max|reference|).
 fn compare(source: &str, input: Option<Input>, batch: usize, threads: usize) -> (f32, f32) {
+    compare_with(source, input, batch, threads, all_winograd())
+}
+
+fn compare_with(source: &str, input: Option<Input>, batch: usize, threads: usize, options: JitOptions) -> (f32, f32) {
     let report = check_source(source, "case", input);
     let checked = report.checked.unwrap_or_else(|| panic!("does not check: {:#?}\n{source}", report.diagnostics));
     let (net, shapes) = (&checked.network, &checked.shapes);
@@ -65,7 +71,7 @@ fn compare(source: &str, input: Option<Input>, batch: usize, threads: usize) -> 
     let x = image(checked.input, batch, 11);
     let reference = forward(net, &weights, x.clone(), &[net.output()]).remove(0);
     let mut jit =
-        JitModel::compile_with(net, shapes, weights, threads, ALL_WINOGRAD).unwrap_or_else(|e| panic!("{e}\n{source}"));
+        JitModel::compile_with(net, shapes, weights, threads, options).unwrap_or_else(|e| panic!("{e}\n{source}"));
     let got = jit.forward(&x).output;
     let (r, g) = (rows(&reference), rows(&got));
     assert_eq!(r.len(), g.len());
@@ -76,6 +82,10 @@ fn compare(source: &str, input: Option<Input>, batch: usize, threads: usize) -> 
 
 fn assert_close(source: &str, input: Option<Input>, batch: usize, threads: usize) {
     let (diff, scale) = compare(source, input, batch, threads);
+    assert_small(diff, scale, threads, source);
+}
+
+fn assert_small(diff: f32, scale: f32, threads: usize, source: &str) {
     assert!(diff <= 1e-4 * scale + 1e-6, "max|diff| {diff} vs max|reference| {scale} ({threads} threads)\n{source}");
     assert!(diff.is_finite() && scale.is_finite() && scale > 0.0, "degenerate output\n{source}");
 }
@@ -127,7 +137,7 @@ fn results_do_not_depend_on_the_thread_count() {
         .iter()
         .map(|&t| {
             let mut jit =
-                JitModel::compile_with(&checked.network, &checked.shapes, weights.clone(), t, ALL_WINOGRAD).unwrap();
+                JitModel::compile_with(&checked.network, &checked.shapes, weights.clone(), t, all_winograd()).unwrap();
             rows(&jit.forward(&x).output)
         })
         .collect();
@@ -180,6 +190,31 @@ fn edge_shapes() {
     for src in cases {
         for batch in [1, 3] {
             assert_close(src, None, batch, 2);
+        }
+    }
+}
+
+/// The 1x1 register tiles of both core profiles (`schedule::pointwise_tile`), whichever the
+/// host is: Zen's 2 x 2 pixels by 2 blocks on even heights (odd widths: a remainder column)
+/// and 1 x 4 by 2 blocks on odd ones (remainders of 1 to 3 columns, and maps narrower than the
+/// tile), Intel's 1 x 3 by 3 blocks and 1 x 5 or 1 x 4 by 2, and the odd block counts both
+/// share (2 x 5 by one block, or the model's tile on odd heights); padded and strided inputs,
+/// partial input blocks, fused activations and a residual.
+#[test]
+fn one_by_one_tiles_of_both_core_profiles() {
+    let cases = [
+        "input 10x6x13\nconv 1x1 16 relu\nconv 1x1 24\nconv 1x1 8 pad 1\nconv 1x1 116 relu\nconv 1x1 20",
+        "input 6x7x9\nconv 1x1 8 relu\nconv 1x1 40 stride 2\nconv 1x1 48\nconv 1x1 36 pad 1\nconv 1x1 12 relu",
+        "input 9x5x3\nconv 1x1 16\nconv 1x1 24 relu\nconv 1x1 8 pad 2 stride 1x2\nconv 1x1 20",
+        "input 12x8x6\nresidual { conv 1x1 24 nobias; bn; relu; conv 1x1 12 nobias; bn }\nsilu\nconv 1x1 32\ngap\nflatten\nfc 3",
+    ];
+    for src in cases {
+        for cores in [Cores::Zen, Cores::Intel] {
+            let options = JitOptions { cores, ..all_winograd() };
+            for (batch, threads) in [(1, 1), (3, 2)] {
+                let (diff, scale) = compare_with(src, None, batch, threads, options);
+                assert_small(diff, scale, threads, &format!("{cores:?}:\n{src}"));
+            }
         }
     }
 }
@@ -278,7 +313,7 @@ fn transcendental_activations_are_accurate() {
         let (net, shapes) = (&checked.network, &checked.shapes);
         let x = Array4::from_shape_vec((1, 8, 16, 64), values.clone()).unwrap();
         let reference = rows(&forward(net, &Weights::default(), x.clone(), &[net.output()]).remove(0));
-        let mut jit = JitModel::compile_with(net, shapes, Weights::default(), 1, ALL_WINOGRAD).unwrap();
+        let mut jit = JitModel::compile_with(net, shapes, Weights::default(), 1, all_winograd()).unwrap();
         let got = rows(&jit.forward(&x).output);
         let mut worst = (0.0f32, 0.0f32);
         for ((&v, &r), &g) in values.iter().zip(&reference).zip(&got) {
@@ -312,7 +347,7 @@ fn nan_inputs_are_handled_alike() {
             }
         }
         let reference = rows(&forward(net, &weights, x.clone(), &[net.output()]).remove(0));
-        let mut jit = JitModel::compile_with(net, shapes, weights, 2, ALL_WINOGRAD).unwrap();
+        let mut jit = JitModel::compile_with(net, shapes, weights, 2, all_winograd()).unwrap();
         let got = rows(&jit.forward(&x).output);
         for (i, (r, g)) in reference.iter().zip(&got).enumerate() {
             assert_eq!(r.is_nan(), g.is_nan(), "element {i}: interp {r}, jit {g}\n{src}");
@@ -571,7 +606,7 @@ fn winograd_is_chosen_where_it_applies() {
         steps.iter().filter(|s| !s.name.ends_with("/in")).map(|s| s.algo).collect::<Vec<_>>()
     };
     let small = "input 3x12x12\nconv 3x3 16 relu\nconv 3x3 20 pad 2\nmaxpool 2\nconv 3x3 16 stride 2\nconv 1x1 16\nconv 3x3 16 pad 0";
-    assert_eq!(algos(small, ALL_WINOGRAD), ["direct", "winograd", "direct", "gemm", "direct"]);
+    assert_eq!(algos(small, all_winograd()), ["direct", "winograd", "direct", "gemm", "direct"]);
     assert_eq!(algos(small, JitOptions::default()), ["direct", "direct", "direct", "gemm", "direct"]);
     // 28 x 28 x 64 x 64 x 9 = 28.9M multiply-accumulates; 14 x 14 x 64 x 64 x 9 = 7.2M.
     let sizes = "input 64x28x28\nconv 3x3 64\nmaxpool 2\nconv 3x3 64";

@@ -38,7 +38,7 @@ fn the_forward_pass_allocates_nothing() {
     let checked = check_source(&source, "googlenet", Some(cnnc::Input { c: 3, h: 96, w: 96 })).checked.unwrap();
     let weights = random_weights(&param_specs(&checked.network, &checked.shapes), 1);
     // Every eligible convolution through Winograd, however small at this size.
-    let options = cnnc::JitOptions { winograd_min_macs: 0 };
+    let options = cnnc::JitOptions { winograd_min_macs: 0, ..Default::default() };
     let mut jit = JitModel::compile_with(&checked.network, &checked.shapes, weights, 2, options).unwrap();
     let image = vec![0.25f32; 3 * 96 * 96];
     jit.run_image(&image); // warm up: threads started, pages touched

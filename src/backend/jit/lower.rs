@@ -109,6 +109,7 @@ pub(super) fn plan(
     let mut b = Builder {
         winograd: winograd.clone(),
         threads,
+        cores: options.cores,
         keep_lowered,
         net,
         shapes,
@@ -281,6 +282,7 @@ pub(super) struct Builder<'a> {
     /// The convolutions that run Winograd, with their tile size.
     winograd: HashMap<NodeId, u64>,
     threads: usize,
+    cores: super::schedule::Cores,
     keep_lowered: bool,
     net: &'a Network,
     shapes: &'a [Shape],
@@ -336,6 +338,10 @@ impl Builder<'_> {
 
     pub(super) fn threads(&self) -> usize {
         self.threads
+    }
+
+    pub(super) fn cores(&self) -> super::schedule::Cores {
+        self.cores
     }
 
     /// The tensor produced by `node` (or the view `node` is), as kernels address it.

@@ -18,6 +18,7 @@ mod runtime;
 mod schedule;
 
 pub use compile::JitError;
+pub use schedule::Cores;
 
 use crate::io::weights::Weights;
 use crate::ir::geometry::Shape;
@@ -56,11 +57,14 @@ pub struct JitOptions {
     /// its savings). 0 lets every eligible convolution take Winograd, as tests of its edge
     /// cases on small shapes need.
     pub winograd_min_macs: u64,
+    /// The cores whose measured register tiles the schedule takes (`Cores::host()` by
+    /// default). Results do not depend on it.
+    pub cores: Cores,
 }
 
 impl Default for JitOptions {
     fn default() -> JitOptions {
-        JitOptions { winograd_min_macs: schedule::WINO_MIN_MACS }
+        JitOptions { winograd_min_macs: schedule::WINO_MIN_MACS, cores: Cores::host() }
     }
 }
 

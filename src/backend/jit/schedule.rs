@@ -30,14 +30,15 @@ fn step_cycles(ty: u64, tx: u64, v: u64) -> f64 {
     ((acc + shuffles) / 2.0).max((v + ty * tx) as f64 / 3.0).max(4.0)
 }
 
-/// The cheapest legal tile for `job`, by the model above.
-pub(super) fn choose_tile(job: &ConvJob) -> Tile {
+/// The cheapest legal tile for `job`, by the model above (1x1 convolutions: `pointwise_tile`
+/// for `cores`).
+pub(super) fn choose_tile(job: &ConvJob, cores: Cores) -> Tile {
     // Development switch for tuning: CNNC_FORCE_TILE=ty,tx,v,rows_outer (used when legal;
     // rows_outer 2 keeps the order `rows_outer` would choose).
     if let Some(t) = forced_tile(job) {
         return t;
     }
-    if let Some(mut tile) = pointwise_tile(job) {
+    if let Some(mut tile) = pointwise_tile(job, cores).or_else(|| zen_direct_tile(job, cores)) {
         tile.rows_outer = rows_outer(job, tile);
         return tile;
     }
@@ -86,15 +87,68 @@ pub(super) fn choose_tile(job: &ConvJob) -> Tile {
     tile
 }
 
-/// The register tile of a 1x1 convolution (groups 1, no fused pool): 1 x 3 pixels by 3 blocks
-/// of 4 output channels when the blocks come in multiples of 3, else 1 x 5 pixels by 2 blocks
-/// when they come in pairs (1 x 4 on maps narrower than 10, where 5 leaves a 2-pixel tile in
-/// each 7-pixel row), else (an odd, prime block count: ShuffleNetV2's 116 channels are 29
-/// blocks) 2 x 5 pixels by 1 block on maps of even height. For that last case the model picks
-/// 1 x 14, which spills; alone, one thread, 2 x 5 took 0.102 against 0.118 ms at 116 -> 116
-/// channels, 14x14, 0.196 against 0.230 at 232 -> 116, 14x14, and the same at 116 -> 116, 28x28
-/// (2 x 4, 2 x 6, 1 x 10 and 1 x 12 were no better than 2 x 5). In ShuffleNetV2 its fourteen
-/// such layers went from 0.84-0.86 to 0.81-0.82 ms on 2 threads (sums of minima).
+/// The cores the schedule is tuned for. The register tiles that measured best for 1x1
+/// convolutions differ between AMD's Zen cores and Intel's (`pointwise_tile`); everything else
+/// is chosen alike. The choice never changes results: every tile reduces over the input
+/// channels in the same order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cores {
+    /// AMD Zen (measured on Zen 4).
+    Zen,
+    /// Intel's and every other vendor's (measured on Sapphire Rapids).
+    Intel,
+}
+
+impl Cores {
+    /// This machine's cores by the CPUID vendor string ("AuthenticAMD" is Zen), unless
+    /// `CNNC_CORES=zen` or `CNNC_CORES=intel` says otherwise (to measure one profile on the
+    /// other's machine, and to keep the scheduled-IR snapshots independent of the host).
+    pub fn host() -> Cores {
+        static HOST: std::sync::LazyLock<Cores> =
+            std::sync::LazyLock::new(|| match std::env::var("CNNC_CORES").ok().as_deref() {
+                Some("zen") => Cores::Zen,
+                Some("intel") => Cores::Intel,
+                _ => detect(),
+            });
+        *HOST
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect() -> Cores {
+    // CPUID leaf 0: the vendor string in EBX, EDX, ECX.
+    #[allow(unused_unsafe)]
+    let id = unsafe { std::arch::x86_64::__cpuid(0) };
+    let vendor: Vec<u8> = [id.ebx, id.edx, id.ecx].iter().flat_map(|r| r.to_le_bytes()).collect();
+    if vendor == b"AuthenticAMD" { Cores::Zen } else { Cores::Intel }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect() -> Cores {
+    Cores::Intel
+}
+
+/// The register tile of a 1x1 convolution (groups 1, no fused pool), by the cores:
+///
+/// - **Zen**: 8 accumulators, 2 x 2 pixels by 2 blocks of 4 output channels on maps of even
+///   height, 1 x 4 pixels by 2 blocks on others, when the blocks come in pairs; else as on Intel.
+///   Alone, one thread, Zen 4 (`tools/tile_sweep.py`, 12 shapes of ConvNeXt-T, Inception-v3,
+///   DenseNet-121, RegNetY, EfficientNet-B0 and ShuffleNetV2): the Intel tiles took 1.04 to
+///   1.31 times the best tile's time on these shapes, these 1.00 to 1.04. The wider Intel
+///   tiles keep 9 or 10 accumulators and a copy of each broadcast (Cranelift ties an FMA's
+///   result to a multiplicand) live, and their reduction steps ran slower here although no
+///   accumulator spilled; reloading the broadcast for each FMA instead of copying it was 5 to
+///   20% slower still.
+/// - **Intel**: 1 x 3 pixels by 3 blocks when the blocks come in multiples of 3, else 1 x 5
+///   pixels by 2 blocks when they come in pairs (1 x 4 on maps narrower than 10, where 5
+///   leaves a 2-pixel tile in each 7-pixel row).
+/// - Either, an odd prime block count (ShuffleNetV2's 116 channels are 29 blocks): 2 x 5
+///   pixels by 1 block on maps of even height. For that case the model picks 1 x 14, which
+///   spills; alone, one thread, 2 x 5 took 0.102 against 0.118 ms at 116 -> 116 channels,
+///   14x14, 0.196 against 0.230 at 232 -> 116, 14x14, and the same at 116 -> 116, 28x28
+///   (2 x 4, 2 x 6, 1 x 10 and 1 x 12 were no better than 2 x 5). In ShuffleNetV2 its fourteen
+///   such layers went from 0.84-0.86 to 0.81-0.82 ms on 2 threads (sums of minima).
+///
 /// The model above prefers one block of 7 to 14 pixels, because it charges each reused
 /// broadcast a shuffle on the FMA pipes, and misses what decides 1x1 layers: every
 /// output-channel tile streams its whole input again (no taps reuse it from L1), so a tile that
@@ -103,15 +157,18 @@ pub(super) fn choose_tile(job: &ConvJob) -> Tile {
 /// reduction step (seen in the machine code of ConvNeXt's 384 -> 1536 layer). Measured alone
 /// (one `conv 1x1` per network, `cnnc bench --threads 1`, every tile of 6 to 14 accumulators
 /// forced with `CNNC_FORCE_TILE`) on 23 shapes of ConvNeXt-T, MobileNetV2, EfficientNet-B0,
-/// GoogLeNet, ResNet-50, ShuffleNetV2 and RegNet, Sapphire Rapids: these tiles took 1.00 to 1.11
-/// times the best tile's time (46.8 ms in all, the best 45.6), the model's 1.00 to 1.25 (51.0).
-fn pointwise_tile(job: &ConvJob) -> Option<Tile> {
+/// GoogLeNet, ResNet-50, ShuffleNetV2 and RegNet, Sapphire Rapids: the Intel tiles took 1.00
+/// to 1.11 times the best tile's time (46.8 ms in all, the best 45.6), the model's 1.00 to
+/// 1.25 (51.0).
+fn pointwise_tile(job: &ConvJob, cores: Cores) -> Option<Tile> {
     if job.kernel != [1, 1] || job.groups != 1 || job.pool.is_some() {
         return None;
     }
     let blocks = job.cout.div_ceil(4);
     let narrow = if job.ow < 10 { 4 } else { 5 };
-    let (ty, tx, v) = if blocks % 3 == 0 {
+    let (ty, tx, v) = if cores == Cores::Zen && blocks % 2 == 0 {
+        if job.oh % 2 == 0 { (2, 2, 2) } else { (1, 4, 2) }
+    } else if blocks % 3 == 0 {
         (1, 3, 3)
     } else if blocks % 2 == 0 {
         (1, narrow, 2)
@@ -121,6 +178,26 @@ fn pointwise_tile(job: &ConvJob) -> Option<Tile> {
         return None;
     };
     Some(Tile { ty, tx, v, rows_outer: true })
+}
+
+/// The register tile of a direct convolution with taps on Zen: 2 blocks of 4 output channels by
+/// 2 x 3 pixels on maps of even height, else by 1 x 6 (12 accumulators), for groups 1, no fused
+/// pool, an even block count and maps at least 10 wide (on narrower ones the model's tile was
+/// as fast as any). The model charges a reused broadcast a shuffle on the FMA pipes and so
+/// picks one block of 7 to 14 pixels, which Zen 4 ran slower: alone, one thread, every tile
+/// of 6 to 14 accumulators forced on nine shapes (ResNet's 7x7 stem and stride-2 3x3s,
+/// Inception-v3's 1x7 and 7x1, GoogLeNet's 5x5, DenseNet's 3x3 at 14x14 and 7x7), the model's
+/// tiles took 1.07 to 1.15 times the best tile's time where the maps are 14 or more wide,
+/// these 1.00 to 1.02.
+fn zen_direct_tile(job: &ConvJob, cores: Cores) -> Option<Tile> {
+    let eligible = cores == Cores::Zen
+        && job.kernel != [1, 1]
+        && job.groups == 1
+        && job.pool.is_none()
+        && job.cout.div_ceil(4) % 2 == 0
+        && job.ow >= 10;
+    let (ty, tx) = if job.oh % 2 == 0 { (2, 3) } else { (1, 6) };
+    eligible.then_some(Tile { ty, tx, v: 2, rows_outer: true })
 }
 
 /// Scratch bytes a Winograd task keeps (transformed input tiles and products) while its 36

@@ -69,7 +69,7 @@ pub(in super::super::super) fn lower_group(
     let (kernel, tile) = match b.cached_kernel(&key) {
         Some(cached) => cached,
         None => {
-            let tile = job.blockable().then(|| choose_tile(&job));
+            let tile = job.blockable().then(|| choose_tile(&job, b.cores()));
             let k = match (tile, &gap_input) {
                 (Some(tile), Some(map)) => gap_fc_kernel(&job, tile, map, b.threads() as i64),
                 (Some(tile), None) => schedule(&job, tile),
