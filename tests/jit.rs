@@ -194,19 +194,24 @@ fn edge_shapes() {
     }
 }
 
-/// The 1x1 register tiles of both core profiles (`schedule::pointwise_tile`), whichever the
-/// host is: Zen's 2 x 2 pixels by 2 blocks on even heights (odd widths: a remainder column)
-/// and 1 x 4 by 2 blocks on odd ones (remainders of 1 to 3 columns, and maps narrower than the
-/// tile), Intel's 1 x 3 by 3 blocks and 1 x 5 or 1 x 4 by 2, and the odd block counts both
-/// share (2 x 5 by one block, or the model's tile on odd heights); padded and strided inputs,
-/// partial input blocks, fused activations and a residual.
+/// The register tiles of both core profiles (`schedule`), whichever the host is. 1x1: Zen's 2 x 2
+/// pixels by 2 blocks on even heights (odd widths: a remainder column) and 1 x 4 by 2 blocks on
+/// odd ones (remainders of 1 to 3 columns, and maps narrower than the tile), Intel's 1 x 3 by 3
+/// blocks and 1 x 5 or 1 x 4 by 2, and the odd block counts both share (2 x 5 by one block, or
+/// the model's tile on odd heights); padded and strided inputs, partial input blocks, fused
+/// activations and a residual. Direct convolutions with taps: Zen's 2 x 3 and 1 x 6 pixels by
+/// 2 blocks (even and odd heights, remainder columns, strides, 5x5, 1x7 and 7x1 kernels).
+/// Winograd: Zen's 4 tiles by 2 blocks and larger chunks, several chunks and edge tiles.
 #[test]
-fn one_by_one_tiles_of_both_core_profiles() {
+fn register_tiles_of_both_core_profiles() {
     let cases = [
         "input 10x6x13\nconv 1x1 16 relu\nconv 1x1 24\nconv 1x1 8 pad 1\nconv 1x1 116 relu\nconv 1x1 20",
         "input 6x7x9\nconv 1x1 8 relu\nconv 1x1 40 stride 2\nconv 1x1 48\nconv 1x1 36 pad 1\nconv 1x1 12 relu",
         "input 9x5x3\nconv 1x1 16\nconv 1x1 24 relu\nconv 1x1 8 pad 2 stride 1x2\nconv 1x1 20",
         "input 12x8x6\nresidual { conv 1x1 24 nobias; bn; relu; conv 1x1 12 nobias; bn }\nsilu\nconv 1x1 32\ngap\nflatten\nfc 3",
+        "input 6x15x22\nconv 3x3 16 relu\nconv 3x3 24 stride 2\nconv 5x5 8\nconv 1x7 16\nconv 7x1 24 relu",
+        "input 16x61x67\nconv 3x3 16 relu\nconv 3x3 24 pad 1\nmaxpool 2",
+        "input 16x7x10\nresidual { conv 3x3 16 nobias; bn; relu; conv 3x3 16 nobias; bn }\nrelu\nconv 3x3 16",
     ];
     for src in cases {
         for cores in [Cores::Zen, Cores::Intel] {

@@ -49,6 +49,16 @@ pub struct StepInfo {
 /// The most threads a compiled model runs on (each is an OS thread, spinning between kernels).
 pub const MAX_THREADS: usize = 256;
 
+/// Returns the heap's free pages to the system, where the allocator can (glibc's
+/// `malloc_trim`).
+fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers; it releases the allocator's own free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Schedule choices a caller may change; `JitOptions::default()` is what `cnnc` uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct JitOptions {
@@ -152,8 +162,13 @@ impl JitModel {
             .map(|s| unique[s.kernel].buffers.iter().map(|b| (b.name.clone(), b.elements() * 4)).collect())
             .collect();
         let kernels_compiled = unique.len();
-        // Freeing the IR trees takes a while; it need not delay the caller.
-        std::thread::spawn(move || drop(unique));
+        // Freeing the IR trees takes a while; it need not delay the caller. Then the heap's
+        // free pages go back to the system: glibc keeps what planning and compiling freed
+        // (VGG-16: 3 to 5 MB of the peak resident set of `cnnc run`).
+        std::thread::spawn(move || {
+            drop(unique);
+            release_free_heap();
+        });
         if std::env::var_os("CNNC_TIME_COMPILE").is_some() {
             eprintln!("planned and compiled {} kernels in {:?}", kernels_compiled, start.elapsed());
         }

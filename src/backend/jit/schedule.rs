@@ -201,12 +201,21 @@ fn zen_direct_tile(job: &ConvJob, cores: Cores) -> Option<Tile> {
 }
 
 /// Scratch bytes a Winograd task keeps (transformed input tiles and products) while its 36
-/// products run, within one core's L2 (2 MiB on Sapphire Rapids; Zen 3 has 512 KiB, where the
-/// tiles spill to L3): 1 MiB, or 2 MiB when the transformed weights, which every chunk of
-/// tiles reads once, pass `WINO_BIG_WEIGHTS`. (VGG-16 in the network, 2 threads: 1 MiB ran its
-/// 64 to 256-channel layers 10-25% faster than 1.5 or 2 MiB, 2 MiB its 512-channel ones 15-25%
-/// faster than 1 MiB.)
+/// products run, by the cores.
+///
+/// Intel: within one core's L2 (2 MiB on Sapphire Rapids): 1 MiB, or 2 MiB when the
+/// transformed weights, which every chunk of tiles reads once, pass `WINO_BIG_WEIGHTS`
+/// (VGG-16 in the network, 2 threads: 1 MiB ran its 64 to 256-channel layers 10-25% faster
+/// than 1.5 or 2 MiB, 2 MiB its 512-channel ones 15-25% faster than 1 MiB).
+///
+/// Zen: 4 MiB, beyond Zen 4's 1 MiB L2 (its L3 is 32 MiB): fewer chunks, so the transformed
+/// weights stream past fewer times. VGG-16 in the network, 2 threads, every layer's budget
+/// forced (`CNNC_FORCE_WINO=2,4,KiB`): per-layer minima of its nine Winograd layers at 1, 2
+/// and 3 MiB summed to 122 to 126 ms, at 4 MiB to 100, at 6 and 8 MiB to 96 to 98; the peak
+/// resident set of `cnnc run` grows with it (634, 638, 642, 645, 655, 658 MB), and VGG-16 must
+/// stay within 1.2 times its weights (649 MB), so 4 MiB.
 const WINO_SCRATCH_BYTES: [u64; 2] = [1 << 20, 2 << 20];
+const WINO_SCRATCH_BYTES_ZEN: u64 = 4 << 20;
 const WINO_BIG_WEIGHTS: u64 = 16 << 20;
 /// Transformed weights may take this share of the weights' memory beyond the weights' own
 /// (VGG-16: 55 MB, so that its peak resident set stays within 1.2 times the weights file;
@@ -228,7 +237,10 @@ const WINO_SHARED_BYTES: u64 = 16 << 20;
 
 /// The Winograd schedule of `job`:
 /// - 2 output blocks by 5 (or 4) tiles of accumulators, or 1 by 12 when the blocks are odd; 4
-///   tiles rather than 5 when 5 would leave more of the last register tile empty. Cranelift
+///   tiles rather than 5 when 5 would leave more of the last register tile empty, and always
+///   on Zen (as its 1x1 tiles, 8 accumulators ran faster than 10 there: with 2 MiB of scratch
+///   for every layer, Zen 4, 2 threads, per-layer minima of the Winograd layers, 5 tiles then
+///   4: DenseNet-121 9.7 and 8.4 ms, ResNet-18 18.9 and 15.6, GoogLeNet 10.1 and 8.5). Cranelift
 ///   ties an FMA's result to a multiplicand, so each broadcast used twice is copied first: 10
 ///   accumulators + 2 weights + the broadcast and its copy fit the 16 registers, where 12
 ///   spilled two accumulators per step (seen in the machine code; 512 channels at 28x28: 16.4
@@ -236,15 +248,18 @@ const WINO_SHARED_BYTES: u64 = 16 << 20;
 /// - the fewest chunks of tiles whose scratch fits `WINO_SCRATCH_BYTES`, since each chunk reads
 ///   all the transformed weights once (4 times the 3x3 weights: 38 MB for 512 channels), with
 ///   the output channels split in parts so that there are at least 16 tasks.
-pub(super) fn choose_wino(job: &ConvJob, m: u64) -> WinoTile {
+pub(super) fn choose_wino(job: &ConvJob, m: u64, cores: Cores) -> WinoTile {
     let kb = job.cout.div_ceil(4);
     let xi = (m + 2) * (m + 2);
     let (ty, tx) = job.wino_tiles(m);
     let tiles = ty * tx;
     let padded = |t: u64| (tiles.div_ceil(t) * t) as f64;
-    let tw = if padded(4) * 1.04 < padded(5) { 4 } else { 5 };
+    let tw = if cores == Cores::Zen || padded(4) * 1.04 < padded(5) { 4 } else { 5 };
     let weights = xi * 4 * job.cin * kb * 4;
-    let budget = WINO_SCRATCH_BYTES[usize::from(weights > WINO_BIG_WEIGHTS)];
+    let budget = match cores {
+        Cores::Zen => WINO_SCRATCH_BYTES_ZEN,
+        Cores::Intel => WINO_SCRATCH_BYTES[usize::from(weights > WINO_BIG_WEIGHTS)],
+    };
     let (mut vb, mut tw, mut budget) = if kb % 2 == 0 { (2, tw, budget) } else { (1, 12, budget) };
     if let Some([v, t, kib]) = forced_wino()
         && v > 0
@@ -341,8 +356,8 @@ pub(super) fn winograd_convs(net: &Network, shapes: &[Shape], min_macs: u64) -> 
 
 /// Winograd's memory beyond the weights (for the memory budget, before anything is allocated):
 /// the transformed weights' extra ((m+2)^2/9 - 1 times the 3x3 weights of each layer that takes
-/// it), and an allowance for the per-thread scratch and the shared workspace (at most 16 MB,
-/// plus 2 MB per thread for up to 8 threads).
+/// it), and an allowance for the shared workspace (at most 16 MB) and the per-thread scratch
+/// (the larger budget of either core profile, 4 MB, for up to 8 threads).
 pub(super) fn winograd_bytes(net: &Network, shapes: &[Shape]) -> u64 {
     let plan = winograd_convs(net, shapes, WINO_MIN_MACS);
     if plan.is_empty() {
@@ -357,7 +372,8 @@ pub(super) fn winograd_bytes(net: &Network, shapes: &[Shape]) -> u64 {
             weights.saturating_mul((m + 2) * (m + 2) - 9) / 9
         })
         .fold(0u64, u64::saturating_add);
-    extra.saturating_add(32 << 20)
+    let scratch = WINO_SCRATCH_BYTES_ZEN.max(WINO_SCRATCH_BYTES[1]);
+    extra.saturating_add(WINO_SHARED_BYTES + 8 * scratch)
 }
 
 /// Development switch for tuning: CNNC_FORCE_WINO=vb,tx,KiB of tiles per task.

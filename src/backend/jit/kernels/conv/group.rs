@@ -135,7 +135,7 @@ fn lower_winograd(
     scale: Option<Vec<f32>>,
     shortcut: Option<NodeId>,
 ) -> Result<(), JitError> {
-    let wt = choose_wino(&job, m);
+    let wt = choose_wino(&job, m, b.cores());
     let key = format!("winograd {:?} {wt:?}", ConvJob { name: String::new(), ..job.clone() });
     let lowered = b.keep_lowered().then(|| lower(&job));
     let kernel_for = |b: &mut Builder, key: String, build: &dyn Fn() -> Kernel| match b.cached_kernel(&key) {
