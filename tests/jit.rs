@@ -202,6 +202,7 @@ fn edge_shapes() {
 /// activations and a residual. Direct convolutions with taps: Zen's 2 x 3 and 1 x 6 pixels by
 /// 2 blocks (even and odd heights, remainder columns, strides, 5x5, 1x7 and 7x1 kernels).
 /// Winograd: Zen's 4 tiles by 2 blocks and larger chunks, several chunks and edge tiles.
+/// Depthwise: 4 neighbouring pixels on Intel, 6 (3x3) or 8 (5x5, 7x7) on Zen, with remainders.
 #[test]
 fn register_tiles_of_both_core_profiles() {
     let cases = [
@@ -212,6 +213,7 @@ fn register_tiles_of_both_core_profiles() {
         "input 6x15x22\nconv 3x3 16 relu\nconv 3x3 24 stride 2\nconv 5x5 8\nconv 1x7 16\nconv 7x1 24 relu",
         "input 16x61x67\nconv 3x3 16 relu\nconv 3x3 24 pad 1\nmaxpool 2",
         "input 16x7x10\nresidual { conv 3x3 16 nobias; bn; relu; conv 3x3 16 nobias; bn }\nrelu\nconv 3x3 16",
+        "input 12x9x23\nconv 3x3 12 groups 12\nrelu6\nconv 5x5 12 groups 12 stride 2 pad 2\nconv 7x7 12 groups 12 pad 3\nsilu",
     ];
     for src in cases {
         for cores in [Cores::Zen, Cores::Intel] {

@@ -1,6 +1,7 @@
 //! Depthwise convolutions (one input and one output channel per group: MobileNet, EfficientNet,
 //! ShuffleNet, ConvNeXt's 7x7) with four channels in the vector lanes. A task is one output row
-//! of one block of 4 channels, computed `PIXELS` neighbouring pixels at a time: each output
+//! of one block of 4 channels, computed a few neighbouring pixels at a time
+//! (`schedule::depthwise_pixels`): each output
 //! pixel is a chain of one FMA per tap on the input window (in tap order, so the sum is the
 //! same as one pixel at a time), read through the input's zero halo (as wide as the padding),
 //! so no tap needs a bounds check. Weights are packed `[block][tap][4]`
@@ -10,10 +11,6 @@ use super::super::super::ir::*;
 use super::super::append_halo_zeroing;
 use super::{ConvJob, STANDARD, epilogue};
 
-/// Neighbouring output pixels of a row computed together: each tap's weights are loaded once
-/// for all of them, and an input column that several of them read through different taps is
-/// loaded once (a 3x3 stride-1 row of taps: 6 loads for 4 pixels, not 12).
-const PIXELS: usize = 4;
 /// Kernels up to this many taps are unrolled (ConvNeXt's 7x7 is 49).
 pub(in super::super::super) const MAX_DEPTHWISE_TAPS: u64 = 81;
 
@@ -48,26 +45,29 @@ pub(super) fn pack_depthwise(job: &ConvJob, weights: &[f32], scale: Option<&[f32
     out
 }
 
-pub(super) fn schedule(job: &ConvJob) -> Kernel {
+/// The kernel, `n` neighbouring output pixels of a row at a time: each tap's weights are loaded
+/// once for all of them, and an input column that several of them read through different taps
+/// is loaded once (a 3x3 stride-1 row of taps: 6 loads for 4 pixels, not 12).
+pub(super) fn schedule(job: &ConvJob, n: usize) -> Kernel {
     let bufs = STANDARD;
     let mut vars = Vars::default();
     let (t, cb, y, xt) = (vars.new_var("t"), vars.new_var("cb"), vars.new_var("y"), vars.new_var("xt"));
-    let accs: Vec<VarId> = (0..PIXELS).map(|_| vars.new_var("acc")).collect();
+    let accs: Vec<VarId> = (0..n).map(|_| vars.new_var("acc")).collect();
     let w = vars.new_var("w");
-    // One variable per input column a row of taps of `PIXELS` neighbours reads.
-    let span = (PIXELS as u64 - 1) * job.stride[1] + (job.kernel[1] - 1) * job.dilation[1] + 1;
+    // One variable per input column a row of taps of `n` neighbours reads.
+    let span = (n as u64 - 1) * job.stride[1] + (job.kernel[1] - 1) * job.dilation[1] + 1;
     let cols: Vec<VarId> = (0..span).map(|_| vars.new_var("in")).collect();
     let regs = Regs { cb, y, accs: &accs, w, cols: &cols };
     let ow = job.ow as i64;
-    let full = ow / PIXELS as i64;
+    let full = ow / n as i64;
     let mut task = vec![let_int(cb, iv(t).div(job.oh as i64)), let_int(y, iv(t).rem(job.oh as i64))];
     if full > 0 {
-        task.push(for_range(xt, 0, full, pixels(job, &regs, iv(xt) * PIXELS as i64, PIXELS)));
+        task.push(for_range(xt, 0, full, pixels(job, &regs, iv(xt) * n as i64, n)));
     }
-    let rem = (ow % PIXELS as i64) as usize;
+    let rem = (ow % n as i64) as usize;
     if rem > 0 {
         task.push(Stmt::Comment(format!("remainder: {rem} pixel(s)")));
-        task.extend(pixels(job, &regs, ic(full * PIXELS as i64), rem));
+        task.extend(pixels(job, &regs, ic(full * n as i64), rem));
     }
     let blocks = job.cout.div_ceil(4) as i64;
     let mut k = Kernel {

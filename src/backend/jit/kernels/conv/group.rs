@@ -5,7 +5,7 @@
 use super::super::super::compile::JitError;
 use super::super::super::ir::*;
 use super::super::super::lower::{Binding, Builder};
-use super::super::super::schedule::{choose_tile, choose_wino};
+use super::super::super::schedule::{choose_tile, choose_wino, depthwise_pixels};
 use super::super::{Lower, TensorView, bn_scale_shift};
 use super::blocked::{packed_len, schedule, scheduled_task, scheduled_tasks};
 use super::pack::{pack_weights, pad_bias};
@@ -73,7 +73,7 @@ pub(in super::super::super) fn lower_group(
             let k = match (tile, &gap_input) {
                 (Some(tile), Some(map)) => gap_fc_kernel(&job, tile, map, b.threads() as i64),
                 (Some(tile), None) => schedule(&job, tile),
-                (None, _) if depthwise => depthwise::schedule(&job),
+                (None, _) if depthwise => depthwise::schedule(&job, depthwise_pixels(&job, b.cores())),
                 (None, _) => lowered.clone().unwrap_or_else(|| lower(&job)),
             };
             let kernel = b.add_kernel(k);
