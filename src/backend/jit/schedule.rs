@@ -30,8 +30,8 @@ fn step_cycles(ty: u64, tx: u64, v: u64) -> f64 {
     ((acc + shuffles) / 2.0).max((v + ty * tx) as f64 / 3.0).max(4.0)
 }
 
-/// The cheapest legal tile for `job`, by the model above (1x1 convolutions: `pointwise_tile`
-/// for `cores`).
+/// The cheapest legal tile for `job`, by the model above, unless `pointwise_tile` (1x1
+/// convolutions) or `zen_direct_tile` gives one for `cores`.
 pub(super) fn choose_tile(job: &ConvJob, cores: Cores) -> Tile {
     // Development switch for tuning: CNNC_FORCE_TILE=ty,tx,v,rows_outer (used when legal;
     // rows_outer 2 keeps the order `rows_outer` would choose).
@@ -87,10 +87,12 @@ pub(super) fn choose_tile(job: &ConvJob, cores: Cores) -> Tile {
     tile
 }
 
-/// The cores the schedule is tuned for. The register tiles that measured best for 1x1
-/// convolutions differ between AMD's Zen cores and Intel's (`pointwise_tile`); everything else
-/// is chosen alike. The choice never changes results: every tile reduces over the input
-/// channels in the same order.
+/// The cores the schedule is tuned for. What measured best differs between AMD's Zen cores and
+/// Intel's in four choices: the register tiles of 1x1 convolutions (`pointwise_tile`) and of
+/// direct ones with taps (`zen_direct_tile`), Winograd's product tile and chunk size
+/// (`choose_wino`), and the pixels a depthwise kernel computes together (`depthwise_pixels`);
+/// everything else is chosen alike. The choice never changes results: every tile sums each
+/// output in the same order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Cores {
     /// AMD Zen (measured on Zen 4).
@@ -134,11 +136,10 @@ fn detect() -> Cores {
 ///   height, 1 x 4 pixels by 2 blocks on others, when the blocks come in pairs; else as on Intel.
 ///   Alone, one thread, Zen 4 (`tools/tile_sweep.py`, 12 shapes of ConvNeXt-T, Inception-v3,
 ///   DenseNet-121, RegNetY, EfficientNet-B0 and ShuffleNetV2): the Intel tiles took 1.04 to
-///   1.31 times the best tile's time on these shapes, these 1.00 to 1.04. The wider Intel
-///   tiles keep 9 or 10 accumulators and a copy of each broadcast (Cranelift ties an FMA's
-///   result to a multiplicand) live, and their reduction steps ran slower here although no
-///   accumulator spilled; reloading the broadcast for each FMA instead of copying it was 5 to
-///   20% slower still.
+///   1.31 times the best tile's time on these shapes, these 1.00 to 1.04. (The wider Intel
+///   tiles keep 9 or 10 accumulators and a copy of each broadcast live, since Cranelift ties an
+///   FMA's result to a multiplicand; why their steps run slower on Zen 4 was not pinned down.
+///   Reloading the broadcast for each FMA instead of copying it was 5 to 20% slower still.)
 /// - **Intel**: 1 x 3 pixels by 3 blocks when the blocks come in multiples of 3, else 1 x 5
 ///   pixels by 2 blocks when they come in pairs (1 x 4 on maps narrower than 10, where 5
 ///   leaves a 2-pixel tile in each 7-pixel row).
@@ -252,14 +253,15 @@ const WINO_SHARED_BYTES: u64 = 16 << 20;
 /// The Winograd schedule of `job`:
 /// - 2 output blocks by 5 (or 4) tiles of accumulators, or 1 by 12 when the blocks are odd; 4
 ///   tiles rather than 5 when 5 would leave more of the last register tile empty, and always
-///   on Zen (as its 1x1 tiles, 8 accumulators ran faster than 10 there: with 2 MiB of scratch
-///   for every layer, Zen 4, 2 threads, per-layer minima of the Winograd layers, 5 tiles then
-///   4: DenseNet-121 9.7 and 8.4 ms, ResNet-18 18.9 and 15.6, GoogLeNet 10.1 and 8.5). Cranelift
+///   on Zen (as its 1x1 tiles, 8 accumulators ran faster than 10 there: with 8 MiB of scratch
+///   for every layer, Zen 4, 2 threads, sums of the Winograd layers' minima, 5 tiles then 4:
+///   DenseNet-121 9.7 and 8.4 ms, ResNet-18 18.9 and 15.6 (its 7x7 layers lose most, since 5
+///   pads their 16 tiles to 20), GoogLeNet 10.1 and 8.5). Cranelift
 ///   ties an FMA's result to a multiplicand, so each broadcast used twice is copied first: 10
 ///   accumulators + 2 weights + the broadcast and its copy fit the 16 registers, where 12
 ///   spilled two accumulators per step (seen in the machine code; 512 channels at 28x28: 16.4
 ///   against 21.1 ms, 256 at 56x56: 13.8 against 16.1);
-/// - the fewest chunks of tiles whose scratch fits `WINO_SCRATCH_BYTES`, since each chunk reads
+/// - the fewest chunks of tiles whose scratch fits the budget above, since each chunk reads
 ///   all the transformed weights once (4 times the 3x3 weights: 38 MB for 512 channels), with
 ///   the output channels split in parts so that there are at least 16 tasks.
 pub(super) fn choose_wino(job: &ConvJob, m: u64, cores: Cores) -> WinoTile {

@@ -30,8 +30,6 @@ impl ConvJob {
     }
 }
 
-/// Whether element `f` of the input vector sits at offset `f` of its buffer (a vector stored
-/// as an (n, 1, 1) map without offset or halo).
 /// The most input values gathered into the kernel's stack frame (256 KiB): an fc layer whose
 /// input is not contiguous and larger than this takes the plain kernel instead, since the
 /// gathered copy would overflow the thread's stack (`runtime::WORKER_STACK`, 2 MiB). VGG-16's
@@ -43,6 +41,8 @@ pub(super) fn fits(job: &ConvJob, input: &TensorView) -> bool {
     contiguous(input) || job.cin * job.h * job.w <= MAX_STACK_GATHER
 }
 
+/// Whether element `f` of the input vector sits at offset `f` of its buffer (a vector stored
+/// as an (n, 1, 1) map without offset or halo).
 fn contiguous(input: &TensorView) -> bool {
     match &input.layout {
         Layout::Blocked { h, w, halo, channel_offset, .. } => {
