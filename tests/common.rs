@@ -26,7 +26,7 @@ pub fn cnn_files(dir: &str) -> Vec<PathBuf> {
 }
 
 pub fn cnnc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cnnc")).args(args).current_dir(repo()).output().expect("cnnc runs")
+    cnnc_env(args, &[])
 }
 
 /// `cnnc` with extra environment variables.
