@@ -8,6 +8,7 @@
 use super::super::compile::JitError;
 use super::super::ir::*;
 use super::super::lower::Builder;
+use super::super::schedule::streamed;
 use super::{Lower, TensorView, finish, new_kernel, rows_tasks};
 use crate::analysis::fusion::Group;
 use crate::ops::{Shuffle, Slice};
@@ -67,7 +68,7 @@ fn lower_move(
     let lowered = move_kernel(&name, &input, &output, source);
     let scheduled = schedule(&name, &input, &output);
     let bindings = vec![b.arena(x)?, b.arena(g.output)?];
-    b.push(name, g.nodes.clone(), lowered, scheduled, bindings, output.len());
+    b.push(name, g.nodes.clone(), lowered, scheduled, bindings, streamed(output.len()));
     Ok(())
 }
 
@@ -155,7 +156,7 @@ pub(in super::super) fn lower_interleave(b: &mut Builder, g: &Group) -> Result<(
         lowered.clone()
     };
     let bindings = vec![b.arena(g.inputs[0])?, b.arena(g.inputs[1])?, b.arena(g.output)?];
-    b.push(name, g.nodes.clone(), lowered, scheduled, bindings, output.len());
+    b.push(name, g.nodes.clone(), lowered, scheduled, bindings, streamed(output.len()));
     b.set_algorithm("shuffle");
     Ok(())
 }

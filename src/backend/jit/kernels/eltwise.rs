@@ -6,6 +6,7 @@
 use super::super::compile::JitError;
 use super::super::ir::*;
 use super::super::lower::Builder;
+use super::super::schedule::streamed;
 use super::{Lower, TensorView, append_halo_zeroing, ceil_div, lanes, new_kernel, rows_tasks, splat_if};
 use crate::analysis::fusion::Group;
 use crate::ops::{Activation, Add, BatchNorm, GateMul, Op, Scale};
@@ -146,7 +147,7 @@ fn absorbed_activations(b: &Builder, g: &Group) -> Vec<Activation> {
 }
 
 fn push(b: &mut Builder, g: &Group, job: EltJob, bindings: Vec<super::super::lower::Binding>) {
-    let work = job.output.len();
+    let work = streamed(job.output.len());
     // Flat tensors (which may live in a map's storage) are addressed element by element.
     // In place (the output in the input's storage) the halo is the input's, already zero; a
     // fresh storage of the same layout still needs its halo zeroed.

@@ -5,6 +5,7 @@
 use super::super::compile::JitError;
 use super::super::ir::*;
 use super::super::lower::{Binding, Builder};
+use super::super::schedule::streamed;
 use super::channels::{Source, lower_interleave, move_kernel, push_channel_moves};
 use super::{Lower, TensorView, ceil_div, finish, new_kernel, rows_tasks};
 use crate::analysis::fusion::Group;
@@ -16,7 +17,7 @@ impl Lower for InputOp {
         let lowered = lower_input("input", &out);
         let scheduled = if out.flat { lowered.clone() } else { schedule_input("input", &out) };
         let bindings = vec![Binding::Image, b.arena(g.output)?];
-        b.push(b.name_of(g), g.nodes.clone(), lowered, scheduled, bindings, out.len());
+        b.push(b.name_of(g), g.nodes.clone(), lowered, scheduled, bindings, streamed(out.len()));
         Ok(())
     }
 }
@@ -51,7 +52,7 @@ impl Lower for Concat {
                     move_kernel(&copy_name, &branch, &slice, Source::Offset(0))
                 };
                 let bindings = vec![b.arena(input)?, b.arena(g.output)?];
-                b.push(copy_name, vec![g.output], lowered, scheduled, bindings, branch.len());
+                b.push(copy_name, vec![g.output], lowered, scheduled, bindings, streamed(branch.len()));
             }
             channel += b.channels(input);
         }

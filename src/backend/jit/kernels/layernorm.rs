@@ -6,6 +6,7 @@
 use super::super::compile::JitError;
 use super::super::ir::*;
 use super::super::lower::Builder;
+use super::super::schedule::streamed;
 use super::{Lower, TensorView, finish, new_kernel};
 use crate::analysis::fusion::Group;
 use crate::ops::LayerNorm;
@@ -25,7 +26,7 @@ impl Lower for LayerNorm {
         let lowered = layernorm_kernel(&name, &input, &output, self.eps, false);
         let scheduled = layernorm_kernel(&name, &input, &output, self.eps, !input.flat);
         let bindings = vec![b.arena(x)?, b.arena(g.output)?, b.param(w), b.param(bias)];
-        let work = output.len() * 3;
+        let work = streamed(output.len());
         b.push(name, g.nodes.clone(), lowered, scheduled, bindings, work);
         Ok(())
     }

@@ -5,6 +5,7 @@
 use super::super::compile::JitError;
 use super::super::ir::*;
 use super::super::lower::Builder;
+use super::super::schedule::streamed;
 use super::{Lower, TensorView, ceil_div, finish, lanes, new_kernel, rows_tasks, splat_if};
 use crate::analysis::fusion::Group;
 use crate::ops::{AdaptiveAvgPool, Gap, Pool, PoolKind};
@@ -39,7 +40,7 @@ impl Lower for Pool {
             input: b.view(input_node)?,
             output: b.view(g.output)?,
         };
-        let work = job.output.len() * self.kernel[0] * self.kernel[1];
+        let work = (job.output.len() * self.kernel[0] * self.kernel[1]).max(streamed(job.input.len()));
         let bindings = vec![b.arena(input_node)?, b.arena(g.output)?];
         b.push(name, g.nodes.clone(), pool_kernel(&job, Ty::F32), pool_kernel(&job, Ty::F32x4), bindings, work);
         Ok(())
@@ -68,7 +69,7 @@ fn lower_average(b: &mut Builder, g: &Group) -> Result<(), JitError> {
     let (name, input_node) = (b.name_of(g), b.anchor_input(g, 0));
     let job = AvgJob { name: name.clone(), input: b.view(input_node)?, output: b.view(g.output)? };
     // Every input value is read and added once.
-    let work = job.input.len();
+    let work = streamed(job.input.len());
     let bindings = vec![b.arena(input_node)?, b.arena(g.output)?];
     b.push(name, g.nodes.clone(), adaptive_kernel(&job, Ty::F32), adaptive_kernel(&job, Ty::F32x4), bindings, work);
     Ok(())

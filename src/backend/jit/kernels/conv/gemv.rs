@@ -8,6 +8,7 @@
 use super::super::super::compile::JitError;
 use super::super::super::ir::*;
 use super::super::super::lower::Builder;
+use super::super::super::schedule::streamed;
 use super::super::{TensorView, append_halo_zeroing};
 use super::{ConvJob, STANDARD, epilogue, lower};
 use crate::analysis::fusion::Group;
@@ -76,7 +77,8 @@ pub(super) fn lower_gemv(
         bindings.push(b.arena(s)?);
     }
     let lowered = b.keep_lowered().then(|| lower(&job));
-    b.push_step(job.name.clone(), g.nodes.clone(), lowered, kernel, bindings, job.macs());
+    // Each multiply-accumulate streams one weight from memory.
+    b.push_step(job.name.clone(), g.nodes.clone(), lowered, kernel, bindings, streamed(job.macs()));
     b.set_algorithm("gemv");
     Ok(())
 }

@@ -5,7 +5,7 @@
 use super::super::super::compile::JitError;
 use super::super::super::ir::*;
 use super::super::super::lower::{Binding, Builder};
-use super::super::super::schedule::{choose_tile, choose_wino, depthwise_pixels};
+use super::super::super::schedule::{choose_tile, choose_wino, depthwise_pixels, streamed};
 use super::super::{Lower, TensorView, bn_scale_shift};
 use super::blocked::{packed_len, schedule, scheduled_task, scheduled_tasks};
 use super::pack::{pack_weights, pad_bias};
@@ -117,7 +117,7 @@ pub(in super::super::super) fn lower_group(
     if gap_input.is_some() {
         bindings.push(b.arena(g.inputs[0])?);
     }
-    let work = job.macs().max(out.len());
+    let work = job.macs().max(streamed(out.len()));
     b.push_step(name, g.nodes.clone(), lowered, kernel, bindings, work);
     b.set_algorithm(algo);
     Ok(())
@@ -157,7 +157,7 @@ fn lower_winograd(
         // The input transform first, as a step of its own, into the shared workspace.
         let kernel = kernel_for(b, format!("{key} input"), &|| winograd::input_schedule(&job, wt));
         let tiles = b.workspace(tiles_len);
-        let work = tiles_len * 4;
+        let work = streamed(tiles_len);
         b.push_step(
             format!("{}/in", job.name),
             g.nodes.clone(),
