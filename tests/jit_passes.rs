@@ -67,3 +67,22 @@ fn a_small_memory_bound_pass_is_split_across_threads() {
     let step = text.lines().find(|l| l.starts_with("# step") && l.contains("(bn + relu)")).expect("a bn + relu step");
     assert!(step.ends_with(", parallel"), "{step}");
 }
+
+/// On Zen a Winograd task of few tiles loops over its register tiles outside its channel
+/// tiles; on Intel, and with many tiles, the channel tiles are outside.
+#[test]
+fn the_core_profile_orders_the_winograd_products() {
+    let dir = tempfile::tempdir().unwrap();
+    let order = |size: u32, cores: &str| {
+        let path = dir.path().join(format!("wino{size}.cnn"));
+        std::fs::write(&path, format!("network wino\ninput 128x{size}x{size}\nconv 3x3 128 pad 1\n")).unwrap();
+        let out = cnnc_env(&["compile", path.to_str().unwrap(), "--dump", "scheduled"], &[("CNNC_CORES", cores)]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(text.contains("winograd F(4x4,3x3)"), "{size}: not Winograd F(4x4)");
+        text.contains("register tiles outside channel tiles")
+    };
+    assert!(order(14, "zen"));
+    assert!(!order(14, "intel"));
+    assert!(!order(56, "zen"));
+}

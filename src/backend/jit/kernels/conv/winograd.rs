@@ -40,6 +40,11 @@ pub(in super::super::super) struct WinoTile {
     /// memory (when output channels are split in several parts, each of which would otherwise
     /// transform the same tiles again).
     pub(in super::super::super) shared: bool,
+    /// The order of the products' loops inside each position: register tiles of the task's
+    /// tiles outside its output-channel tiles (each register tile's transformed inputs stay in
+    /// L1 while the weights of the task's channel tiles stream past), else the channel tiles
+    /// outside (each weight panel stays in L1 while the tiles stream past).
+    pub(in super::super::super) tiles_outer: bool,
 }
 
 impl WinoTile {
@@ -205,10 +210,11 @@ pub(in super::super::super) fn schedule(job: &ConvJob, wt: WinoTile) -> Kernel {
     let (k0, k1) = (w.vars.new_var("k0"), w.vars.new_var("k1"));
     let mut body = vec![
         Stmt::Comment(format!(
-            "winograd F({m}x{m},3x3): {} tiles per task, {}x{} tile(s) x block(s) of accumulators",
+            "winograd F({m}x{m},3x3): {} tiles per task, {}x{} tile(s) x block(s) of accumulators{}",
             wt.nt,
             wt.tx,
             wt.vb,
+            if wt.tiles_outer { ", register tiles outside channel tiles" } else { "" },
             m = wt.m
         )),
         let_int(chunk, iv(t).div(wt.kparts as i64)),
@@ -319,8 +325,9 @@ impl Wino<'_> {
     }
 
     /// The 36 products of the task's output-channel tiles `k0..k1`: for each position (outermost,
-    /// so that its transformed tiles stay in cache while the weights stream past once) and
-    /// channel tile, `nt / tx` register tiles each reducing over all input channels.
+    /// so that its transformed tiles stay in cache while the weights stream past), each channel
+    /// tile and each of the `nt / tx` register tiles (in the order `tiles_outer` says), a
+    /// reduction over all input channels.
     fn products(&mut self, k0: VarId, k1: VarId, tiles_at: IExpr) -> Vec<Stmt> {
         let (xi, tg, cb) = (self.vars.new_var("xi"), self.vars.new_var("tg"), self.vars.new_var("icb"));
         let kt = self.vars.new_var("kt");
@@ -356,8 +363,12 @@ impl Wino<'_> {
                 init.push(store(Ty::F32x4, self.ms, Index::Flat(at), fv(accs[b * vb + v])));
             }
         }
-        let per_kt = vec![for_range(tg, 0, nt / tx as i64, init)];
-        vec![for_range(xi, 0, self.wt.xi(), vec![for_range(kt, iv(k0), iv(k1), per_kt)])]
+        let nest = if self.wt.tiles_outer {
+            for_range(tg, 0, nt / tx as i64, vec![for_range(kt, iv(k0), iv(k1), init)])
+        } else {
+            for_range(kt, iv(k0), iv(k1), vec![for_range(tg, 0, nt / tx as i64, init)])
+        };
+        vec![for_range(xi, 0, self.wt.xi(), vec![nest])]
     }
 
     /// `A^T m A` of each real tile of the chunk and each block of channel tile `kt` (the task's
