@@ -247,13 +247,6 @@ const WINO_MEMORY_MIN: u64 = 48 << 20;
 /// at 28x28 (28.9M) 7.2 against 8.7 ms; GoogLeNet's 3x3 layers under 8M MACs 0.83 against 0.78
 /// ms in all, and at 21.7M 0.28 against 0.50 ms.
 pub(super) const WINO_MIN_MACS: u64 = 10_000_000;
-/// On Zen, tasks of at most this many tiles run the products with their register tiles
-/// outside their channel tiles (`WinoTile::tiles_outer`). Zen 4, 2 threads, each layer's
-/// minimum over 4 alternating rounds, channel tiles outside then register tiles outside:
-/// ResNet-18's layer3 (16 tiles, F(4x4)) 1.26-1.27 to 1.11-1.15 ms, layer4 (16, F(2x2)) 1.73-1.74
-/// to 1.67-1.69, layer2 (52) 0.74-0.76 to 0.72-0.73; VGG-16's conv4.1 (52) 6.34 to 6.29; but
-/// VGG-16's layers of 64 to 124 tiles 1 to 9% slower (conv3.2, 68 tiles: 11.17 to 12.16).
-const WINO_TILES_OUTER_MAX: u64 = 52;
 /// The most transformed input tiles kept in the shared workspace.
 const WINO_SHARED_BYTES: u64 = 16 << 20;
 
@@ -271,8 +264,12 @@ const WINO_SHARED_BYTES: u64 = 16 << 20;
 /// - the fewest chunks of tiles whose scratch fits the budget above, since each chunk reads
 ///   all the transformed weights once (4 times the 3x3 weights: 38 MB for 512 channels), with
 ///   the output channels split in parts so that there are at least 16 tasks;
-/// - on Zen, the products' register tiles outside their channel tiles in tasks of at most
-///   `WINO_TILES_OUTER_MAX` tiles.
+/// - on Zen, the products' register tiles outside their channel tiles (`WinoTile::tiles_outer`).
+///   Zen 4, 2 threads, sums of each layer's minimum over 3 or 4 alternating rounds, channel
+///   tiles outside then register tiles outside (both with `[xi][kt]` weight panels): VGG-16's
+///   Winograd layers 103.1 then 101.4 ms, Inception-v3's 15.8 then 15.3, DenseNet-121's 8.42
+///   then 8.34, GoogLeNet's 7.50 both; with `[kt][xi]` panels, ResNet-18's layer3 1.26-1.27
+///   then 1.11-1.15 ms each. Intel keeps channel tiles outside (not measured).
 pub(super) fn choose_wino(job: &ConvJob, m: u64, cores: Cores) -> WinoTile {
     let kb = job.cout.div_ceil(4);
     let xi = (m + 2) * (m + 2);
@@ -312,7 +309,7 @@ pub(super) fn choose_wino(job: &ConvJob, m: u64, cores: Cores) -> WinoTile {
     // Several parts would each transform the same tiles: transform them once, in a step of
     // their own, when all the chunks' tiles fit the shared workspace.
     let shared = kparts > 1 && xi * 4 * job.cin * nt * tiles.div_ceil(nt) <= WINO_SHARED_BYTES;
-    let tiles_outer = cores == Cores::Zen && nt <= WINO_TILES_OUTER_MAX;
+    let tiles_outer = cores == Cores::Zen;
     WinoTile { m, vb, tx: tw, nt, kparts, shared, tiles_outer }
 }
 

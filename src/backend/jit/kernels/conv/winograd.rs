@@ -337,8 +337,10 @@ impl Wino<'_> {
         let wregs = self.vars_n("w", vb);
         let xreg = self.vars.new_var("x");
         let mut init: Vec<Stmt> = accs.iter().map(|&a| set(a, Ty::F32x4, k(0.0))).collect();
-        // Weights of (kt, xi, block): [lane][vb][4].
-        let w_base = ((iv(kt) * self.wt.xi() + iv(xi)) * cbn + iv(cb)) * (16 * vb as i64);
+        // Weights of (xi, kt, block): [lane][vb][4]. A position's panels are contiguous, so the
+        // channel tiles' weights stream in order (in the networks, from memory: ResNet-18's
+        // layer3 1.15-1.17 -> 0.89-0.91 ms with [kt][xi] panels before).
+        let w_base = ((iv(xi) * self.g.kt + iv(kt)) * cbn + iv(cb)) * (16 * vb as i64);
         let x_base = ((iv(xi) * cbn + iv(cb)) * nt + iv(tg) * tx as i64) * 4 + tiles_at;
         let mut step = Vec::new();
         for lane in 0..4 {

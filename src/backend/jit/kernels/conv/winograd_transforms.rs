@@ -4,7 +4,6 @@
 
 use super::super::super::ir::*;
 use super::ConvJob;
-use super::pack::for_each_chunk;
 use super::winograd::WinoTile;
 
 fn k(c: f32) -> FExpr {
@@ -187,7 +186,7 @@ fn transform_kernel(gm: &[[f64; 3]], g: &[f32], out: &mut [f64]) {
 }
 
 /// Packs `[cout, cin, 3, 3]` weights (output channel `o` times `scale[o]`) into
-/// `[channel tile][xi][in block][lane][vb][4]`, zero for padded output channels. Channel tiles
+/// `[xi][channel tile][in block][lane][vb][4]`, zero for padded output channels. Channel tiles
 /// are shared out between `threads`.
 pub(super) fn pack_winograd(
     job: &ConvJob,
@@ -199,17 +198,18 @@ pub(super) fn pack_winograd(
     let (cin, cout, vb) = (job.cin as usize, job.cout as usize, wt.vb as usize);
     let (_, gm, _) = matrices(wt.m);
     let xis = wt.xi() as usize;
-    let per_tile = xis * cin * 4 * vb;
+    let row = 16 * vb;
+    let panel = cin / 4 * row;
     let tiles = cout.div_ceil(4) / vb;
-    let mut packed = vec![0.0f32; per_tile * tiles];
+    let mut packed = vec![0.0f32; xis * panel * tiles];
     // One input block (4 channels) of a channel tile at a time: its 4 x 4vb kernels are
-    // transformed into `u` (`[xi][lane][vb][4]`, the order of `dst`), then each position's
-    // 16vb values are copied to their place. Output channels past `cout` stay zero.
-    let pack_tile = |kt: usize, dst: &mut [f32]| {
-        let row = 16 * vb;
+    // transformed into `u` (`[xi][lane][vb][4]`, the order of a panel's row), then each
+    // position's 16vb values are copied to their panel. Output channels past `cout` stay zero.
+    let pack_tile = |kt: usize, panels: Vec<&mut [f32]>| {
         let mut u = vec![0.0f32; xis * row];
         let mut one = [0.0f64; 64];
         let channels = (4 * vb).min(cout - kt * 4 * vb);
+        let mut panels = panels;
         for cb in 0..cin / 4 {
             for oo in 0..channels {
                 let o = kt * 4 * vb + oo;
@@ -222,19 +222,18 @@ pub(super) fn pack_winograd(
                     }
                 }
             }
-            for (xi, values) in u.chunks_exact(row).enumerate() {
-                let at = (xi * (cin / 4) + cb) * row;
-                dst[at..at + row].copy_from_slice(values);
+            for (values, dst) in u.chunks_exact(row).zip(panels.iter_mut()) {
+                dst[cb * row..(cb + 1) * row].copy_from_slice(values);
             }
         }
     };
+    // Each channel tile's panels, one per position, `[xi][kt]` in memory: the products read a
+    // position's panels one channel tile after the other.
+    let mut by_tile: Vec<Vec<&mut [f32]>> = (0..tiles).map(|_| Vec::with_capacity(xis)).collect();
+    for (i, p) in packed.chunks_mut(panel).enumerate() {
+        by_tile[i % tiles].push(p);
+    }
     let threads = if weights.len() < 1 << 16 { 1 } else { threads.clamp(1, tiles.max(1)) };
-    let chunk_tiles = tiles.div_ceil(threads).max(1);
-    let f = |c: usize, chunk: &mut [f32]| {
-        for (i, dst) in chunk.chunks_mut(per_tile).enumerate() {
-            pack_tile(c * chunk_tiles + i, dst);
-        }
-    };
-    for_each_chunk(&mut packed, chunk_tiles * per_tile, threads, &f);
+    crate::parallel::share_out(by_tile.into_iter().enumerate(), threads, &|(kt, panels)| pack_tile(kt, panels));
     packed
 }
