@@ -68,7 +68,7 @@ pub(crate) fn cmd_run(
     let labels = labels(&model, model_path, o)?;
     let label_of = |k: usize| labels.as_ref().map(|l| l[k].clone());
     let started = std::time::Instant::now();
-    let mut runner = cnnc::Runner::new(&model, weights, o.backend, o.limits)?;
+    let mut runner = cnnc::Runner::for_images(&model, weights, o.backend, o.limits, inputs.len())?;
     // A progress bar only for a person watching: stdout and stderr on a terminal, no --json.
     let interactive = !o.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
     let bar = if interactive && inputs.len() > 1 {

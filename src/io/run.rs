@@ -6,7 +6,7 @@ use crate::analysis::codes::Code;
 use crate::analysis::diag::Diagnostic;
 use crate::analysis::params::{ParamSpec, param_specs};
 use crate::backend::interp::forward;
-use crate::backend::jit::{JitError, JitModel};
+use crate::backend::jit::{JitError, JitModel, JitOptions};
 use crate::front::parse::MAX_SOURCE_BYTES;
 use crate::io::budget::{Limits, Usage, check_budget};
 use crate::io::files::{WriteError, read_limited};
@@ -287,23 +287,45 @@ impl Runner<'static> {
         backend: Backend,
         limits: Limits,
     ) -> Result<Runner<'static>, RunError> {
-        Runner::with(ModelRef::Shared(model), weights, backend, limits)
+        Runner::with(ModelRef::Shared(model), weights, backend, limits, JitOptions::default())
     }
 }
 
 impl<'m> Runner<'m> {
     /// Compiles (for the JIT) or prepares the model, after checking one image fits in `limits`.
     pub fn new(model: &'m Model, weights: Weights, backend: Backend, limits: Limits) -> Result<Runner<'m>, RunError> {
-        Runner::with(ModelRef::Borrowed(model), weights, backend, limits)
+        Runner::with(ModelRef::Borrowed(model), weights, backend, limits, JitOptions::default())
     }
 
-    fn with(model: ModelRef<'m>, weights: Weights, backend: Backend, limits: Limits) -> Result<Runner<'m>, RunError> {
+    /// As `new`, for a runner that will run `images` images in all: the JIT then spends memory
+    /// on faster kernels only where they repay it (`JitOptions::for_images`).
+    pub fn for_images(
+        model: &'m Model,
+        weights: Weights,
+        backend: Backend,
+        limits: Limits,
+        images: usize,
+    ) -> Result<Runner<'m>, RunError> {
+        Runner::with(ModelRef::Borrowed(model), weights, backend, limits, JitOptions::for_images(images))
+    }
+
+    fn with(
+        model: ModelRef<'m>,
+        weights: Weights,
+        backend: Backend,
+        limits: Limits,
+        options: JitOptions,
+    ) -> Result<Runner<'m>, RunError> {
         check_budget(&model.checked, usage(backend, 1), 0, &limits).map_err(RunError::MemoryLimit)?;
         let engine = match backend {
             Backend::Interp => Engine::Interp(weights),
-            Backend::Jit { threads } => {
-                Engine::Jit(Box::new(JitModel::compile(model.network(), &model.checked.shapes, weights, threads)?))
-            }
+            Backend::Jit { threads } => Engine::Jit(Box::new(JitModel::compile_with(
+                model.network(),
+                &model.checked.shapes,
+                weights,
+                threads,
+                options,
+            )?)),
         };
         Ok(Runner { model, limits, engine })
     }

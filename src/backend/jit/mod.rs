@@ -70,11 +70,30 @@ pub struct JitOptions {
     /// The cores whose measured register tiles the schedule takes (`Cores::host()` by
     /// default). Results do not depend on it.
     pub cores: Cores,
+    /// The memory Winograd's transformed weights may take beyond the weights' own, in percent
+    /// of all the weights' memory (at least 48 MB): 50 by default, for a model that runs many
+    /// images; `for_images(1)` gives 10, since one image does not repay larger transforms
+    /// (VGG-16's `cnnc run` on one image: 0.32 s and 642 MB at 10%, 0.35 s and 764 MB at 50%).
+    /// Results do not depend on it beyond Winograd's rounding.
+    pub winograd_memory_percent: u32,
 }
 
 impl Default for JitOptions {
     fn default() -> JitOptions {
-        JitOptions { winograd_min_macs: schedule::WINO_MIN_MACS, cores: Cores::host() }
+        JitOptions {
+            winograd_min_macs: schedule::WINO_MIN_MACS,
+            cores: Cores::host(),
+            winograd_memory_percent: schedule::WINO_MEMORY_PERCENT,
+        }
+    }
+}
+
+impl JitOptions {
+    /// The default options for a model that will run `images` images: with one, the smaller
+    /// Winograd memory budget.
+    pub fn for_images(images: usize) -> JitOptions {
+        let percent = if images <= 1 { schedule::WINO_MEMORY_PERCENT_ONE_IMAGE } else { schedule::WINO_MEMORY_PERCENT };
+        JitOptions { winograd_memory_percent: percent, ..JitOptions::default() }
     }
 }
 

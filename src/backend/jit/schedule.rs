@@ -232,10 +232,17 @@ pub(super) fn depthwise_pixels(job: &ConvJob, cores: Cores) -> usize {
 const WINO_SCRATCH_BYTES: [u64; 2] = [1 << 20, 2 << 20];
 const WINO_SCRATCH_BYTES_ZEN: u64 = 4 << 20;
 const WINO_BIG_WEIGHTS: u64 = 16 << 20;
-/// Transformed weights may take this share of the weights' memory beyond the weights' own
-/// (VGG-16: 55 MB, so that its peak resident set stays within 1.2 times the weights file;
-/// 15% gave 1.2006 times)...
-const WINO_MEMORY_SHARE: f64 = 0.10;
+/// Transformed weights may take this percentage of the weights' memory beyond the weights' own
+/// in a model compiled to run one image (`JitOptions::for_images(1)`: VGG-16, 55 MB, so that
+/// the peak resident set of `cnnc run` on one image stays within 1.2 times the weights file;
+/// 15% gave 1.2006 times; one image does not repay larger transforms, below)...
+pub(super) const WINO_MEMORY_PERCENT_ONE_IMAGE: u32 = 10;
+/// ... in a model that runs many images (the default): VGG-16's 3x3 layers then all take
+/// F(4x4) or F(6x6) (180 MB beyond its 59 MB of 3x3 weights; with 10%, conv4.2 and 4.3 took
+/// F(2x2) and conv5 stayed direct). Zen 4, `tools/ab.py` over 4 rounds, forward min / median:
+/// 149.7 / 155.9 -> 121.1 / 124.7 ms; compile 97 -> 152 ms; `cnnc run` on one image 0.32 ->
+/// 0.35 s with a peak resident set of 642 -> 764 MB (1.19 -> 1.41 times the file)...
+pub(super) const WINO_MEMORY_PERCENT: u32 = 50;
 /// ... or this much, if more: small networks (ResNet-18's 47 MB: 48 MB lets all its layers
 /// but one take Winograd).
 const WINO_MEMORY_MIN: u64 = 48 << 20;
@@ -315,14 +322,20 @@ pub(super) fn choose_wino(job: &ConvJob, m: u64, cores: Cores) -> WinoTile {
 
 /// Which 3x3 stride-1 convolutions run Winograd F(m x m, 3 x 3), and with which m, under a memory
 /// budget: transformed weights take (m + 2)^2 / 9 times the memory of the weights (4x for m =
-/// 4), so the extra memory they need is allowed up to `WINO_MEMORY_SHARE` of all the weights
+/// 4), so the extra memory they need is allowed up to `percent` of all the weights
 /// (at least `WINO_MEMORY_MIN`). Layers are served largest output first (most multiply-adds
 /// per weight); each takes its preferred m, else a smaller one that fits, else stays direct.
 /// Preferred: m = 6 from 100x100 pixels (VGG-16's 224 and 112: 6-12% faster than m = 4), m = 2
 /// below 12x12 (at 7x7, 4x4 tiles waste a third of their outputs and the weights' traffic
 /// dominates: ResNet-18's layer4 2.7 ms against 3.1 with m = 4 and 3.4 direct), else 4.
 /// `CNNC_WINO_M` forces m (for measurement).
-fn winograd_plan(net: &Network, shapes: &[Shape], weight_bytes: u64, min_macs: u64) -> HashMap<NodeId, u64> {
+fn winograd_plan(
+    net: &Network,
+    shapes: &[Shape],
+    weight_bytes: u64,
+    min_macs: u64,
+    percent: u32,
+) -> HashMap<NodeId, u64> {
     let forced: Option<u64> =
         std::env::var("CNNC_WINO_M").ok().and_then(|v| v.parse().ok()).filter(|m| [2, 4, 6].contains(m));
     let mut layers: Vec<(NodeId, u64, u64)> = Vec::new();
@@ -347,7 +360,7 @@ fn winograd_plan(net: &Network, shapes: &[Shape], weight_bytes: u64, min_macs: u
         }
     }
     layers.sort_by_key(|&(id, pixels, _)| (std::cmp::Reverse(pixels), id));
-    let mut budget = ((weight_bytes as f64 * WINO_MEMORY_SHARE) as u64).max(WINO_MEMORY_MIN);
+    let mut budget = (weight_bytes.saturating_mul(percent as u64) / 100).max(WINO_MEMORY_MIN);
     let mut plan = HashMap::new();
     for (id, pixels, bytes) in layers {
         let preferred = forced.unwrap_or(if pixels >= 100 * 100 {
@@ -367,22 +380,23 @@ fn winograd_plan(net: &Network, shapes: &[Shape], weight_bytes: u64, min_macs: u
 }
 
 /// The convolutions that run Winograd and their tile size (`schedule::winograd_plan`, its
-/// memory budget relative to the network's parameters), none under `CNNC_ALGO=direct`; none
+/// memory budget `percent` of the network's parameters), none under `CNNC_ALGO=direct`; none
 /// with fewer than `min_macs` multiply-accumulates.
-pub(super) fn winograd_convs(net: &Network, shapes: &[Shape], min_macs: u64) -> HashMap<NodeId, u64> {
+pub(super) fn winograd_convs(net: &Network, shapes: &[Shape], min_macs: u64, percent: u32) -> HashMap<NodeId, u64> {
     if plain_algorithms() {
         return HashMap::new();
     }
     let params: u64 = crate::analysis::params::param_specs(net, shapes).iter().map(|p| p.elements() as u64).sum();
-    winograd_plan(net, shapes, params * 4, min_macs)
+    winograd_plan(net, shapes, params * 4, min_macs, percent)
 }
 
 /// Winograd's memory beyond the weights (for the memory budget, before anything is allocated):
 /// the transformed weights' extra ((m+2)^2/9 - 1 times the 3x3 weights of each layer that takes
 /// it), and an allowance for the shared workspace (at most 16 MB) and the per-thread scratch
-/// (the larger budget of either core profile, 4 MB, for up to 8 threads).
+/// (the larger budget of either core profile, 4 MB, for up to 8 threads). Of the default
+/// options, whose budget is the larger.
 pub(super) fn winograd_bytes(net: &Network, shapes: &[Shape]) -> u64 {
-    let plan = winograd_convs(net, shapes, WINO_MIN_MACS);
+    let plan = winograd_convs(net, shapes, WINO_MIN_MACS, WINO_MEMORY_PERCENT);
     if plan.is_empty() {
         return 0;
     }
@@ -455,4 +469,39 @@ fn forced_tile(job: &ConvJob) -> Option<Tile> {
         tile.rows_outer = rows_outer(job, tile);
     }
     legal.then_some(tile)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::JitOptions;
+    use super::*;
+
+    /// Five 3x3 layers of 512 channels, two at 28x28 and three at 14x14, as in VGG-16's conv4
+    /// and conv5 stages, planned below against VGG-16's 553 MB of weights.
+    fn vgg_tail() -> (Network, Vec<Shape>) {
+        let src = "network tail\ninput 512x28x28\nconv 3x3 512 pad 1\nconv 3x3 512 pad 1\nmaxpool 2\n\
+                   conv 3x3 512 pad 1\nconv 3x3 512 pad 1\nconv 3x3 512 pad 1\n";
+        let report = crate::analysis::check::check_source(src, "tail", None);
+        let checked = report.checked.expect("a clean check");
+        (checked.network, checked.shapes)
+    }
+
+    #[test]
+    fn a_model_for_one_image_takes_the_smaller_winograd_budget() {
+        let (net, shapes) = vgg_tail();
+        let vgg_weights = 553_433_048;
+        let plan = |percent| {
+            let mut m: Vec<u64> =
+                winograd_plan(&net, &shapes, vgg_weights, WINO_MIN_MACS, percent).into_values().collect();
+            m.sort_unstable();
+            m
+        };
+        // Many images: every layer F(4x4) (142 MB beyond the 3x3 weights, within 50%).
+        assert_eq!(plan(WINO_MEMORY_PERCENT), [4, 4, 4, 4, 4]);
+        // One image: 55 MB. The first 28x28 layer takes F(4x4) (28 MB), the next three F(2x2)
+        // (7 MB each), and the last stays direct.
+        assert_eq!(plan(WINO_MEMORY_PERCENT_ONE_IMAGE), [2, 2, 2, 4]);
+        assert_eq!(JitOptions::for_images(1).winograd_memory_percent, WINO_MEMORY_PERCENT_ONE_IMAGE);
+        assert_eq!(JitOptions::for_images(2), JitOptions::default());
+    }
 }
