@@ -205,11 +205,10 @@ pub(super) fn pack_winograd(
     // One input block (4 channels) of a channel tile at a time: its 4 x 4vb kernels are
     // transformed into `u` (`[xi][lane][vb][4]`, the order of a panel's row), then each
     // position's 16vb values are copied to their panel. Output channels past `cout` stay zero.
-    let pack_tile = |kt: usize, panels: Vec<&mut [f32]>| {
+    let pack_tile = |kt: usize, mut panels: Vec<&mut [f32]>| {
         let mut u = vec![0.0f32; xis * row];
         let mut one = [0.0f64; 64];
         let channels = (4 * vb).min(cout - kt * 4 * vb);
-        let mut panels = panels;
         for cb in 0..cin / 4 {
             for oo in 0..channels {
                 let o = kt * 4 * vb + oo;
