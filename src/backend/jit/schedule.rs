@@ -89,8 +89,8 @@ pub(super) fn choose_tile(job: &ConvJob, cores: Cores) -> Tile {
 
 /// The cores the schedule is tuned for. What measured best differs between AMD's Zen cores and
 /// Intel's in four choices: the register tiles of 1x1 convolutions (`pointwise_tile`) and of
-/// direct ones with taps (`zen_direct_tile`), Winograd's product tile and chunk size
-/// (`choose_wino`), and the pixels a depthwise kernel computes together (`depthwise_pixels`);
+/// direct ones with taps (`zen_direct_tile`), Winograd's product tile, chunk size and loop
+/// order (`choose_wino`), and the pixels a depthwise kernel computes together (`depthwise_pixels`);
 /// everything else is chosen alike. The choice never changes results: every tile sums each
 /// output in the same order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
