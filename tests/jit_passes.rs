@@ -87,3 +87,26 @@ fn the_core_profile_orders_the_winograd_products() {
     assert!(order(56, "zen"));
     assert!(!order(56, "intel"));
 }
+
+/// On Zen the input values of 1x1 tiles and of the Winograd products, each feeding two FMAs,
+/// are `broadcast` statements (one `vbroadcastss` from memory each); direct tiles and Intel's
+/// keep `splat`s of loads.
+#[test]
+fn the_core_profile_broadcasts_one_by_one_and_winograd_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let broadcasts = |name: &str, layer: &str, cores: &str| {
+        let path = dir.path().join(format!("{name}.cnn"));
+        std::fs::write(&path, format!("network {name}\ninput 128x28x28\n{layer}\n")).unwrap();
+        let out = cnnc_env(&["compile", path.to_str().unwrap(), "--dump", "scheduled"], &[("CNNC_CORES", cores)]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (folded, splats) = (text.matches("= broadcast(").count(), text.matches("= splat(in[").count());
+        assert!(folded == 0 || splats == 0, "{name} {cores}: both forms");
+        folded
+    };
+    assert!(broadcasts("pointwise", "conv 1x1 128", "zen") > 0);
+    assert!(broadcasts("winograd", "conv 3x3 128 pad 1", "zen") > 0);
+    assert_eq!(broadcasts("direct", "conv 3x3 128 stride 2", "zen"), 0);
+    assert_eq!(broadcasts("pointwise", "conv 1x1 128", "intel"), 0);
+    assert_eq!(broadcasts("winograd", "conv 3x3 128 pad 1", "intel"), 0);
+}

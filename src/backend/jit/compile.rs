@@ -7,10 +7,10 @@
 use super::codegen::{build_function, kernel_signature};
 use super::ir::Kernel;
 use crate::io::weights::TensorData;
-use cranelift_codegen::Context;
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::{CompiledCode, Context};
 use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Linkage, Module};
@@ -61,10 +61,8 @@ fn compile_one(isa: &dyn TargetIsa, k: &Kernel, checked: bool) -> Result<Compile
     let mut fctx = FunctionBuilderContext::new();
     let func = build_function(k, isa, &mut fctx, checked);
     let built = started.elapsed();
-    let mut ctx = Context::for_function(func);
-    let code = ctx
-        .compile(isa, &mut ControlPlane::default())
-        .map_err(|e| JitError::Codegen { kernel: k.name.clone(), message: format!("{:?}", e.inner) })?;
+    let code = codegen_function(isa, func)
+        .map_err(|e| JitError::Codegen { kernel: k.name.clone(), message: format!("{e:?}") })?;
     if !code.buffer.relocs().is_empty() {
         return Err(JitError::Codegen { kernel: k.name.clone(), message: "unexpected relocations".into() });
     }
@@ -86,6 +84,28 @@ fn compile_one(isa: &dyn TargetIsa, k: &Kernel, checked: bool) -> Result<Compile
     }
     let alignment = (code.buffer.alignment as u64).max(isa.function_alignment().minimum as u64).max(16);
     Ok(Compiled { name: k.name.clone(), bytes: code.code_buffer().to_vec(), alignment })
+}
+
+/// Machine code for `func`: Cranelift's `Context::compile` less its `remove_constant_phis`
+/// pass. That pass replaces a block parameter by the value every predecessor passes, which
+/// would undo `Stmt::Broadcast` (a broadcast passed to the next block as its one parameter,
+/// so that its load folds into `vbroadcastss [mem]`). The code generator's other block
+/// parameters come from `cranelift_frontend`, which already resolves a variable to its one
+/// value where every predecessor agrees; without the pass, the machine code of kernels
+/// without broadcasts was byte-identical in the examples (`CNNC_DUMP_CODE`).
+fn codegen_function(isa: &dyn TargetIsa, func: cranelift_codegen::ir::Function) -> Result<CompiledCode, String> {
+    let mut ctx = Context::for_function(func);
+    // The verifier runs when `enable_verifier` is set (debug builds), as in `Context::compile`.
+    ctx.verify_if(isa).map_err(|e| format!("{e:?}"))?;
+    ctx.compute_cfg();
+    ctx.compute_domtree();
+    ctx.eliminate_unreachable_code(isa).map_err(|e| format!("{e:?}"))?;
+    ctx.func.dfg.resolve_all_aliases();
+    let mut regalloc = regalloc2::Ctx::default();
+    let stencil = isa
+        .compile_function(&ctx.func, &ctx.domtree, &mut regalloc, false, &mut ControlPlane::default())
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(stencil.apply_params(&ctx.func.params))
 }
 
 /// Cranelift IR text of a kernel, for `--dump clif`.
@@ -134,7 +154,13 @@ fn work(queue: &Mutex<mpsc::Receiver<Job>>, isa: &dyn TargetIsa, checked: bool) 
         };
         match job {
             Job::Compile(i, k) => done.compiled.push((i, compile_one(isa, &k, checked))),
-            Job::Pack(i, pack) => done.packed.push((i, pack())),
+            Job::Pack(i, pack) => {
+                let started = std::time::Instant::now();
+                done.packed.push((i, pack()));
+                if std::env::var_os("CNNC_TIME_COMPILE").is_some() {
+                    eprintln!("  pack {i:<19} {:>8.1} ms", started.elapsed().as_secs_f64() * 1e3);
+                }
+            }
         }
     }
     done
@@ -228,4 +254,75 @@ fn link(
         })
         .collect();
     Ok(CodeModule { _module: module, functions })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{compile_one, host_isa};
+    use crate::backend::jit::ir::*;
+
+    /// Broadcasts of `in[0]` and `in[1]`, each feeding two FMAs; as `Stmt::Broadcast`s with
+    /// `broadcast`, else as `Set`s of splats.
+    fn two_by_two(broadcasts: bool) -> Kernel {
+        let mut vars = Vars::default();
+        let t = vars.new_var("t");
+        let (x, w0, w1) = (vars.new_var("x"), vars.new_var("w"), vars.new_var("w"));
+        let accs = [vars.new_var("acc"), vars.new_var("acc")];
+        let mut body: Vec<Stmt> = (accs.iter().enumerate())
+            .map(|(i, &a)| set(a, Ty::F32x4, load(Ty::F32x4, 2, Index::Flat((4 * i as i64).into()))))
+            .collect();
+        body.push(set(w0, Ty::F32x4, load(Ty::F32x4, 1, Index::Flat(0.into()))));
+        body.push(set(w1, Ty::F32x4, load(Ty::F32x4, 1, Index::Flat(4.into()))));
+        for i in 0..2 {
+            let at = Index::Flat(i.into());
+            body.push(if broadcasts {
+                broadcast(x, 0, at, &accs)
+            } else {
+                set(x, Ty::F32x4, splat(load(Ty::F32, 0, at)))
+            });
+            for (&a, &w) in accs.iter().zip(&[w0, w1]) {
+                body.push(set(a, Ty::F32x4, fma(fv(x), fv(w), fv(a))));
+            }
+        }
+        for (i, &a) in accs.iter().enumerate() {
+            body.push(store(Ty::F32x4, 2, Index::Flat((4 * i as i64).into()), fv(a)));
+        }
+        let mut k = Kernel {
+            name: "two_by_two".into(),
+            buffers: vec![
+                Buffer::new("in", Layout::Flat { len: 2 }, false),
+                Buffer::new("w", Layout::Flat { len: 8 }, false),
+                Buffer::new("out", Layout::Flat { len: 8 }, true),
+            ],
+            ..Kernel::default()
+        };
+        k.push_tasks(t, 1, body);
+        k.var_names = vars.names;
+        k
+    }
+
+    /// `vbroadcastss xmm, m32` and `vbroadcastss xmm, xmm` (VEX.128.66.0F38.W0 18 /r) in `code`.
+    fn broadcasts_by_operand(code: &[u8]) -> (usize, usize) {
+        let (mut memory, mut register) = (0, 0);
+        for w in code.windows(5) {
+            if w[0] == 0xC4 && w[1] & 0x1F == 0x02 && w[2] == 0x79 && w[3] == 0x18 {
+                if w[4] >> 6 == 3 { register += 1 } else { memory += 1 }
+            }
+        }
+        (memory, register)
+    }
+
+    /// A `Stmt::Broadcast` used by two FMAs is one `vbroadcastss` from memory; the same splat
+    /// as a `Set` is a scalar load and a register `vbroadcastss`.
+    #[test]
+    fn a_broadcast_statement_loads_with_vbroadcastss_from_memory() {
+        if !std::arch::is_x86_feature_detected!("avx2") || !std::arch::is_x86_feature_detected!("fma") {
+            return; // the register form needs AVX2; the kernels need FMA
+        }
+        let isa = host_isa().unwrap();
+        let folded = compile_one(&*isa, &two_by_two(true), false).unwrap();
+        assert_eq!(broadcasts_by_operand(&folded.bytes), (2, 0));
+        let plain = compile_one(&*isa, &two_by_two(false), false).unwrap();
+        assert_eq!(broadcasts_by_operand(&plain.bytes), (0, 2));
+    }
 }

@@ -250,6 +250,12 @@ pub fn set(var: VarId, ty: Ty, value: FExpr) -> Stmt {
     Stmt::Set { var, ty, value }
 }
 
+/// `var = splat(buf[index])`, loaded by one `vbroadcastss [mem]`, with `carry` (a register
+/// tile's accumulators) passed through (see `Stmt::Broadcast`).
+pub fn broadcast(var: VarId, buf: BufId, index: Index, carry: &[VarId]) -> Stmt {
+    Stmt::Broadcast { var, buf, index, carry: carry.to_vec() }
+}
+
 pub fn store(ty: Ty, buf: BufId, index: Index, value: FExpr) -> Stmt {
     Stmt::Store { ty, buf, index, value }
 }
@@ -284,6 +290,25 @@ pub enum Stmt {
         var: VarId,
         ty: Ty,
         value: FExpr,
+    },
+    /// Defines the f32x4 variable `var` as `splat(buf[index])`, as one `vbroadcastss [mem]`
+    /// however many instructions use it. (`Set` of the same splat compiles to `vmovss` and
+    /// `vbroadcastss reg`, a load and a shuffle on the FP pipes, whenever the broadcast has
+    /// more than one user: Cranelift folds a load into its user only when that user's result
+    /// is used once.) The code generator ends the block after the broadcast and passes it to
+    /// the next block as a parameter, so that its only user is the jump; register tiles that
+    /// feed each broadcast to two or more FMAs use this.
+    ///
+    /// The f32x4 variables in `carry` (the tile's accumulators) pass to the next block as
+    /// parameters too. Left to flow into it implicitly, regalloc2 now and then split one's
+    /// live range at a block boundary and spilled it inside the reduction loop (8 of the 322
+    /// unrolled reduction loops of the eleven torchvision examples, each then 20 to 30%
+    /// slower); passed as parameters, each stays in one register (none spilled).
+    Broadcast {
+        var: VarId,
+        buf: BufId,
+        index: Index,
+        carry: Vec<VarId>,
     },
     Store {
         ty: Ty,
@@ -436,6 +461,14 @@ fn show_stmts(out: &mut String, stmts: &[Stmt], k: &Kernel, depth: usize) {
             Stmt::Set { var, ty, value } => {
                 let t = if *ty == Ty::F32x4 { ": f32x4" } else { "" };
                 out.push_str(&format!("{pad}{}{t} = {}\n", var_name(n, *var), show_f(value, k)));
+            }
+            Stmt::Broadcast { var, buf, index, .. } => {
+                let name = k.buffers.get(*buf).map_or("?", |b| b.name.as_str());
+                out.push_str(&format!(
+                    "{pad}{}: f32x4 = broadcast({name}{})\n",
+                    var_name(n, *var),
+                    show_index(index, n)
+                ));
             }
             Stmt::Store { ty, buf, index, value } => {
                 let v = if *ty == Ty::F32x4 { ".v4" } else { "" };

@@ -35,11 +35,13 @@ fn step_cycles(ty: u64, tx: u64, v: u64) -> f64 {
 pub(super) fn choose_tile(job: &ConvJob, cores: Cores) -> Tile {
     // Development switch for tuning: CNNC_FORCE_TILE=ty,tx,v,rows_outer (used when legal;
     // rows_outer 2 keeps the order `rows_outer` would choose).
-    if let Some(t) = forced_tile(job) {
+    if let Some(mut t) = forced_tile(job) {
+        t.broadcasts = broadcasts(job, t.v, cores);
         return t;
     }
     if let Some(mut tile) = pointwise_tile(job, cores).or_else(|| zen_direct_tile(job, cores)) {
         tile.rows_outer = rows_outer(job, tile);
+        tile.broadcasts = broadcasts(job, tile.v, cores);
         return tile;
     }
     let cb_out = job.cout.div_ceil(4);
@@ -74,7 +76,7 @@ pub(super) fn choose_tile(job: &ConvJob, cores: Cores) -> Tile {
                 let tile_cycles = |w: u64| steps * step_cycles(ty, w, v) + 2.0 * (ty * w * v) as f64;
                 let per_row = full as f64 * tile_cycles(tx) + if rem > 0 { tile_cycles(rem) } else { 0.0 };
                 let cost = (cb_out / v) as f64 * (rows / ty) as f64 * per_row;
-                let tile = Tile { ty, tx, v, rows_outer: true };
+                let tile = Tile { ty, tx, v, rows_outer: true, broadcasts: false };
                 // Ties go to wider channel tiles (fewer re-reads of the input).
                 if best.is_none_or(|(c, b)| cost < c * 0.999 || (cost <= c * 1.001 && v > b.v)) {
                     best = Some((cost, tile));
@@ -82,9 +84,22 @@ pub(super) fn choose_tile(job: &ConvJob, cores: Cores) -> Tile {
             }
         }
     }
-    let (_, mut tile) = best.unwrap_or((0.0, Tile { ty: pky, tx: pkx, v: 1, rows_outer: true }));
+    let (_, mut tile) = best.unwrap_or((0.0, Tile { ty: pky, tx: pkx, v: 1, rows_outer: true, broadcasts: false }));
     tile.rows_outer = rows_outer(job, tile);
+    tile.broadcasts = broadcasts(job, tile.v, cores);
     tile
+}
+
+/// Whether a register tile's input values are `Stmt::Broadcast`s: on Zen, in 1x1 convolutions
+/// whose tiles feed each value to `v` > 1 FMAs (with one FMA the splat's load folds anyway).
+/// The 1x1 inner loop then drops a `vmovss` and a shuffle per broadcast (in L1, one thread,
+/// Zen 4, the loop of 2 x 2 pixels by 2 blocks: 51.0 to 54.7 GFLOP/s, against a 58.4 peak).
+/// Zen 4, 2 threads, sums of each layer's minimum over 3 alternating rounds: the 1x1 layers of
+/// GoogLeNet 7.81 to 7.37 ms, DenseNet-121 31.9 to 30.6, Inception-v3 28.1 to 26.8, ResNet-18
+/// 0.46 to 0.44. Not for the direct tiles (12 accumulators, `zen_direct_tile`): their layers
+/// took 1.10 to 1.18 times as long (ResNet-18, GoogLeNet, AlexNet).
+fn broadcasts(job: &ConvJob, v: u64, cores: Cores) -> bool {
+    cores == Cores::Zen && v > 1 && job.kernel == [1, 1]
 }
 
 /// The cores the schedule is tuned for. What measured best differs between AMD's Zen cores and
@@ -178,7 +193,7 @@ fn pointwise_tile(job: &ConvJob, cores: Cores) -> Option<Tile> {
     } else {
         return None;
     };
-    Some(Tile { ty, tx, v, rows_outer: true })
+    Some(Tile { ty, tx, v, rows_outer: true, broadcasts: false })
 }
 
 /// The register tile of a direct convolution with taps on Zen: 2 blocks of 4 output channels by
@@ -198,7 +213,7 @@ fn zen_direct_tile(job: &ConvJob, cores: Cores) -> Option<Tile> {
         && job.cout.div_ceil(4) % 2 == 0
         && job.ow >= 10;
     let (ty, tx) = if job.oh % 2 == 0 { (2, 3) } else { (1, 6) };
-    eligible.then_some(Tile { ty, tx, v: 2, rows_outer: true })
+    eligible.then_some(Tile { ty, tx, v: 2, rows_outer: true, broadcasts: false })
 }
 
 /// Neighbouring output pixels a depthwise kernel computes together (`depthwise::schedule`): 4
@@ -317,7 +332,8 @@ pub(super) fn choose_wino(job: &ConvJob, m: u64, cores: Cores) -> WinoTile {
     // their own, when all the chunks' tiles fit the shared workspace.
     let shared = kparts > 1 && xi * 4 * job.cin * nt * tiles.div_ceil(nt) <= WINO_SHARED_BYTES;
     let tiles_outer = cores == Cores::Zen;
-    WinoTile { m, vb, tx: tw, nt, kparts, shared, tiles_outer }
+    let broadcasts = cores == Cores::Zen && vb > 1;
+    WinoTile { m, vb, tx: tw, nt, kparts, shared, tiles_outer, broadcasts }
 }
 
 /// Which 3x3 stride-1 convolutions run Winograd F(m x m, 3 x 3), and with which m, under a memory
@@ -464,7 +480,7 @@ fn forced_tile(job: &ConvJob) -> Option<Tile> {
         && ty % pky == 0
         && tx % pkx == 0
         && (job.oh / pky * pky) % ty == 0;
-    let mut tile = Tile { ty, tx, v: vv, rows_outer: outer == 1 };
+    let mut tile = Tile { ty, tx, v: vv, rows_outer: outer == 1, broadcasts: false };
     if outer == 2 {
         tile.rows_outer = rows_outer(job, tile);
     }

@@ -151,6 +151,7 @@ pub(super) fn collect_accesses<'s>(stmts: &'s [Stmt], out: &mut Vec<(BufId, &'s 
         match s {
             Stmt::For { body, .. } | Stmt::Tasks { body, .. } => collect_accesses(body, out),
             Stmt::Set { value, .. } => fexpr(value, out),
+            Stmt::Broadcast { buf, index, .. } => out.push((*buf, index, Ty::F32)),
             Stmt::Store { ty, buf, index, value } => {
                 out.push((*buf, index, *ty));
                 fexpr(value, out);

@@ -111,6 +111,19 @@ pub fn build_function(k: &Kernel, isa: &dyn TargetIsa, fctx: &mut FunctionBuilde
 }
 
 impl Gen<'_, '_> {
+    /// Assigns `v` to float variable `var` (declared on its first assignment).
+    fn def_float(&mut self, var: VarId, ty: Ty, v: Value) {
+        let fvar = match self.floats.get(&var) {
+            Some(&(f, _)) => f,
+            None => {
+                let f = self.b.declare_var(if ty == Ty::F32x4 { F32X4 } else { F32 });
+                self.floats.insert(var, (f, ty));
+                f
+            }
+        };
+        self.b.def_var(fvar, v);
+    }
+
     fn buf_ptr(&mut self, buf: BufId) -> Value {
         *self.buf_ptrs.get(&buf).unwrap_or_else(|| panic!("kernel `{}` uses undeclared buffer {buf}", self.k.name))
     }
@@ -435,15 +448,31 @@ impl Gen<'_, '_> {
             }
             Stmt::Set { var, ty, value } => {
                 let v = self.float(value);
-                let fvar = match self.floats.get(var) {
-                    Some(&(f, _)) => f,
-                    None => {
-                        let f = self.b.declare_var(if *ty == Ty::F32x4 { F32X4 } else { F32 });
-                        self.floats.insert(*var, (f, *ty));
-                        f
-                    }
-                };
-                self.b.def_var(fvar, v);
+                self.def_float(*var, *ty, v);
+            }
+            Stmt::Broadcast { var, buf, index, carry } => {
+                let x = self.load(Ty::F32, *buf, index);
+                let v = self.b.ins().splat(F32X4, x);
+                // The broadcast's one user is the jump; its users read the block parameter.
+                // (`compile::codegen_function` keeps Cranelift from folding it away again.)
+                let next = self.b.create_block();
+                let mut args = vec![v.into()];
+                let mut params = vec![self.b.append_block_param(next, F32X4)];
+                let carried: Vec<Variable> = carry
+                    .iter()
+                    .map(|c| self.floats.get(c).unwrap_or_else(|| panic!("carried variable {c} is not defined")).0)
+                    .collect();
+                for &f in &carried {
+                    args.push(self.b.use_var(f).into());
+                    params.push(self.b.append_block_param(next, F32X4));
+                }
+                self.b.ins().jump(next, &args);
+                self.b.switch_to_block(next);
+                self.b.seal_block(next);
+                self.def_float(*var, Ty::F32x4, params[0]);
+                for (&f, &p) in carried.iter().zip(&params[1..]) {
+                    self.b.def_var(f, p);
+                }
             }
             Stmt::Store { ty, buf, index, value } => {
                 let v = self.float(value);

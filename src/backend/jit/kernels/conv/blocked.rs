@@ -253,14 +253,25 @@ impl Task<'_> {
             w_base = w_base + ky.clone() * (kw * 4 * v_n * 4);
         }
         let in_block = self.input_block(blk);
+        // The accumulators of this (possibly narrower) tile, carried past each broadcast.
+        let live: Vec<VarId> = (0..self.tile.ty as usize)
+            .flat_map(|a| (0..tx).flat_map(move |b| (0..v_n as usize).map(move |v| self.acc(a, b, v))))
+            .collect();
         let mut s = Vec::new();
         for ky in rows {
             for kx in 0..kw {
                 for lane in 0..lanes {
                     let tap = ((ky * kw + kx) * 4 + lane) * v_n * 4;
-                    for (v, &wvar) in self.wregs.iter().enumerate() {
-                        let w = load(Ty::F32x4, self.bufs.w, Index::Flat(w_base.clone() + (tap + v as i64 * 4)));
-                        s.push(set(wvar, Ty::F32x4, w));
+                    let weights: Vec<Stmt> = (self.wregs.iter().enumerate())
+                        .map(|(v, &wvar)| {
+                            let w = load(Ty::F32x4, self.bufs.w, Index::Flat(w_base.clone() + (tap + v as i64 * 4)));
+                            set(wvar, Ty::F32x4, w)
+                        })
+                        .collect();
+                    // With broadcasts, the weights load after the step's first broadcast, as in
+                    // the Winograd products (`WinogradKernel::products`).
+                    if !self.tile.broadcasts {
+                        s.extend(weights.iter().cloned());
                     }
                     for a in 0..self.tile.ty as usize {
                         let mut iy =
@@ -271,9 +282,15 @@ impl Task<'_> {
                         for b in 0..tx {
                             let cx = (x0.clone() + b as i64) * job.stride[1] as i64;
                             let ix = cx + (kx * job.dilation[1] as i64 - job.pad[1] as i64);
-                            let c = in_block.clone() * 4 + lane;
-                            let x = splat(load(Ty::F32, self.bufs.input, act(c, iy.clone(), ix)));
-                            s.push(set(self.xreg, Ty::F32x4, x));
+                            let at = act(in_block.clone() * 4 + lane, iy.clone(), ix);
+                            if self.tile.broadcasts {
+                                s.push(broadcast(self.xreg, self.bufs.input, at, &live));
+                                if a == 0 && b == 0 {
+                                    s.extend(weights.iter().cloned());
+                                }
+                            } else {
+                                s.push(set(self.xreg, Ty::F32x4, splat(load(Ty::F32, self.bufs.input, at))));
+                            }
                             for (v, &wvar) in self.wregs.iter().enumerate() {
                                 let acc = self.acc(a, b, v);
                                 s.push(set(acc, Ty::F32x4, fma(fv(self.xreg), fv(wvar), fv(acc))));

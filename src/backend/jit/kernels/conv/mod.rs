@@ -59,13 +59,16 @@ pub(in super::super) struct ConvJob {
 
 /// A register tile: `ty x tx` output pixels by `v` blocks of 4 output channels, and the order
 /// of the tasks: with `rows_outer`, consecutive tasks share input rows (all channel tiles of a
-/// row first); otherwise they share weights (all rows of a channel tile first).
+/// row first); otherwise they share weights (all rows of a channel tile first). With
+/// `broadcasts`, each input value is a `Stmt::Broadcast` (one `vbroadcastss [mem]` for its `v`
+/// FMAs), loaded before the step's weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(in super::super) struct Tile {
     pub(in super::super) ty: u64,
     pub(in super::super) tx: u64,
     pub(in super::super) v: u64,
     pub(in super::super) rows_outer: bool,
+    pub(in super::super) broadcasts: bool,
 }
 
 impl ConvJob {
