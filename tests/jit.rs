@@ -202,6 +202,8 @@ fn edge_shapes() {
 /// activations and a residual. Direct convolutions with taps: Zen's 2 x 3 and 1 x 6 pixels by
 /// 2 blocks (even and odd heights, remainder columns, strides, 5x5, 1x7 and 7x1 kernels).
 /// Winograd: Zen's 4 tiles by 2 blocks and larger chunks, several chunks and edge tiles.
+/// Zen's 1x1 tiles and Winograd products load their inputs as `Stmt::Broadcast`s (remainder
+/// tiles carry only their own accumulators); Intel's as splats.
 /// Depthwise: 4 neighbouring pixels on Intel, 6 (3x3) or 8 (5x5, 7x7) on Zen, with remainders.
 #[test]
 fn register_tiles_of_both_core_profiles() {
