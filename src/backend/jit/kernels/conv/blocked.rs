@@ -269,7 +269,7 @@ impl Task<'_> {
                         })
                         .collect();
                     // With broadcasts, the weights load after the step's first broadcast, as in
-                    // the Winograd products (`WinogradKernel::products`).
+                    // the Winograd products (`Wino::products`).
                     if !self.tile.broadcasts {
                         s.extend(weights.iter().cloned());
                     }

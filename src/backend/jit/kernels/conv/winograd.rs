@@ -362,8 +362,9 @@ impl Wino<'_> {
                 let at = Index::Flat(x_base.clone() + (b as i64 * 4 + lane));
                 if self.wt.broadcasts {
                     step.push(broadcast(xreg, self.vs, at, &accs));
-                    // After the first broadcast: with the weights first, regalloc2 spilled an
-                    // accumulator in ResNet-18's layer4 products (1.47 -> 1.88 ms).
+                    // The weights load after the first broadcast: loaded first, before the
+                    // accumulators were carried (`Stmt::Broadcast`), regalloc2 spilled one in
+                    // ResNet-18's layer4 products (1.47 -> 1.88 ms).
                     if b == 0 {
                         step.extend(weights.iter().cloned());
                     }
