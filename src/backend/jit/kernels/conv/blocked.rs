@@ -12,7 +12,7 @@
 
 use super::super::super::ir::*;
 use super::super::append_halo_zeroing;
-use super::{ConvBufs, ConvJob, STANDARD, Tile, epilogue, pooled};
+use super::{ConvBufs, ConvJob, STANDARD, Tile, broadcast_input, epilogue, pooled};
 
 /// How many input-channel blocks ahead a 1x1 reduction touches its input (`touch_ahead`)...
 const PREFETCH_BLOCKS: i64 = 2;
@@ -283,13 +283,9 @@ impl Task<'_> {
                             let cx = (x0.clone() + b as i64) * job.stride[1] as i64;
                             let ix = cx + (kx * job.dilation[1] as i64 - job.pad[1] as i64);
                             let at = act(in_block.clone() * 4 + lane, iy.clone(), ix);
-                            if self.tile.broadcasts {
-                                s.push(broadcast(self.xreg, self.bufs.input, at, &live));
-                                if a == 0 && b == 0 {
-                                    s.extend(weights.iter().cloned());
-                                }
-                            } else {
-                                s.push(set(self.xreg, Ty::F32x4, splat(load(Ty::F32, self.bufs.input, at))));
+                            s.push(broadcast_input(self.tile.broadcasts, self.xreg, self.bufs.input, at, &live));
+                            if self.tile.broadcasts && a == 0 && b == 0 {
+                                s.extend(weights.iter().cloned());
                             }
                             for (v, &wvar) in self.wregs.iter().enumerate() {
                                 let acc = self.acc(a, b, v);

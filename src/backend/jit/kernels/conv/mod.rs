@@ -182,6 +182,14 @@ fn pooled(
     }
 }
 
+/// Puts input value `buf[at]` in every lane of `var` for a register tile's FMAs: as a
+/// `Stmt::Broadcast` that carries the tile's accumulators `accs` when the schedule asks for
+/// `broadcasts` (`Tile::broadcasts`, `WinoTile::broadcasts`), else as a `Set` of a splat. The
+/// two compile to the same values.
+pub(super) fn broadcast_input(broadcasts: bool, var: VarId, buf: BufId, at: Index, accs: &[VarId]) -> Stmt {
+    if broadcasts { broadcast(var, buf, at, accs) } else { set(var, Ty::F32x4, splat(load(Ty::F32, buf, at))) }
+}
+
 /// The algorithm: one scalar nest per output value. Also the fallback schedule for grouped
 /// convolutions the register-blocked form cannot express.
 pub(in super::super) fn lower(job: &ConvJob) -> Kernel {

@@ -24,7 +24,7 @@
 use super::super::super::ir::*;
 use super::super::append_halo_zeroing_in;
 use super::winograd_transforms::{at_1d, bt_1d, matrices, matrix_1d, separable};
-use super::{ConvBufs, ConvJob, STANDARD, epilogue, pooled};
+use super::{ConvBufs, ConvJob, STANDARD, broadcast_input, epilogue, pooled};
 
 /// The schedule of a Winograd convolution F(m x m, 3 x 3): `vb` output blocks by `tx` tiles of accumulators,
 /// `nt` tiles per task (a multiple of `tx`), the output-channel tiles split in `kparts` tasks.
@@ -360,16 +360,12 @@ impl Wino<'_> {
             }
             for b in 0..tx {
                 let at = Index::Flat(x_base.clone() + (b as i64 * 4 + lane));
-                if self.wt.broadcasts {
-                    step.push(broadcast(xreg, self.vs, at, &accs));
-                    // The weights load after the first broadcast: loaded first, before the
-                    // accumulators were carried (`Stmt::Broadcast`), regalloc2 spilled one in
-                    // ResNet-18's layer4 products (1.47 -> 1.88 ms).
-                    if b == 0 {
-                        step.extend(weights.iter().cloned());
-                    }
-                } else {
-                    step.push(set(xreg, Ty::F32x4, splat(load(Ty::F32, self.vs, at))));
+                step.push(broadcast_input(self.wt.broadcasts, xreg, self.vs, at, &accs));
+                // The weights load after the first broadcast: loaded first, before the
+                // accumulators were carried (`Stmt::Broadcast`), regalloc2 spilled one in
+                // ResNet-18's layer4 products (1.47 -> 1.88 ms).
+                if self.wt.broadcasts && b == 0 {
+                    step.extend(weights.iter().cloned());
                 }
                 for (v, &wv) in wregs.iter().enumerate() {
                     let acc = accs[b * vb + v];
