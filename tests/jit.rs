@@ -184,6 +184,13 @@ fn edge_shapes() {
         // 20 on 7, with a partial last input block).
         "input 10x7x13\nconv 1x1 12 relu\nconv 1x1 40\nconv 3x3 8 stride 2\nconv 1x1 36\nconv 1x1 116 relu\nconv 1x1 8",
         "input 10x6x13\nconv 1x1 116 relu\nconv 1x1 22\nconv 3x3 20 pad 0 stride 1x2\nconv 1x1 20 relu",
+        // A 1x1 convolution before an average pool runs on the pooled input
+        // (`conv::group::pool_first`): rows and columns the windows drop, bn folded, a bias,
+        // 3x3 and 2x1 windows, an input concatenated at channel offsets and an output read by
+        // a padded convolution; with an activation between them it does not.
+        "input 12x9x11\nconv 1x1 20 nobias\nbn\navgpool 2\nconv 1x1 6\navgpool 3 stride 3",
+        "input 8x8x9\nbranch { conv 3x3 6 }\nbranch { conv 1x1 5 }\nconv 1x1 9 nobias\navgpool 2x1 stride 2x1\nconv 3x3 4",
+        "input 10x12x8\nconv 1x1 7\nbn\nrelu\navgpool 2\nconv 1x1 5 relu\navgpool 2",
         // Large enough for 6x6 tiles, and small enough for 2x2 ones.
         "input 16x101x103\nconv 3x3 16 relu\nmaxpool 2 stride 9\nconv 3x3 20 pad 2\nconv 3x3 16",
     ];

@@ -68,6 +68,29 @@ fn a_small_memory_bound_pass_is_split_across_threads() {
     assert!(step.ends_with(", parallel"), "{step}");
 }
 
+/// A 1x1 convolution followed by an average pool, with nothing but an affine epilogue between
+/// them (DenseNet's transition), pools its input first in a step of its own and convolves the
+/// pooled map: a quarter of the multiply-accumulates. An activation in between keeps the order.
+#[test]
+fn a_one_by_one_convolution_before_an_average_pool_pools_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let steps = |src: &str| {
+        let path = dir.path().join("transition.cnn");
+        std::fs::write(&path, src).unwrap();
+        let out = cnnc(&["compile", path.to_str().unwrap(), "--dump", "scheduled"]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines().filter(|l| l.starts_with("kernel ")).map(str::to_string).collect::<Vec<_>>()
+    };
+    // 64 -> 32 channels over 8x8: 131,072 multiply-accumulates, 32,768 on the pooled 4x4 map.
+    let pooled = steps("network t\ninput 64x8x8\nbn\nrelu\nconv 1x1 32 nobias\nbn\navgpool 2 stride 2\n");
+    let at = pooled.iter().position(|k| k.contains("/pool (")).unwrap_or_else(|| panic!("a pool step: {pooled:?}"));
+    assert!(pooled[at + 1].ends_with(", 32768 MACs)"), "{pooled:?}");
+    let kept = steps("network t\ninput 64x8x8\nconv 1x1 32 nobias\nrelu\navgpool 2 stride 2\n");
+    assert!(!kept.iter().any(|k| k.contains("/pool (")), "{kept:?}");
+    assert!(kept.iter().any(|k| k.ends_with(", 131072 MACs)")), "{kept:?}");
+}
+
 /// On Zen the Winograd products loop over register tiles outside channel tiles; on Intel the
 /// channel tiles are outside.
 #[test]

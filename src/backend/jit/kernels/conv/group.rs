@@ -6,6 +6,7 @@ use super::super::super::compile::JitError;
 use super::super::super::ir::*;
 use super::super::super::lower::{Binding, Builder};
 use super::super::super::schedule::{choose_tile, choose_wino, depthwise_pixels, streamed};
+use super::super::pool::{PoolJob, pool_kernel};
 use super::super::{Lower, TensorView, bn_scale_shift};
 use super::blocked::{packed_len, schedule, scheduled_task, scheduled_tasks};
 use super::pack::{pack_weights, pad_bias};
@@ -13,7 +14,7 @@ use super::{ConvBufs, ConvJob, Epilogue, Tile, lower};
 use super::{depthwise, gemv, winograd, winograd_transforms};
 use crate::analysis::fusion::Group;
 use crate::ir::graph::NodeId;
-use crate::ops::{Conv, Fc, Op};
+use crate::ops::{Conv, Fc, Op, PoolKind};
 
 impl Lower for Conv {
     fn lower(&self, b: &mut Builder, g: &Group) -> Result<(), JitError> {
@@ -60,6 +61,13 @@ pub(in super::super::super) fn lower_group(
     if let Some(m) = b.winograd_m(conv_node).filter(|&m| gap_input.is_none() && job.winograd(m)) {
         return lower_winograd(b, g, job, m, data, bias, scale, shortcut);
     }
+    let input_binding = match gap_input {
+        Some(_) => Binding::Stack,
+        None => match pool_first(b, g, &mut job, &input)? {
+            Some(pooled) => pooled,
+            None => b.arena(g.inputs[0])?,
+        },
+    };
     // The kernel is a function of the job (name aside) and the gap's map: built once for all
     // the identical layers of a network.
     let key = format!("conv {:?} {:?}", ConvJob { name: String::new(), ..job.clone() }, gap_input);
@@ -106,7 +114,6 @@ pub(in super::super::super) fn lower_group(
         }
     };
     let b_data = if tile.is_some() || depthwise { pad_bias(&job, &bias) } else { bias };
-    let input_binding = if gap_input.is_some() { Binding::Stack } else { b.arena(g.inputs[0])? };
     let w_data = b.param_packed(move || pack(data.into_vec()));
     let mut bindings = vec![input_binding, w_data, b.param(b_data), b.arena(g.output)?];
     match shortcut {
@@ -121,6 +128,47 @@ pub(in super::super::super) fn lower_group(
     b.push_step(name, g.nodes.clone(), lowered, kernel, bindings, work);
     b.set_algorithm(algo);
     Ok(())
+}
+
+/// A 1x1 convolution whose epilogue is affine (bias, folded batch norm or layer scale, no
+/// activation or sum) before a non-overlapping average pool commutes with the pool: both are
+/// linear, and every window is whole. So the input is pooled first, in a step of its own into
+/// the shared workspace, and the convolution runs on the pooled map: k_h k_w times fewer
+/// multiply-accumulates (DenseNet's transitions: `bn; relu; conv 1x1; avgpool 2` over 56x56,
+/// 28x28 and 14x14 maps). The sums are taken in another order than the interpreter's, as in
+/// Winograd. Rewrites `job` to the pooled convolution and returns the binding of its input.
+fn pool_first(b: &mut Builder, g: &Group, job: &mut ConvJob, input: &TensorView) -> Result<Option<Binding>, JitError> {
+    let Some((PoolKind::Avg, kernel)) = job.pool else { return Ok(None) };
+    let pointwise = job.kernel == [1, 1] && job.stride == [1, 1] && job.pad == [0, 0];
+    if !pointwise || !job.epilogue.is_empty() || input.flat || kernel[0] * kernel[1] < 2 || plain_algorithms() {
+        return Ok(None);
+    }
+    let (h, w) = (job.h / kernel[0], job.w / kernel[1]);
+    let layout = Layout::Blocked { c: job.cin, h, w, halo: [0, 0], channel_offset: 0 };
+    let pooled = TensorView { c: job.cin, h, w, flat: false, layout: layout.clone() };
+    let pool = PoolJob {
+        name: format!("{}/pool", job.name),
+        kind: PoolKind::Avg,
+        kernel,
+        stride: kernel,
+        pad: [0, 0],
+        input: input.clone(),
+        output: pooled.clone(),
+    };
+    let workspace = b.workspace(pooled.buffer("pooled", true).elements());
+    let work = (pooled.len() * kernel[0] * kernel[1]).max(streamed(input.len()));
+    let bindings = vec![b.arena(g.inputs[0])?, workspace];
+    b.push(
+        pool.name.clone(),
+        g.nodes.clone(),
+        pool_kernel(&pool, Ty::F32),
+        pool_kernel(&pool, Ty::F32x4),
+        bindings,
+        work,
+    );
+    b.set_algorithm("avgpool");
+    (job.h, job.w, job.oh, job.ow, job.pool, job.in_layout) = (h, w, h, w, None, layout);
+    Ok(Some(workspace))
 }
 
 /// A 3x3 stride-1 convolution group through the Winograd schedule.
