@@ -184,6 +184,11 @@ fn edge_shapes() {
         // 20 on 7, with a partial last input block).
         "input 10x7x13\nconv 1x1 12 relu\nconv 1x1 40\nconv 3x3 8 stride 2\nconv 1x1 36\nconv 1x1 116 relu\nconv 1x1 8",
         "input 10x6x13\nconv 1x1 116 relu\nconv 1x1 22\nconv 3x3 20 pad 0 stride 1x2\nconv 1x1 20 relu",
+        // Winograd F(4x4, 5x5) and F(2x2, 5x5): padding 0 to 4, odd sizes (edge tiles),
+        // output channels not in whole blocks, a fused pool, bn folded, a residual.
+        "input 16x11x13\nconv 5x5 20 pad 2 relu\nconv 5x5 18 pad 4\nmaxpool 2\nconv 5x5 16 pad 0",
+        "input 16x9x9\nresidual { conv 5x5 16 pad 2 nobias; bn; relu; conv 5x5 16 pad 2 nobias; bn }\navgpool 2\nconv 5x5 24 pad 1",
+        "input 16x37x35\nconv 5x5 20 pad 2 relu\nconv 5x5 16 pad 3",
         // A 1x1 convolution before an average pool runs on the pooled input
         // (`conv::group::pool_first`): rows and columns the windows drop, bn folded, a bias,
         // 3x3 and 2x1 windows, an input concatenated at channel offsets and an output read by
@@ -607,9 +612,9 @@ proptest! {
     }
 }
 
-/// The edge cases above reach the Winograd schedule: 3x3 stride-1 convolutions over whole
-/// blocks of 16 or more channels take it, the others (3 input channels, stride 2, 1x1) do not.
-/// By default only those with 10 million multiply-accumulates or more take it.
+/// The edge cases above reach the Winograd schedule: 3x3 and 5x5 stride-1 convolutions over
+/// whole blocks of 16 or more channels take it, the others (3 input channels, stride 2, 1x1,
+/// 7x7, 1x5) do not. By default only those with 10 million multiply-accumulates or more take it.
 #[test]
 fn winograd_is_chosen_where_it_applies() {
     let algos = |source: &str, options: JitOptions| {
@@ -627,4 +632,7 @@ fn winograd_is_chosen_where_it_applies() {
     // 28 x 28 x 64 x 64 x 9 = 28.9M multiply-accumulates; 14 x 14 x 64 x 64 x 9 = 7.2M.
     let sizes = "input 64x28x28\nconv 3x3 64\nmaxpool 2\nconv 3x3 64";
     assert_eq!(algos(sizes, JitOptions::default()), ["winograd", "direct"]);
+    let kernels =
+        "input 16x12x12\nconv 5x5 16 pad 2\nconv 7x7 16 pad 3\nconv 1x5 16 pad 0x2\nconv 5x5 16 pad 2 stride 2";
+    assert_eq!(algos(kernels, all_winograd()), ["winograd", "direct", "direct", "direct"]);
 }

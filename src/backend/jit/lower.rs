@@ -206,7 +206,7 @@ fn layout_storages(
                 let (_, h, w) = shape3(input);
                 let (_, oh, ow) = shape3(shapes[g.anchor()]);
                 for (a, (len, out)) in [(h, oh), (w, ow)].into_iter().enumerate() {
-                    halo[p.storage][a] = halo[p.storage][a].max(winograd_halo(m, len, out, c.pad[a]));
+                    halo[p.storage][a] = halo[p.storage][a].max(winograd_halo(m, c.kernel[0], len, out, c.pad[a]));
                 }
             }
         }

@@ -12,7 +12,7 @@
 //! charged as a full FP operation. 1x1 convolutions do not use the model: `pointwise_tile`
 //! gives them fixed tiles that measured better.
 
-use super::kernels::conv::{ConvJob, Tile, WinoTile, plain_algorithms};
+use super::kernels::conv::{ConvJob, Tile, WinoTile, plain_algorithms, winograd_transform_exists};
 use crate::ir::geometry::Shape;
 use crate::ir::graph::{Network, NodeId};
 use crate::ops::Op;
@@ -294,7 +294,8 @@ const WINO_SHARED_BYTES: u64 = 16 << 20;
 ///   then 1.11-1.15 ms each. Intel keeps channel tiles outside (not measured).
 pub(super) fn choose_wino(job: &ConvJob, m: u64, cores: Cores) -> WinoTile {
     let kb = job.cout.div_ceil(4);
-    let xi = (m + 2) * (m + 2);
+    let r = job.kernel[0];
+    let xi = (m + r - 1) * (m + r - 1);
     let (ty, tx) = job.wino_tiles(m);
     let tiles = ty * tx;
     let padded = |t: u64| (tiles.div_ceil(t) * t) as f64;
@@ -333,14 +334,15 @@ pub(super) fn choose_wino(job: &ConvJob, m: u64, cores: Cores) -> WinoTile {
     let shared = kparts > 1 && xi * 4 * job.cin * nt * tiles.div_ceil(nt) <= WINO_SHARED_BYTES;
     let tiles_outer = cores == Cores::Zen;
     let broadcasts = cores == Cores::Zen && vb > 1;
-    WinoTile { m, vb, tx: tw, nt, kparts, shared, tiles_outer, broadcasts }
+    WinoTile { m, r, vb, tx: tw, nt, kparts, shared, tiles_outer, broadcasts }
 }
 
-/// Which 3x3 stride-1 convolutions run Winograd F(m x m, 3 x 3), and with which m, under a memory
-/// budget: transformed weights take (m + 2)^2 / 9 times the memory of the weights (4x for m =
-/// 4), so the extra memory they need is allowed up to `percent` of all the weights
-/// (at least `WINO_MEMORY_MIN`). Layers are served largest output first (most multiply-adds
-/// per weight); each takes its preferred m, else a smaller one that fits, else stays direct.
+/// Which 3x3 and 5x5 stride-1 convolutions run Winograd F(m x m, r x r), and with which m, under
+/// a memory budget: transformed weights take (m + r - 1)^2 / r^2 times the memory of the
+/// weights (4x for m = 4, r = 3), so the extra memory they need is allowed up to `percent` of
+/// all the weights (at least `WINO_MEMORY_MIN`). Layers are served largest output first (most
+/// multiply-adds per weight); each takes its preferred m, else a smaller one that fits and has
+/// a transform (`winograd_transform_exists`: 5x5 kernels take m = 4 or 2), else stays direct.
 /// Preferred: m = 6 from 100x100 pixels (VGG-16's 224 and 112: 6-12% faster than m = 4), m = 2
 /// below 12x12 (at 7x7, 4x4 tiles waste a third of their outputs and the weights' traffic
 /// dominates: ResNet-18's layer4 2.7 ms against 3.1 with m = 4 and 3.4 direct), else 4.
@@ -359,26 +361,28 @@ fn winograd_plan(
         let Op::Conv(c) = &node.op else { continue };
         let (Some(&input), Shape::Map { h: oh, w: ow, .. }) = (node.inputs.first(), shapes[id]) else { continue };
         let cin = shapes[input].channels();
-        let eligible = c.kernel == [3, 3]
+        let r = c.kernel[0];
+        let eligible = c.kernel[1] == r
+            && (r == 3 || r == 5)
             && c.stride == [1, 1]
             && c.dilation == [1, 1]
             && c.groups == 1
-            && c.pad[0] <= 2
-            && c.pad[1] <= 2
+            && c.pad[0] < r
+            && c.pad[1] < r
             && cin % 4 == 0
             && cin >= 16
             && c.out_channels >= 16
             && oh >= 4
             && ow >= 4
-            && oh * ow * cin * c.out_channels * 9 >= min_macs;
+            && oh * ow * cin * c.out_channels * r * r >= min_macs;
         if eligible {
-            layers.push((id, oh * ow, cin * c.out_channels * 9 * 4));
+            layers.push((id, oh * ow, r));
         }
     }
     layers.sort_by_key(|&(id, pixels, _)| (std::cmp::Reverse(pixels), id));
     let mut budget = (weight_bytes.saturating_mul(percent as u64) / 100).max(WINO_MEMORY_MIN);
     let mut plan = HashMap::new();
-    for (id, pixels, bytes) in layers {
+    for (id, pixels, r) in layers {
         let preferred = forced.unwrap_or(if pixels >= 100 * 100 {
             6
         } else if pixels < 12 * 12 {
@@ -386,8 +390,9 @@ fn winograd_plan(
         } else {
             4
         });
-        let extra = |m: u64| bytes * ((m + 2) * (m + 2) - 9) / 9;
-        if let Some(m) = [6, 4, 2].into_iter().filter(|&m| m <= preferred).find(|&m| extra(m) <= budget) {
+        let extra = |m: u64| winograd_extra_bytes(net, shapes, id, m);
+        let fits = |&m: &u64| m <= preferred && winograd_transform_exists(m, r) && extra(m) <= budget;
+        if let Some(m) = [6, 4, 2].into_iter().find(fits) {
             budget -= extra(m);
             plan.insert(id, m);
         }
@@ -416,17 +421,21 @@ pub(super) fn winograd_bytes(net: &Network, shapes: &[Shape]) -> u64 {
     if plan.is_empty() {
         return 0;
     }
-    let extra: u64 = plan
-        .iter()
-        .map(|(&id, &m)| {
-            let node = &net.nodes[id];
-            let cin = node.inputs.first().map_or(0, |&i| shapes[i].channels());
-            let weights = cin.saturating_mul(shapes[id].channels()).saturating_mul(36);
-            weights.saturating_mul((m + 2) * (m + 2) - 9) / 9
-        })
-        .fold(0u64, u64::saturating_add);
+    let extra: u64 =
+        plan.iter().map(|(&id, &m)| winograd_extra_bytes(net, shapes, id, m)).fold(0u64, u64::saturating_add);
     let scratch = WINO_SCRATCH_BYTES_ZEN.max(WINO_SCRATCH_BYTES[1]);
     extra.saturating_add(WINO_SHARED_BYTES + 8 * scratch)
+}
+
+/// The bytes by which the conv `id`'s transformed weights for F(m x m, r x r) exceed its r x r
+/// weights: (n^2 - r^2) / r^2 times them, n = m + r - 1 (for 3x3 kernels 3 times them with
+/// m = 4, 6.1 times with m = 6; for 5x5 ones 1.56 times with m = 4).
+fn winograd_extra_bytes(net: &Network, shapes: &[Shape], id: NodeId, m: u64) -> u64 {
+    let Op::Conv(c) = &net.nodes[id].op else { return 0 };
+    let cin = net.nodes[id].inputs.first().map_or(0, |&i| shapes[i].channels());
+    let (r, n) = (c.kernel[0], m + c.kernel[0] - 1);
+    let weights = cin.saturating_mul(c.out_channels).saturating_mul(r * r * 4);
+    weights.saturating_mul((n * n).saturating_sub(r * r)) / (r * r)
 }
 
 /// Development switch for tuning: CNNC_FORCE_WINO=vb,tx,KiB of tiles per task.

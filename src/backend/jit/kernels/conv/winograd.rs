@@ -1,6 +1,7 @@
-//! Winograd F(m x m, 3 x 3), m = 2, 4 or 6, for 3x3 stride-1 convolutions (Lavin and Gray,
-//! 2015): each m x m tile of output pixels comes from an n x n tile of input (n = m + 2) through
-//! n^2 products per channel pair instead of 9 m^2 (F(4x4): 36 instead of 144).
+//! Winograd F(m x m, r x r) for r x r stride-1 convolutions (Lavin and Gray, 2015): m = 2, 4 or
+//! 6 for 3x3 kernels, 2 or 4 for 5x5 ones. Each m x m tile of output pixels comes from an n x n
+//! tile of input (n = m + r - 1 = 4, 6 or 8 points) through n^2 products per channel pair
+//! instead of r^2 m^2 (F(4x4, 3x3): 36 instead of 144; F(4x4, 5x5): 64 instead of 400).
 //!
 //! A task is a chunk of `nt` tiles (row-major over the output) times a part of the output
 //! channels:
@@ -18,20 +19,22 @@
 //!    stores guarded on the edge tiles.
 //!
 //! Weights are transformed at pack time (`winograd_transforms`) into
-//! `[channel tile][xi][in block][lane][vb][4]`; they take n^2 / 9 times the memory of the 3x3
-//! weights, which `schedule::winograd_plan` budgets.
+//! `[channel tile][xi][in block][lane][vb][4]`; they take n^2 / r^2 times the memory of the
+//! r x r weights, which `schedule::winograd_plan` budgets.
 
 use super::super::super::ir::*;
 use super::super::append_halo_zeroing_in;
 use super::winograd_transforms::{at_1d, bt_1d, matrices, matrix_1d, separable};
 use super::{ConvBufs, ConvJob, STANDARD, broadcast_input, epilogue, pooled};
 
-/// The schedule of a Winograd convolution F(m x m, 3 x 3): `vb` output blocks by `tx` tiles of accumulators,
+/// The schedule of a Winograd convolution F(m x m, r x r): `vb` output blocks by `tx` tiles of accumulators,
 /// `nt` tiles per task (a multiple of `tx`), the output-channel tiles split in `kparts` tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(in super::super::super) struct WinoTile {
     /// Output tile size: 2, 4 or 6.
     pub(in super::super::super) m: u64,
+    /// Kernel size: 3 or 5.
+    pub(in super::super::super) r: u64,
     pub(in super::super::super) vb: u64,
     pub(in super::super::super) tx: u64,
     pub(in super::super::super) nt: u64,
@@ -53,7 +56,7 @@ pub(in super::super::super) struct WinoTile {
 impl WinoTile {
     /// Input tile size.
     fn n(&self) -> i64 {
-        self.m as i64 + 2
+        (self.m + self.r - 1) as i64
     }
 
     /// Positions of a transformed tile: n x n.
@@ -63,29 +66,38 @@ impl WinoTile {
 }
 
 /// The halo an input of `len` rows (or columns) needs so that every m x m tile's input window
-/// of a convolution with `out` output rows and padding `pad` lies inside it: the last window
-/// ends `m * ceil(out / m) + 2 - pad` rows after the first real one. (The halo is zero, as
-/// padding is, and only outputs past the last one read beyond the padding.)
-pub(in super::super::super) fn winograd_halo(m: u64, len: u64, out: u64, pad: u64) -> u64 {
-    (m * out.div_ceil(m) + 2).saturating_sub(pad + len).max(pad)
+/// of an r x r convolution with `out` output rows and padding `pad` lies inside it: the last
+/// window ends `m * ceil(out / m) + r - 1 - pad` rows after the first real one. (The halo is
+/// zero, as padding is, and only outputs past the last one read beyond the padding.)
+pub(in super::super::super) fn winograd_halo(m: u64, r: u64, len: u64, out: u64, pad: u64) -> u64 {
+    (m * out.div_ceil(m) + r - 1).saturating_sub(pad + len).max(pad)
+}
+
+/// Whether F(m x m, r x r) is one of the transforms there are: n = m + r - 1 of 4, 6 or 8
+/// points, r = 3 or 5.
+pub(in super::super::super) fn winograd_transform_exists(m: u64, r: u64) -> bool {
+    matches!((m, r), (2 | 4 | 6, 3) | (2 | 4, 5))
 }
 
 impl ConvJob {
-    /// Whether the Winograd schedule applies: 3x3, stride 1, no dilation, one group, padding
-    /// within the input's halo, whole blocks of at least 16 input channels, at least 16 output
-    /// channels, output at least 4x4, no pool or one of at most 2x2 (which divides any tile),
-    /// and an input halo as wide as `winograd_halo` asks for tiles of `m`.
+    /// Whether the Winograd schedule applies: a square kernel of 3 or 5 whose transform with
+    /// tiles of `m` exists, stride 1, no dilation, one group, padding under the kernel's size,
+    /// whole blocks of at least 16 input channels, at least 16 output channels, output at least
+    /// 4x4, no pool or one of at most 2x2 (which divides any tile), and an input halo as wide as
+    /// `winograd_halo` asks for tiles of `m`.
     pub(in super::super::super) fn winograd(&self, m: u64) -> bool {
         let Layout::Blocked { halo, .. } = self.in_layout else { return false };
         let pool_fits = self.pool.is_none_or(|(_, k)| k[0] <= 2 && k[1] <= 2);
-        self.kernel == [3, 3]
+        let r = self.kernel[0];
+        self.kernel[1] == r
+            && winograd_transform_exists(m, r)
             && self.stride == [1, 1]
             && self.dilation == [1, 1]
             && self.groups == 1
-            && halo[0] >= winograd_halo(m, self.h, self.oh, self.pad[0])
-            && halo[1] >= winograd_halo(m, self.w, self.ow, self.pad[1])
-            && self.pad[0] <= 2
-            && self.pad[1] <= 2
+            && halo[0] >= winograd_halo(m, r, self.h, self.oh, self.pad[0])
+            && halo[1] >= winograd_halo(m, r, self.w, self.ow, self.pad[1])
+            && self.pad[0] < r
+            && self.pad[1] < r
             && self.cin % 4 == 0
             && self.cin >= 16
             && self.cout >= 16
@@ -139,7 +151,8 @@ impl Geo {
 
 /// Length of the transformed weights.
 pub(in super::super::super) fn wino_packed_len(job: &ConvJob, m: u64) -> u64 {
-    (m + 2) * (m + 2) * job.cout.div_ceil(4) * 4 * job.cin
+    let n = m + job.kernel[0] - 1;
+    n * n * job.cout.div_ceil(4) * 4 * job.cin
 }
 
 /// Scratch lengths (f32): a chunk's transformed input tiles and the products of a task's output
@@ -180,7 +193,12 @@ pub(in super::super::super) fn input_schedule(job: &ConvJob, wt: WinoTile) -> Ke
     let mut w = Wino { job, wt, g, bufs, vs: 1, ms: 1, vars: Vars::default() };
     let (t, chunk, c0) = (w.vars.new_var("t"), w.vars.new_var("chunk"), w.vars.new_var("c0"));
     let mut body = vec![
-        Stmt::Comment(format!("winograd F({m}x{m},3x3) input transform: {} tiles per chunk", wt.nt, m = wt.m)),
+        Stmt::Comment(format!(
+            "winograd F({m}x{m},{r}x{r}) input transform: {} tiles per chunk",
+            wt.nt,
+            m = wt.m,
+            r = wt.r
+        )),
         let_int(chunk, iv(t).div(parts)),
         let_int(c0, iv(t).rem(parts) * per_part),
     ];
@@ -213,12 +231,13 @@ pub(in super::super::super) fn schedule(job: &ConvJob, wt: WinoTile) -> Kernel {
     let (k0, k1) = (w.vars.new_var("k0"), w.vars.new_var("k1"));
     let mut body = vec![
         Stmt::Comment(format!(
-            "winograd F({m}x{m},3x3): {} tiles per task, {}x{} tile(s) x block(s) of accumulators{}",
+            "winograd F({m}x{m},{r}x{r}): {} tiles per task, {}x{} tile(s) x block(s) of accumulators{}",
             wt.nt,
             wt.tx,
             wt.vb,
             if wt.tiles_outer { ", register tiles outside channel tiles" } else { "" },
-            m = wt.m
+            m = wt.m,
+            r = wt.r
         )),
         let_int(chunk, iv(t).div(wt.kparts as i64)),
         let_int(part, iv(t).rem(wt.kparts as i64)),
@@ -289,8 +308,8 @@ impl Wino<'_> {
         vec![for_range(t, 0, self.wt.nt as i64, body)]
     }
 
-    /// One input block of one tile at window origin `(y0, x0)`: 36 loads, the column then the
-    /// row transforms, 36 stores into `tiles` from `at`.
+    /// One input block of one tile at window origin `(y0, x0)`: n^2 loads, the column then the
+    /// row transforms, n^2 stores into `tiles` from `at`.
     fn transform_block(
         &self,
         cb: VarId,
@@ -301,7 +320,7 @@ impl Wino<'_> {
         [y0, x0, at0]: [&IExpr; 3],
     ) -> Vec<Stmt> {
         let n = self.wt.n() as usize;
-        let bt = matrices(self.wt.m).0;
+        let bt = matrices(self.wt.m, self.wt.r).0;
         // Column j of the window into d[0..n].
         let load_col = |j: usize| -> Vec<Stmt> {
             (0..n)
@@ -312,7 +331,7 @@ impl Wino<'_> {
                 .collect()
         };
         let transform = |input: &[VarId], out: &[VarId]| {
-            if self.wt.m == 4 { bt_1d(input, out, tmp) } else { matrix_1d(&bt, input, out) }
+            if n == 6 { bt_1d(input, out, tmp) } else { matrix_1d(&bt, input, out) }
         };
         // (B^T d B)[i][j] into d, each row stored at positions i*n + j once computed.
         let mut store_row = |i: usize, out: &[VarId]| {
@@ -327,7 +346,7 @@ impl Wino<'_> {
         separable(&transform, &load_col, d, tv, d, n, n, &mut store_row)
     }
 
-    /// The 36 products of the task's output-channel tiles `k0..k1`: for each position (outermost,
+    /// The n^2 products of the task's output-channel tiles `k0..k1`: for each position (outermost,
     /// so that its transformed tiles stay in cache while the weights stream past), each channel
     /// tile and each of the `nt / tx` register tiles (in the order `tiles_outer` says), a
     /// reduction over all input channels.
@@ -397,7 +416,7 @@ impl Wino<'_> {
         let (_, ty, tx, mut body) = self.locate(chunk, iv(t), false);
         let (vb, nt) = (self.wt.vb as i64, self.wt.nt as i64);
         let (mm, n) = (self.wt.m as usize, self.wt.n() as usize);
-        let at_matrix = matrices(self.wt.m).2;
+        let at_matrix = matrices(self.wt.m, self.wt.r).2;
         let m = self.vars_n("m", n * n);
         let s = self.vars_n("at", mm * n);
         let tmp = self.vars_n("s", 4);
@@ -415,7 +434,7 @@ impl Wino<'_> {
                 .collect()
         };
         let transform = |input: &[VarId], out: &[VarId]| {
-            if mm == 4 { at_1d(input, out, &tmp) } else { matrix_1d(&at_matrix, input, out) }
+            if (mm, n) == (4, 6) { at_1d(input, out, &tmp) } else { matrix_1d(&at_matrix, input, out) }
         };
         // (A^T m A)[i][j] into m[i][j], i, j < m.
         block.extend(separable(&transform, &load_col, &m, &s, &m, n, mm, &mut |_, _| Vec::new()));

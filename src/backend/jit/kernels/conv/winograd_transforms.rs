@@ -1,6 +1,6 @@
-//! The transforms of Winograd F(m x m, 3 x 3): the matrices, their 1-D form as loop IR (the
-//! F(4x4) ones factored by hand), and the weight transform `G g G^T` with the packing the
-//! products read.
+//! The transforms of Winograd F(m x m, r x r): the matrices, their 1-D form as loop IR (those of
+//! 6 points factored by hand), and the weight transform `G g G^T` with the packing the products
+//! read.
 
 use super::super::super::ir::*;
 use super::ConvJob;
@@ -10,73 +10,67 @@ fn k(c: f32) -> FExpr {
     splat(fc(c))
 }
 
-/// The transforms of F(m x m, 3 x 3) for m = 2, 4, 6: `B^T` (n x n, n = m + 2), `G` (n x 3),
-/// `A^T` (m x n), from the interpolation points 0, +-1 (m = 2), 0, +-1, +-2 (m = 4) and 0, +-1,
-/// +-2, +-1/2 (m = 6), with the point at infinity. (Checked numerically against direct
-/// correlation to 1e-13; the JIT-vs-interpreter tests cover each.)
-pub(super) fn matrices(m: u64) -> (Vec<Vec<f64>>, Vec<[f64; 3]>, Vec<Vec<f64>>) {
-    let rows = |r: &[&[f64]]| r.iter().map(|x| x.to_vec()).collect::<Vec<_>>();
-    match m {
-        2 => (
-            rows(&[&[1., 0., -1., 0.], &[0., 1., 1., 0.], &[0., -1., 1., 0.], &[0., 1., 0., -1.]]),
-            vec![[1., 0., 0.], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0., 0., 1.]],
-            rows(&[&[1., 1., 1., 0.], &[0., 1., -1., -1.]]),
-        ),
-        4 => (
-            rows(&[
-                &[4., 0., -5., 0., 1., 0.],
-                &[0., -4., -4., 1., 1., 0.],
-                &[0., 4., -4., -1., 1., 0.],
-                &[0., -2., -1., 2., 1., 0.],
-                &[0., 2., -1., -2., 1., 0.],
-                &[0., 4., 0., -5., 0., 1.],
-            ]),
-            vec![
-                [1. / 4., 0., 0.],
-                [-1. / 6., -1. / 6., -1. / 6.],
-                [-1. / 6., 1. / 6., -1. / 6.],
-                [1. / 24., 1. / 12., 1. / 6.],
-                [1. / 24., -1. / 12., 1. / 6.],
-                [0., 0., 1.],
-            ],
-            rows(&[
-                &[1., 1., 1., 1., 1., 0.],
-                &[0., 1., -1., 2., -2., 0.],
-                &[0., 1., 1., 4., 4., 0.],
-                &[0., 1., -1., 8., -8., 1.],
-            ]),
-        ),
+/// A matrix by rows.
+type Matrix = Vec<Vec<f64>>;
+
+/// The points of the n-point transforms (n = 4, 6, 8; the point at infinity is the last), the
+/// scale of each finite point's row of `G`, and the sign of the point at infinity in `A^T`.
+fn points(n: usize) -> (&'static [f64], &'static [f64], f64) {
+    match n {
+        4 => (&[0., 1., -1.], &[1., 0.5, 0.5], -1.0),
+        6 => (&[0., 1., -1., 2., -2.], &[1. / 4., -1. / 6., -1. / 6., 1. / 24., 1. / 24.], 1.0),
         _ => (
-            rows(&[
-                &[1., 0., -21. / 4., 0., 21. / 4., 0., -1., 0.],
-                &[0., 1., 1., -17. / 4., -17. / 4., 1., 1., 0.],
-                &[0., -1., 1., 17. / 4., -17. / 4., -1., 1., 0.],
-                &[0., 0.5, 0.25, -2.5, -1.25, 2., 1., 0.],
-                &[0., -0.5, 0.25, 2.5, -1.25, -2., 1., 0.],
-                &[0., 2., 4., -2.5, -5., 0.5, 1., 0.],
-                &[0., -2., 4., 2.5, -5., -0.5, 1., 0.],
-                &[0., -1., 0., 21. / 4., 0., -21. / 4., 0., 1.],
-            ]),
-            vec![
-                [1., 0., 0.],
-                [-2. / 9., -2. / 9., -2. / 9.],
-                [-2. / 9., 2. / 9., -2. / 9.],
-                [1. / 90., 1. / 45., 2. / 45.],
-                [1. / 90., -1. / 45., 2. / 45.],
-                [32. / 45., 16. / 45., 8. / 45.],
-                [32. / 45., -16. / 45., 8. / 45.],
-                [0., 0., 1.],
-            ],
-            rows(&[
-                &[1., 1., 1., 1., 1., 1., 1., 0.],
-                &[0., 1., -1., 2., -2., 0.5, -0.5, 0.],
-                &[0., 1., 1., 4., 4., 0.25, 0.25, 0.],
-                &[0., 1., -1., 8., -8., 0.125, -0.125, 0.],
-                &[0., 1., 1., 16., 16., 1. / 16., 1. / 16., 0.],
-                &[0., 1., -1., 32., -32., 1. / 32., -1. / 32., 1.],
-            ]),
+            &[0., 1., -1., 2., -2., 0.5, -0.5],
+            &[1., -2. / 9., -2. / 9., 1. / 90., 1. / 90., 32. / 45., 32. / 45.],
+            1.0,
         ),
     }
+}
+
+/// The transforms of F(m, r) (and so of F(m x m, r x r)) for n = m + r - 1 = 4, 6 or 8 points:
+/// `B^T` (n x n), `G` (n x r), `A^T` (m x n). The points are 0, +-1 (n = 4), 0, +-1, +-2 (n = 6)
+/// and 0, +-1, +-2, +-1/2 (n = 8), with the point at infinity; `B^T` depends only on them, `G`
+/// evaluates the kernel's polynomial at each point (`G[p][k] = s_p x_p^k`, the scales `s_p`
+/// balancing `B^T`'s) and `A^T` the output's (`A^T[i][p] = x_p^i`). Checked against direct
+/// correlation for every (m, r) the schedule uses (`tests::transforms_compute_correlations`).
+pub(super) fn matrices(m: u64, r: u64) -> (Matrix, Matrix, Matrix) {
+    let (m, r) = (m as usize, r as usize);
+    let n = m + r - 1;
+    let rows = |r: &[&[f64]]| r.iter().map(|x| x.to_vec()).collect::<Vec<_>>();
+    let bt = match n {
+        4 => rows(&[&[1., 0., -1., 0.], &[0., 1., 1., 0.], &[0., -1., 1., 0.], &[0., 1., 0., -1.]]),
+        6 => rows(&[
+            &[4., 0., -5., 0., 1., 0.],
+            &[0., -4., -4., 1., 1., 0.],
+            &[0., 4., -4., -1., 1., 0.],
+            &[0., -2., -1., 2., 1., 0.],
+            &[0., 2., -1., -2., 1., 0.],
+            &[0., 4., 0., -5., 0., 1.],
+        ]),
+        8 => rows(&[
+            &[1., 0., -21. / 4., 0., 21. / 4., 0., -1., 0.],
+            &[0., 1., 1., -17. / 4., -17. / 4., 1., 1., 0.],
+            &[0., -1., 1., 17. / 4., -17. / 4., -1., 1., 0.],
+            &[0., 0.5, 0.25, -2.5, -1.25, 2., 1., 0.],
+            &[0., -0.5, 0.25, 2.5, -1.25, -2., 1., 0.],
+            &[0., 2., 4., -2.5, -5., 0.5, 1., 0.],
+            &[0., -2., 4., 2.5, -5., -0.5, 1., 0.],
+            &[0., -1., 0., 21. / 4., 0., -21. / 4., 0., 1.],
+        ]),
+        _ => unreachable!("Winograd transforms of {n} points"),
+    };
+    let (xs, scales, infinity) = points(n);
+    let mut g: Vec<Vec<f64>> =
+        xs.iter().zip(scales).map(|(&x, &s)| (0..r).map(|k| s * x.powi(k as i32)).collect()).collect();
+    g.push((0..r).map(|k| if k + 1 == r { 1.0 } else { 0.0 }).collect());
+    let at = (0..m)
+        .map(|i| {
+            let mut row: Vec<f64> = xs.iter().map(|&x| x.powi(i as i32)).collect();
+            row.push(if i + 1 == m { infinity } else { 0.0 });
+            row
+        })
+        .collect();
+    (bt, g, at)
 }
 
 /// A separable 2-D transform `M x M^T` of n x n values by `M` with `r` rows, applied as
@@ -111,7 +105,7 @@ pub(super) fn separable(
     code
 }
 
-/// `out[i] = (B^T d)[i]` for a column of 6 (`tmp` holds 4 temporaries).
+/// `out[i] = (B^T d)[i]` for a column of 6 points (`tmp` holds 4 temporaries).
 pub(super) fn bt_1d(d: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
     let f = |v: VarId| fv(v);
     vec![
@@ -129,7 +123,7 @@ pub(super) fn bt_1d(d: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
     ]
 }
 
-/// `out[i] = (A^T m)[i]` for a column of 6, 4 results (`tmp` holds 4 temporaries).
+/// `out[i] = (A^T m)[i]` for a column of 6 points, 4 results (F(4, 3); `tmp` holds 4 temporaries).
 pub(super) fn at_1d(m: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
     let f = |v: VarId| fv(v);
     vec![
@@ -168,24 +162,25 @@ pub(super) fn matrix_1d(matrix: &[Vec<f64>], x: &[VarId], out: &[VarId]) -> Vec<
     code
 }
 
-/// `G g G^T` for one 3x3 kernel `g` (row-major), in f64: the n x n transformed kernel.
-fn transform_kernel(gm: &[[f64; 3]], g: &[f32], out: &mut [f64]) {
-    let n = gm.len();
-    // t = G g (n x 3), then out = t G^T (n x n).
-    let mut t = [[0.0f64; 3]; 8];
+/// `G g G^T` for one r x r kernel `g` (row-major; `G` is n x r), in f64: the n x n transformed
+/// kernel.
+fn transform_kernel(gm: &[Vec<f64>], g: &[f32], out: &mut [f64]) {
+    let (n, r) = (gm.len(), gm[0].len());
+    // t = G g (n x r), then out = t G^T (n x n).
+    let mut t = [[0.0f64; 8]; 8];
     for (i, row) in gm.iter().enumerate() {
-        for j in 0..3 {
-            t[i][j] = (0..3).map(|k| row[k] * g[k * 3 + j] as f64).sum();
+        for j in 0..r {
+            t[i][j] = (0..r).map(|k| row[k] * g[k * r + j] as f64).sum();
         }
     }
     for i in 0..n {
         for (j, row) in gm.iter().enumerate() {
-            out[i * n + j] = (0..3).map(|k| t[i][k] * row[k]).sum();
+            out[i * n + j] = (0..r).map(|k| t[i][k] * row[k]).sum();
         }
     }
 }
 
-/// Packs `[cout, cin, 3, 3]` weights (output channel `o` times `scale[o]`) into
+/// Packs `[cout, cin, r, r]` weights (output channel `o` times `scale[o]`) into
 /// `[xi][channel tile][in block][lane][vb][4]`, zero for padded output channels. Channel tiles
 /// are shared out between `threads`.
 pub(super) fn pack_winograd(
@@ -196,7 +191,8 @@ pub(super) fn pack_winograd(
     threads: usize,
 ) -> Vec<f32> {
     let (cin, cout, vb) = (job.cin as usize, job.cout as usize, wt.vb as usize);
-    let (_, gm, _) = matrices(wt.m);
+    let (_, gm, _) = matrices(wt.m, wt.r);
+    let taps = (wt.r * wt.r) as usize;
     let xis = wt.xi() as usize;
     let row = 16 * vb;
     let panel = cin / 4 * row;
@@ -215,7 +211,7 @@ pub(super) fn pack_winograd(
                 let s = scale.map_or(1.0, |s| s[o] as f64);
                 for lane in 0..4 {
                     let c = cb * 4 + lane;
-                    transform_kernel(&gm, &weights[(o * cin + c) * 9..(o * cin + c + 1) * 9], &mut one);
+                    transform_kernel(&gm, &weights[(o * cin + c) * taps..(o * cin + c + 1) * taps], &mut one);
                     for (xi, &y) in one[..xis].iter().enumerate() {
                         u[xi * row + lane * 4 * vb + oo] = (y * s) as f32;
                     }
@@ -235,4 +231,38 @@ pub(super) fn pack_winograd(
     let threads = if weights.len() < 1 << 16 { 1 } else { threads.clamp(1, tiles.max(1)) };
     crate::parallel::share_out(by_tile.into_iter().enumerate(), threads, &|(kt, panels)| pack_tile(kt, panels));
     packed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matrices;
+
+    /// `A^T [(G g) . (B^T d)]` is the correlation of `d` (n values) with `g` (r taps), for every
+    /// (m, r) the schedule takes, on pseudo-random values.
+    #[test]
+    fn transforms_compute_correlations() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % 2001) as f64 / 1000.0 - 1.0
+        };
+        for (m, r) in [(2, 3), (4, 3), (6, 3), (2, 5), (4, 5)] {
+            let (bt, g, at) = matrices(m, r);
+            let n = (m + r - 1) as usize;
+            assert_eq!((bt.len(), g.len(), at.len()), (n, n, m as usize));
+            for _ in 0..4 {
+                let d: Vec<f64> = (0..n).map(|_| next()).collect();
+                let k: Vec<f64> = (0..r).map(|_| next()).collect();
+                let u: Vec<f64> = g.iter().map(|row| row.iter().zip(&k).map(|(a, b)| a * b).sum()).collect();
+                let v: Vec<f64> = bt.iter().map(|row| row.iter().zip(&d).map(|(a, b)| a * b).sum()).collect();
+                for (i, row) in at.iter().enumerate() {
+                    let y: f64 = row.iter().zip(u.iter().zip(&v)).map(|(a, (u, v))| a * u * v).sum();
+                    let direct: f64 = (0..r as usize).map(|t| d[i + t] * k[t]).sum();
+                    assert!((y - direct).abs() < 1e-12, "F({m}, {r}) output {i}: {y} against {direct}");
+                }
+            }
+        }
+    }
 }
