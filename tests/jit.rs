@@ -189,6 +189,11 @@ fn edge_shapes() {
         "input 16x11x13\nconv 5x5 20 pad 2 relu\nconv 5x5 18 pad 4\nmaxpool 2\nconv 5x5 16 pad 0",
         "input 16x9x9\nresidual { conv 5x5 16 pad 2 nobias; bn; relu; conv 5x5 16 pad 2 nobias; bn }\navgpool 2\nconv 5x5 24 pad 1",
         "input 16x37x35\nconv 5x5 20 pad 2 relu\nconv 5x5 16 pad 3",
+        // Winograd F(2, 7) along one axis (Inception's 1x7 and 7x1): padding 0 to 3 along the
+        // kernel, odd sizes (edge tiles), an odd block count, bn folded, a residual, a pool
+        // after (not fused: it does not divide the 1-pixel side of a tile).
+        "input 16x9x13\nconv 1x7 20 pad 0x3 relu\nconv 7x1 18 pad 3x0\nconv 1x7 16 pad 0x0\nconv 7x1 16 pad 2x0",
+        "input 16x17x17\nresidual { conv 1x7 16 pad 0x3 nobias; bn; relu; conv 7x1 16 pad 3x0 nobias; bn }\nmaxpool 2\nconv 1x7 24 pad 0x3",
         // A 1x1 convolution before an average pool runs on the pooled input
         // (`conv::group::pool_first`): rows and columns the windows drop, bn folded, a bias,
         // 3x3 and 2x1 windows, an input concatenated at channel offsets and an output read by
@@ -612,9 +617,9 @@ proptest! {
     }
 }
 
-/// The edge cases above reach the Winograd schedule: 3x3 and 5x5 stride-1 convolutions over
-/// whole blocks of 16 or more channels take it, the others (3 input channels, stride 2, 1x1,
-/// 7x7, 1x5) do not. By default only those with 10 million multiply-accumulates or more take it.
+/// The edge cases above reach the Winograd schedule: 3x3, 5x5, 1x7 and 7x1 stride-1
+/// convolutions over whole blocks of 16 or more channels take it, the others (3 input channels,
+/// stride 2, 1x1, 7x7, 1x5, padding across a 1x7) do not. By default only those with 10 million multiply-accumulates or more take it.
 #[test]
 fn winograd_is_chosen_where_it_applies() {
     let algos = |source: &str, options: JitOptions| {
@@ -635,4 +640,7 @@ fn winograd_is_chosen_where_it_applies() {
     let kernels =
         "input 16x12x12\nconv 5x5 16 pad 2\nconv 7x7 16 pad 3\nconv 1x5 16 pad 0x2\nconv 5x5 16 pad 2 stride 2";
     assert_eq!(algos(kernels, all_winograd()), ["winograd", "direct", "direct", "direct"]);
+    // 1x7 and 7x1 take F(2, 7), unless padded across the kernel.
+    let rect = "input 16x12x12\nconv 1x7 16 pad 0x3\nconv 7x1 16 pad 3x0\nconv 1x7 16 pad 1x3";
+    assert_eq!(algos(rect, all_winograd()), ["winograd", "winograd", "direct"]);
 }

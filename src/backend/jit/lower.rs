@@ -5,7 +5,7 @@
 use super::JitOptions;
 use super::compile::{JitError, Job, Jobs};
 use super::ir::*;
-use super::kernels::conv::{Tile, conv_blockable, conv_depthwise, plain_algorithms, winograd_halo};
+use super::kernels::conv::{Tile, conv_blockable, conv_depthwise, plain_algorithms, tile_len, winograd_halo};
 use super::kernels::{Lower, TensorView, lower_output};
 use super::schedule::{winograd_convs, worth_parallel};
 use crate::analysis::fusion::Group;
@@ -206,7 +206,13 @@ fn layout_storages(
                 let (_, h, w) = shape3(input);
                 let (_, oh, ow) = shape3(shapes[g.anchor()]);
                 for (a, (len, out)) in [(h, oh), (w, ow)].into_iter().enumerate() {
-                    halo[p.storage][a] = halo[p.storage][a].max(winograd_halo(m, c.kernel[0], len, out, c.pad[a]));
+                    halo[p.storage][a] = halo[p.storage][a].max(winograd_halo(
+                        tile_len(m, c.kernel[a]),
+                        c.kernel[a],
+                        len,
+                        out,
+                        c.pad[a],
+                    ));
                 }
             }
         }

@@ -2,6 +2,9 @@
 //! 6 for 3x3 kernels, 2 or 4 for 5x5 ones. Each m x m tile of output pixels comes from an n x n
 //! tile of input (n = m + r - 1 = 4, 6 or 8 points) through n^2 products per channel pair
 //! instead of r^2 m^2 (F(4x4, 3x3): 36 instead of 144; F(4x4, 5x5): 64 instead of 400).
+//! A 1x7 or 7x1 kernel takes the one-dimensional F(2, 7) along its long axis: tiles of 1 x 2
+//! (or 2 x 1) pixels from 1 x 8 inputs, 8 products instead of 14; along the other axis every
+//! length is 1 and every transform the identity. Below, n x n stands for n_h x n_w.
 //!
 //! A task is a chunk of `nt` tiles (row-major over the output) times a part of the output
 //! channels:
@@ -31,10 +34,11 @@ use super::{ConvBufs, ConvJob, STANDARD, broadcast_input, epilogue, pooled};
 /// `nt` tiles per task (a multiple of `tx`), the output-channel tiles split in `kparts` tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(in super::super::super) struct WinoTile {
-    /// Output tile size: 2, 4 or 6.
+    /// Output tile size along each axis the kernel spans: 2, 4 or 6.
     pub(in super::super::super) m: u64,
-    /// Kernel size: 3 or 5.
-    pub(in super::super::super) r: u64,
+    /// Kernel size (rows, columns): 3x3, 5x5, 1x7 or 7x1. Along an axis of 1 the tile is one
+    /// pixel and the transforms are the identity.
+    pub(in super::super::super) r: [u64; 2],
     pub(in super::super::super) vb: u64,
     pub(in super::super::super) tx: u64,
     pub(in super::super::super) nt: u64,
@@ -54,15 +58,30 @@ pub(in super::super::super) struct WinoTile {
 }
 
 impl WinoTile {
-    /// Input tile size.
-    fn n(&self) -> i64 {
-        (self.m + self.r - 1) as i64
+    /// Output tile size along `axis`.
+    pub(in super::super::super) fn tile(&self, axis: usize) -> u64 {
+        tile_len(self.m, self.r[axis])
     }
 
-    /// Positions of a transformed tile: n x n.
-    pub(super) fn xi(&self) -> i64 {
-        self.n() * self.n()
+    /// Input tile size along `axis`.
+    fn n(&self, axis: usize) -> usize {
+        (self.tile(axis) + self.r[axis] - 1) as usize
     }
+
+    /// `6x6,3x3`, `2x2,5x5`, `1x2,1x7`: the output tile and the kernel.
+    pub(in super::super::super) fn describe(&self) -> String {
+        format!("{}x{},{}x{}", self.tile(0), self.tile(1), self.r[0], self.r[1])
+    }
+
+    /// Positions of a transformed tile: n_h x n_w.
+    pub(super) fn xi(&self) -> i64 {
+        (self.n(0) * self.n(1)) as i64
+    }
+}
+
+/// The output tile's length along an axis with a kernel of `r`: `m`, or 1 where the kernel is 1.
+pub(in super::super::super) fn tile_len(m: u64, r: u64) -> u64 {
+    if r == 1 { 1 } else { m }
 }
 
 /// The halo an input of `len` rows (or columns) needs so that every m x m tile's input window
@@ -73,10 +92,16 @@ pub(in super::super::super) fn winograd_halo(m: u64, r: u64, len: u64, out: u64,
     (m * out.div_ceil(m) + r - 1).saturating_sub(pad + len).max(pad)
 }
 
-/// Whether F(m x m, r x r) is one of the transforms there are: n = m + r - 1 of 4, 6 or 8
-/// points, r = 3 or 5.
-pub(in super::super::super) fn winograd_transform_exists(m: u64, r: u64) -> bool {
-    matches!((m, r), (2 | 4 | 6, 3) | (2 | 4, 5))
+/// Whether Winograd with tiles of `m` has transforms for a kernel of `r` (rows, columns): n =
+/// m + r - 1 of 4, 6 or 8 points along each axis the kernel spans; 3x3 and 5x5 kernels, and the
+/// one-dimensional F(2, 7) of Inception's 1x7 and 7x1.
+pub(in super::super::super) fn winograd_transform_exists(m: u64, r: [u64; 2]) -> bool {
+    match r {
+        [3, 3] => matches!(m, 2 | 4 | 6),
+        [5, 5] => matches!(m, 2 | 4),
+        [1, 7] | [7, 1] => m == 2,
+        _ => false,
+    }
 }
 
 impl ConvJob {
@@ -87,17 +112,17 @@ impl ConvJob {
     /// `winograd_halo` asks for tiles of `m`.
     pub(in super::super::super) fn winograd(&self, m: u64) -> bool {
         let Layout::Blocked { halo, .. } = self.in_layout else { return false };
-        let pool_fits = self.pool.is_none_or(|(_, k)| k[0] <= 2 && k[1] <= 2);
-        let r = self.kernel[0];
-        self.kernel[1] == r
-            && winograd_transform_exists(m, r)
+        let r = self.kernel;
+        let tile = |a: usize| tile_len(m, r[a]);
+        let pool_fits = self.pool.is_none_or(|(_, k)| (0..2).all(|a| k[a] <= 2 && tile(a) % k[a] == 0));
+        winograd_transform_exists(m, r)
             && self.stride == [1, 1]
             && self.dilation == [1, 1]
             && self.groups == 1
-            && halo[0] >= winograd_halo(m, r, self.h, self.oh, self.pad[0])
-            && halo[1] >= winograd_halo(m, r, self.w, self.ow, self.pad[1])
-            && self.pad[0] < r
-            && self.pad[1] < r
+            && halo[0] >= winograd_halo(tile(0), r[0], self.h, self.oh, self.pad[0])
+            && halo[1] >= winograd_halo(tile(1), r[1], self.w, self.ow, self.pad[1])
+            && self.pad[0] < r[0]
+            && self.pad[1] < r[1]
             && self.cin % 4 == 0
             && self.cin >= 16
             && self.cout >= 16
@@ -106,10 +131,11 @@ impl ConvJob {
             && pool_fits
     }
 
-    /// Output tiles of `m x m`: (rows of tiles, columns of tiles) over the computed output.
+    /// Output tiles for tiles of `m` (along the axes the kernel spans): (rows of tiles, columns
+    /// of tiles) over the computed output.
     pub(in super::super::super) fn wino_tiles(&self, m: u64) -> (u64, u64) {
         let (rows, cols) = self.computed_hw();
-        (rows.div_ceil(m), cols.div_ceil(m))
+        (rows.div_ceil(tile_len(m, self.kernel[0])), cols.div_ceil(tile_len(m, self.kernel[1])))
     }
 }
 
@@ -151,8 +177,8 @@ impl Geo {
 
 /// Length of the transformed weights.
 pub(in super::super::super) fn wino_packed_len(job: &ConvJob, m: u64) -> u64 {
-    let n = m + job.kernel[0] - 1;
-    n * n * job.cout.div_ceil(4) * 4 * job.cin
+    let n = |a: usize| tile_len(m, job.kernel[a]) + job.kernel[a] - 1;
+    n(0) * n(1) * job.cout.div_ceil(4) * 4 * job.cin
 }
 
 /// Scratch lengths (f32): a chunk's transformed input tiles and the products of a task's output
@@ -193,12 +219,7 @@ pub(in super::super::super) fn input_schedule(job: &ConvJob, wt: WinoTile) -> Ke
     let mut w = Wino { job, wt, g, bufs, vs: 1, ms: 1, vars: Vars::default() };
     let (t, chunk, c0) = (w.vars.new_var("t"), w.vars.new_var("chunk"), w.vars.new_var("c0"));
     let mut body = vec![
-        Stmt::Comment(format!(
-            "winograd F({m}x{m},{r}x{r}) input transform: {} tiles per chunk",
-            wt.nt,
-            m = wt.m,
-            r = wt.r
-        )),
+        Stmt::Comment(format!("winograd F({}) input transform: {} tiles per chunk", wt.describe(), wt.nt)),
         let_int(chunk, iv(t).div(parts)),
         let_int(c0, iv(t).rem(parts) * per_part),
     ];
@@ -231,13 +252,12 @@ pub(in super::super::super) fn schedule(job: &ConvJob, wt: WinoTile) -> Kernel {
     let (k0, k1) = (w.vars.new_var("k0"), w.vars.new_var("k1"));
     let mut body = vec![
         Stmt::Comment(format!(
-            "winograd F({m}x{m},{r}x{r}): {} tiles per task, {}x{} tile(s) x block(s) of accumulators{}",
+            "winograd F({}): {} tiles per task, {}x{} tile(s) x block(s) of accumulators{}",
+            wt.describe(),
             wt.nt,
             wt.tx,
             wt.vb,
             if wt.tiles_outer { ", register tiles outside channel tiles" } else { "" },
-            m = wt.m,
-            r = wt.r
         )),
         let_int(chunk, iv(t).div(wt.kparts as i64)),
         let_int(part, iv(t).rem(wt.kparts as i64)),
@@ -297,11 +317,11 @@ impl Wino<'_> {
         let (t, cb) = (self.vars.new_var("t"), self.vars.new_var("icb"));
         let (_, ty, tx, mut body) = self.locate(chunk, iv(t), true);
         let job = self.job;
-        let (m, n) = (self.wt.m as i64, self.wt.n());
+        let (mh, mw) = (self.wt.tile(0) as i64, self.wt.tile(1) as i64);
         // Every window lies inside the input's halo (`winograd_halo`), which is zero.
-        let (y0, x0) = (iv(ty) * m + -(job.pad[0] as i64), iv(tx) * m + -(job.pad[1] as i64));
-        let d = self.vars_n("d", (n * n) as usize);
-        let tv = self.vars_n("bt", (n * n) as usize);
+        let (y0, x0) = (iv(ty) * mh + -(job.pad[0] as i64), iv(tx) * mw + -(job.pad[1] as i64));
+        let d = self.vars_n("d", self.wt.xi() as usize);
+        let tv = self.vars_n("bt", self.wt.xi() as usize);
         let tmp = self.vars_n("s", 4);
         let block = self.transform_block(cb, t, &d, &tv, &tmp, [&y0, &x0, &at]);
         body.push(for_range(cb, blocks.0, blocks.1, block));
@@ -319,31 +339,35 @@ impl Wino<'_> {
         tmp: &[VarId],
         [y0, x0, at0]: [&IExpr; 3],
     ) -> Vec<Stmt> {
-        let n = self.wt.n() as usize;
-        let bt = matrices(self.wt.m, self.wt.r).0;
-        // Column j of the window into d[0..n].
+        let (nh, nw) = (self.wt.n(0), self.wt.n(1));
+        let bts = [0, 1].map(|a| matrices(self.wt.tile(a), self.wt.r[a]).0);
+        // Column j of the window into d[0..nh].
         let load_col = |j: usize| -> Vec<Stmt> {
-            (0..n)
+            (0..nh)
                 .map(|i| {
                     let (y, x) = (y0.clone() + i as i64, x0.clone() + j as i64);
                     set(d[i], Ty::F32x4, load(Ty::F32x4, self.bufs.input, act(iv(cb) * 4, y, x)))
                 })
                 .collect()
         };
-        let transform = |input: &[VarId], out: &[VarId]| {
-            if n == 6 { bt_1d(input, out, tmp) } else { matrix_1d(&bt, input, out) }
+        let transform = |a: usize| {
+            let bt = &bts[a];
+            move |input: &[VarId], out: &[VarId]| {
+                if bt.len() == 6 { bt_1d(input, out, tmp) } else { matrix_1d(bt, input, out) }
+            }
         };
-        // (B^T d B)[i][j] into d, each row stored at positions i*n + j once computed.
+        // (B^T d B)[i][j] into d, each row stored at positions i*nw + j once computed.
         let mut store_row = |i: usize, out: &[VarId]| {
             let mut stores = Vec::new();
             for (j, &v) in out.iter().enumerate() {
-                let xi = (i * n + j) as i64;
+                let xi = (i * nw + j) as i64;
                 let at = ((iv(cb) + xi * self.g.cb) * self.wt.nt as i64 + iv(t)) * 4 + at0.clone();
                 stores.push(store(Ty::F32x4, self.vs, Index::Flat(at), fv(v)));
             }
             stores
         };
-        separable(&transform, &load_col, d, tv, d, n, n, &mut store_row)
+        let (t0, t1) = (transform(0), transform(1));
+        separable([&t0, &t1], &load_col, d, tv, d, [nh, nw], [nh, nw], &mut store_row)
     }
 
     /// The n^2 products of the task's output-channel tiles `k0..k1`: for each position (outermost,
@@ -415,39 +439,43 @@ impl Wino<'_> {
         let (t, v) = (self.vars.new_var("t"), self.vars.new_var("v"));
         let (_, ty, tx, mut body) = self.locate(chunk, iv(t), false);
         let (vb, nt) = (self.wt.vb as i64, self.wt.nt as i64);
-        let (mm, n) = (self.wt.m as usize, self.wt.n() as usize);
-        let at_matrix = matrices(self.wt.m, self.wt.r).2;
-        let m = self.vars_n("m", n * n);
-        let s = self.vars_n("at", mm * n);
+        let (mh, mw) = (self.wt.tile(0) as usize, self.wt.tile(1) as usize);
+        let (nh, nw) = (self.wt.n(0), self.wt.n(1));
+        let ats = [0, 1].map(|a| matrices(self.wt.tile(a), self.wt.r[a]).2);
+        let m = self.vars_n("m", nh * nw);
+        let s = self.vars_n("at", mh * nw);
         let tmp = self.vars_n("s", 4);
         let bias = self.vars.new_var("bias");
         let c = (iv(kt) * vb + iv(v)) * 4;
         let mut block = vec![set(bias, Ty::F32x4, load(Ty::F32x4, self.bufs.bias, Index::Flat(c.clone())))];
-        // Column j of the products into m[0..n].
+        // Column j of the products into m[0..nh].
         let load_col = |j: usize| -> Vec<Stmt> {
-            (0..n)
+            (0..nh)
                 .map(|i| {
-                    let xi = (i * n + j) as i64;
+                    let xi = (i * nw + j) as i64;
                     let at = (((ic(xi) * self.g.kt_per_part + sub(iv(kt), iv(k0))) * vb + iv(v)) * nt + iv(t)) * 4;
                     set(m[i], Ty::F32x4, load(Ty::F32x4, self.ms, Index::Flat(at)))
                 })
                 .collect()
         };
-        let transform = |input: &[VarId], out: &[VarId]| {
-            if (mm, n) == (4, 6) { at_1d(input, out, &tmp) } else { matrix_1d(&at_matrix, input, out) }
+        let transform = |a: usize| {
+            let (at, tmp) = (&ats[a], &tmp);
+            move |input: &[VarId], out: &[VarId]| {
+                if (at.len(), at[0].len()) == (4, 6) { at_1d(input, out, tmp) } else { matrix_1d(at, input, out) }
+            }
         };
-        // (A^T m A)[i][j] into m[i][j], i, j < m.
-        block.extend(separable(&transform, &load_col, &m, &s, &m, n, mm, &mut |_, _| Vec::new()));
-        let (y0, x0) = (iv(ty) * mm as i64, iv(tx) * mm as i64);
+        // (A^T m A)[i][j] into m[i * nw + j], i < mh, j < mw.
+        let (t0, t1) = (transform(0), transform(1));
+        block.extend(separable([&t0, &t1], &load_col, &m, &s, &m, [nh, nw], [mh, mw], &mut |_, _| Vec::new()));
+        let (y0, x0) = (iv(ty) * mh as i64, iv(tx) * mw as i64);
         // Tiles past the last one (the last chunk's padding) store nothing.
         let real = positive(sub(ic(self.g.tiles), iv(t) + iv(chunk) * nt));
-        let edge_in = mm as i64 - 1;
-        let full = positive(sub(ic(self.g.rows - edge_in), y0.clone()))
-            .min(positive(sub(ic(self.g.cols - edge_in), x0.clone())));
+        let full = positive(sub(ic(self.g.rows - (mh as i64 - 1)), y0.clone()))
+            .min(positive(sub(ic(self.g.cols - (mw as i64 - 1)), x0.clone())));
         let once = (self.vars.new_var("full"), self.vars.new_var("edge"));
         let (job, bufs) = (self.job, self.bufs);
         let value = |i: usize, j: usize| {
-            let e = bin(BinOp::Add, fv(m[i * n + j]), fv(bias));
+            let e = bin(BinOp::Add, fv(m[i * nw + j]), fv(bias));
             epilogue(job, bufs, e, Ty::F32x4, c.clone(), y0.clone() + i as i64, x0.clone() + j as i64)
         };
         let fast = self.stores(&value, &c, &y0, &x0, false);
@@ -472,9 +500,9 @@ impl Wino<'_> {
     ) -> Vec<Stmt> {
         let (out, mut code) = (self.bufs.out, Vec::new());
         let (py, px) = self.job.pool.map_or((1, 1), |(_, k)| (k[0] as usize, k[1] as usize));
-        let m = self.wt.m as usize;
-        for a in 0..m / py {
-            for b in 0..m / px {
+        let (mh, mw) = (self.wt.tile(0) as usize, self.wt.tile(1) as usize);
+        for a in 0..mh / py {
+            for b in 0..mw / px {
                 let e = match self.job.pool {
                     Some((kind, _)) => pooled(kind, a * py..(a + 1) * py, b * px..(b + 1) * px, value),
                     None => value(a, b),

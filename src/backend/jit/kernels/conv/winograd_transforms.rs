@@ -36,6 +36,10 @@ fn points(n: usize) -> (&'static [f64], &'static [f64], f64) {
 pub(super) fn matrices(m: u64, r: u64) -> (Matrix, Matrix, Matrix) {
     let (m, r) = (m as usize, r as usize);
     let n = m + r - 1;
+    if n == 1 {
+        // An axis the kernel does not span: the identity.
+        return (vec![vec![1.0]], vec![vec![1.0]], vec![vec![1.0]]);
+    }
     let rows = |r: &[&[f64]]| r.iter().map(|x| x.to_vec()).collect::<Vec<_>>();
     let bt = match n {
         4 => rows(&[&[1., 0., -1., 0.], &[0., 1., 1., 0.], &[0., -1., 1., 0.], &[0., 1., 0., -1.]]),
@@ -73,33 +77,35 @@ pub(super) fn matrices(m: u64, r: u64) -> (Matrix, Matrix, Matrix) {
     (bt, g, at)
 }
 
-/// A separable 2-D transform `M x M^T` of n x n values by `M` with `r` rows, applied as
-/// `transform` (one column or row in, `r` values out): columns into `tmp` (`tmp[i][j]`, i < r),
-/// then rows into `out[i][j]` (i, j < r), `after_row(i, row)` following each row. Column `j`'s
+/// A separable 2-D transform `M_h x M_w^T` of nh x nw values, by `M_h` (rh rows, down each
+/// column: `transforms[0]`, one column in, rh values out) then `M_w` (rw rows, along each row:
+/// `transforms[1]`): columns into `tmp` (`tmp[i * nw + j]`, i < rh), then rows into
+/// `out[i * nw + j]` (i < rh, j < rw), `after_row(i, row)` following each row. Column `j`'s
 /// values are set into `col` by `load_col(j)` just before its transform, so that only one
-/// column, the r x n intermediates and one row are live at a time (loading all n^2 values
-/// first kept 64 vectors live for F(6x6) and spilled most of them).
+/// column, the rh x nw intermediates and one row are live at a time (loading all n^2 values
+/// first kept 64 vectors live for F(6x6) and spilled most of them). Along an axis of one point
+/// the transform is a copy.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn separable(
-    transform: &dyn Fn(&[VarId], &[VarId]) -> Vec<Stmt>,
+    transforms: [&dyn Fn(&[VarId], &[VarId]) -> Vec<Stmt>; 2],
     load_col: &dyn Fn(usize) -> Vec<Stmt>,
     col: &[VarId],
     tmp: &[VarId],
     out: &[VarId],
-    n: usize,
-    r: usize,
+    [nh, nw]: [usize; 2],
+    [rh, rw]: [usize; 2],
     after_row: &mut dyn FnMut(usize, &[VarId]) -> Vec<Stmt>,
 ) -> Vec<Stmt> {
     let mut code = Vec::new();
-    for j in 0..n {
-        let dst: Vec<VarId> = (0..r).map(|i| tmp[i * n + j]).collect();
+    for j in 0..nw {
+        let dst: Vec<VarId> = (0..rh).map(|i| tmp[i * nw + j]).collect();
         code.extend(load_col(j));
-        code.extend(transform(&col[..n], &dst));
+        code.extend(transforms[0](&col[..nh], &dst));
     }
-    for i in 0..r {
-        let row: Vec<VarId> = (0..n).map(|j| tmp[i * n + j]).collect();
-        let dst: Vec<VarId> = (0..r).map(|j| out[i * n + j]).collect();
-        code.extend(transform(&row, &dst));
+    for i in 0..rh {
+        let row: Vec<VarId> = (0..nw).map(|j| tmp[i * nw + j]).collect();
+        let dst: Vec<VarId> = (0..rw).map(|j| out[i * nw + j]).collect();
+        code.extend(transforms[1](&row, &dst));
         code.extend(after_row(i, &dst));
     }
     code
@@ -162,20 +168,20 @@ pub(super) fn matrix_1d(matrix: &[Vec<f64>], x: &[VarId], out: &[VarId]) -> Vec<
     code
 }
 
-/// `G g G^T` for one r x r kernel `g` (row-major; `G` is n x r), in f64: the n x n transformed
-/// kernel.
-fn transform_kernel(gm: &[Vec<f64>], g: &[f32], out: &mut [f64]) {
-    let (n, r) = (gm.len(), gm[0].len());
-    // t = G g (n x r), then out = t G^T (n x n).
+/// `G_h g G_w^T` for one rh x rw kernel `g` (row-major; `G_h` is nh x rh, `G_w` nw x rw), in
+/// f64: the nh x nw transformed kernel, row-major.
+fn transform_kernel([gh, gw]: [&[Vec<f64>]; 2], g: &[f32], out: &mut [f64]) {
+    let (nh, nw, rh, rw) = (gh.len(), gw.len(), gh[0].len(), gw[0].len());
+    // t = G_h g (nh x rw), then out = t G_w^T (nh x nw).
     let mut t = [[0.0f64; 8]; 8];
-    for (i, row) in gm.iter().enumerate() {
-        for j in 0..r {
-            t[i][j] = (0..r).map(|k| row[k] * g[k * r + j] as f64).sum();
+    for (i, row) in gh.iter().enumerate() {
+        for j in 0..rw {
+            t[i][j] = (0..rh).map(|k| row[k] * g[k * rw + j] as f64).sum();
         }
     }
-    for i in 0..n {
-        for (j, row) in gm.iter().enumerate() {
-            out[i * n + j] = (0..r).map(|k| t[i][k] * row[k]).sum();
+    for i in 0..nh {
+        for (j, row) in gw.iter().enumerate() {
+            out[i * nw + j] = (0..rw).map(|k| t[i][k] * row[k]).sum();
         }
     }
 }
@@ -191,8 +197,8 @@ pub(super) fn pack_winograd(
     threads: usize,
 ) -> Vec<f32> {
     let (cin, cout, vb) = (job.cin as usize, job.cout as usize, wt.vb as usize);
-    let (_, gm, _) = matrices(wt.m, wt.r);
-    let taps = (wt.r * wt.r) as usize;
+    let [gh, gw] = [0, 1].map(|a| matrices(wt.tile(a), wt.r[a]).1);
+    let taps = (wt.r[0] * wt.r[1]) as usize;
     let xis = wt.xi() as usize;
     let row = 16 * vb;
     let panel = cin / 4 * row;
@@ -211,7 +217,7 @@ pub(super) fn pack_winograd(
                 let s = scale.map_or(1.0, |s| s[o] as f64);
                 for lane in 0..4 {
                     let c = cb * 4 + lane;
-                    transform_kernel(&gm, &weights[(o * cin + c) * taps..(o * cin + c + 1) * taps], &mut one);
+                    transform_kernel([&gh, &gw], &weights[(o * cin + c) * taps..(o * cin + c + 1) * taps], &mut one);
                     for (xi, &y) in one[..xis].iter().enumerate() {
                         u[xi * row + lane * 4 * vb + oo] = (y * s) as f32;
                     }
@@ -248,7 +254,7 @@ mod tests {
             seed ^= seed << 17;
             (seed % 2001) as f64 / 1000.0 - 1.0
         };
-        for (m, r) in [(2, 3), (4, 3), (6, 3), (2, 5), (4, 5)] {
+        for (m, r) in [(2, 3), (4, 3), (6, 3), (2, 5), (4, 5), (2, 7), (1, 1)] {
             let (bt, g, at) = matrices(m, r);
             let n = (m + r - 1) as usize;
             assert_eq!((bt.len(), g.len(), at.len()), (n, n, m as usize));
