@@ -194,6 +194,8 @@ fn edge_shapes() {
         // after (not fused: it does not divide the 1-pixel side of a tile).
         "input 16x9x13\nconv 1x7 20 pad 0x3 relu\nconv 7x1 18 pad 3x0\nconv 1x7 16 pad 0x0\nconv 7x1 16 pad 2x0",
         "input 16x17x17\nresidual { conv 1x7 16 pad 0x3 nobias; bn; relu; conv 7x1 16 pad 3x0 nobias; bn }\nmaxpool 2\nconv 1x7 24 pad 0x3",
+        // ... and 1x3, 3x1, 1x5, 5x1 (F(2), F(4) and F(6) along the kernel, by length).
+        "input 16x8x19\nconv 1x3 20 pad 0x1 relu\nconv 3x1 16 pad 1x0\nconv 1x5 16 pad 0x2\nconv 5x1 18 pad 1x0\nconv 3x1 16\nconv 1x3 16 pad 0x2",
         // A 1x1 convolution before an average pool runs on the pooled input
         // (`conv::group::pool_first`): rows and columns the windows drop, bn folded, a bias,
         // 3x3 and 2x1 windows, an input concatenated at channel offsets and an output read by
@@ -618,8 +620,8 @@ proptest! {
 }
 
 /// The edge cases above reach the Winograd schedule: 3x3, 5x5, 1x7 and 7x1 stride-1
-/// convolutions over whole blocks of 16 or more channels take it, the others (3 input channels,
-/// stride 2, 1x1, 7x7, 1x5, padding across a 1x7) do not. By default only those with 10 million multiply-accumulates or more take it.
+/// convolutions (and 1x3, 1x5 and their transposes) over whole blocks of 16 or more channels take
+/// it, the others (3 input channels, stride 2, 1x1, 7x7, 1x9, padding across a 1x7) do not. By default only those with 10 million multiply-accumulates or more take it.
 #[test]
 fn winograd_is_chosen_where_it_applies() {
     let algos = |source: &str, options: JitOptions| {
@@ -638,9 +640,9 @@ fn winograd_is_chosen_where_it_applies() {
     let sizes = "input 64x28x28\nconv 3x3 64\nmaxpool 2\nconv 3x3 64";
     assert_eq!(algos(sizes, JitOptions::default()), ["winograd", "direct"]);
     let kernels =
-        "input 16x12x12\nconv 5x5 16 pad 2\nconv 7x7 16 pad 3\nconv 1x5 16 pad 0x2\nconv 5x5 16 pad 2 stride 2";
+        "input 16x12x12\nconv 5x5 16 pad 2\nconv 7x7 16 pad 3\nconv 1x9 16 pad 0x4\nconv 5x5 16 pad 2 stride 2";
     assert_eq!(algos(kernels, all_winograd()), ["winograd", "direct", "direct", "direct"]);
-    // 1x7 and 7x1 take F(2, 7), unless padded across the kernel.
-    let rect = "input 16x12x12\nconv 1x7 16 pad 0x3\nconv 7x1 16 pad 3x0\nconv 1x7 16 pad 1x3";
-    assert_eq!(algos(rect, all_winograd()), ["winograd", "winograd", "direct"]);
+    // 1x3, 1x5, 1x7 and their transposes take Winograd along the kernel, unless padded across it.
+    let rect = "input 16x12x12\nconv 1x7 16 pad 0x3\nconv 7x1 16 pad 3x0\nconv 1x7 16 pad 1x3\nconv 3x1 16 pad 1x0\nconv 1x5 16 pad 0x2";
+    assert_eq!(algos(rect, all_winograd()), ["winograd", "winograd", "direct", "winograd", "winograd"]);
 }

@@ -338,13 +338,14 @@ pub(super) fn choose_wino(job: &ConvJob, m: u64, cores: Cores) -> WinoTile {
     WinoTile { m, r, vb, tx: tw, nt, kparts, shared, tiles_outer, broadcasts }
 }
 
-/// Which 3x3, 5x5, 1x7 and 7x1 stride-1 convolutions run Winograd F(m x m, r x r), and with which
+/// Which 3x3, 5x5, 1xk and kx1 (k = 3, 5, 7) stride-1 convolutions run Winograd, and with which
 /// m, under a memory budget: transformed weights take (m + r - 1)^2 / r^2 times the memory of
 /// the weights (4x for m = 4, r = 3; 8/7 for F(2, 7)), so the extra memory they need is allowed
 /// up to `percent` of all the weights (at least `WINO_MEMORY_MIN`). Layers are served largest
 /// output first (most multiply-adds per weight); each takes its preferred m, else a smaller one
-/// that fits and has a transform (`winograd_transform_exists`: 5x5 kernels take m = 4 or 2,
-/// 1x7 and 7x1 m = 2), else stays direct. F(2, 7) on Inception-v3's 26 such layers (17x17,
+/// that fits and has a transform (`winograd_transform_exists`: 5x5 and 1x5 kernels take m = 4
+/// or 2, 1x7 m = 2), else stays direct. Along one axis the preferred m is the one with the
+/// fewest products per output, edge tiles counted. F(2, 7) on Inception-v3's 26 such layers (17x17,
 /// 128 to 192 channels): 160 to 166 GFLOP/s effective at best, against 103 to 110 direct.
 /// Preferred: m = 6 from 100x100 pixels (VGG-16's 224 and 112: 6-12% faster than m = 4), m = 2
 /// below 12x12 (at 7x7, 4x4 tiles waste a third of their outputs and the weights' traffic
@@ -359,7 +360,7 @@ fn winograd_plan(
 ) -> HashMap<NodeId, u64> {
     let forced: Option<u64> =
         std::env::var("CNNC_WINO_M").ok().and_then(|v| v.parse().ok()).filter(|m| [2, 4, 6].contains(m));
-    let mut layers: Vec<(NodeId, u64, [u64; 2])> = Vec::new();
+    let mut layers: Vec<(NodeId, [u64; 2], [u64; 2])> = Vec::new();
     for (id, node) in net.nodes.iter().enumerate() {
         let Op::Conv(c) = &node.op else { continue };
         let (Some(&input), Shape::Map { h: oh, w: ow, .. }) = (node.inputs.first(), shapes[id]) else { continue };
@@ -378,19 +379,30 @@ fn winograd_plan(
             && ow >= 4
             && oh * ow * cin * c.out_channels * r[0] * r[1] >= min_macs;
         if eligible {
-            layers.push((id, oh * ow, r));
+            layers.push((id, [oh, ow], r));
         }
     }
-    layers.sort_by_key(|&(id, pixels, _)| (std::cmp::Reverse(pixels), id));
+    layers.sort_by_key(|&(id, [oh, ow], _)| (std::cmp::Reverse(oh * ow), id));
     let mut budget = (weight_bytes.saturating_mul(percent as u64) / 100).max(WINO_MEMORY_MIN);
     let mut plan = HashMap::new();
-    for (id, pixels, r) in layers {
-        let preferred = forced.unwrap_or(if pixels >= 100 * 100 {
-            6
-        } else if pixels < 12 * 12 {
-            2
-        } else {
-            4
+    for (id, [oh, ow], r) in layers {
+        let pixels = oh * ow;
+        let preferred = forced.unwrap_or(match r {
+            // Along one axis of `len` outputs: the fewest products per output, edge tiles
+            // counted (Inception-v3's 1x3 on 8 columns: m = 4, 0.32 ms, against 0.39 with m =
+            // 2 and 0.42 with m = 6).
+            [1, k] | [k, 1] => {
+                let len = if r[0] == 1 { ow } else { oh };
+                let cost = |m: u64| (m + k - 1) as f64 / len as f64 * len.div_ceil(m) as f64;
+                [2, 4, 6]
+                    .into_iter()
+                    .filter(|&m| winograd_transform_exists(m, r))
+                    .min_by(|&a, &b| cost(a).total_cmp(&cost(b)))
+                    .unwrap_or(2)
+            }
+            _ if pixels >= 100 * 100 => 6,
+            _ if pixels < 12 * 12 => 2,
+            _ => 4,
         });
         let extra = |m: u64| winograd_extra_bytes(net, shapes, id, m);
         let fits = |&m: &u64| m <= preferred && winograd_transform_exists(m, r) && extra(m) <= budget;

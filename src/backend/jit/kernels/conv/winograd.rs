@@ -2,9 +2,10 @@
 //! 6 for 3x3 kernels, 2 or 4 for 5x5 ones. Each m x m tile of output pixels comes from an n x n
 //! tile of input (n = m + r - 1 = 4, 6 or 8 points) through n^2 products per channel pair
 //! instead of r^2 m^2 (F(4x4, 3x3): 36 instead of 144; F(4x4, 5x5): 64 instead of 400).
-//! A 1x7 or 7x1 kernel takes the one-dimensional F(2, 7) along its long axis: tiles of 1 x 2
-//! (or 2 x 1) pixels from 1 x 8 inputs, 8 products instead of 14; along the other axis every
-//! length is 1 and every transform the identity. Below, n x n stands for n_h x n_w.
+//! A 1xk or kx1 kernel (k = 3, 5, 7) takes the one-dimensional F(m, k) along its long axis:
+//! F(2, 7) has tiles of 1 x 2 (or 2 x 1) pixels from 1 x 8 inputs, 8 products instead of 14;
+//! along the other axis every length is 1 and every transform the identity. Below, n x n stands
+//! for n_h x n_w.
 //!
 //! A task is a chunk of `nt` tiles (row-major over the output) times a part of the output
 //! channels:
@@ -93,12 +94,12 @@ pub(in super::super::super) fn winograd_halo(m: u64, r: u64, len: u64, out: u64,
 }
 
 /// Whether Winograd with tiles of `m` has transforms for a kernel of `r` (rows, columns): n =
-/// m + r - 1 of 4, 6 or 8 points along each axis the kernel spans; 3x3 and 5x5 kernels, and the
-/// one-dimensional F(2, 7) of Inception's 1x7 and 7x1.
+/// m + r - 1 of 4, 6 or 8 points along each axis the kernel spans; 3x3 and 5x5 kernels, and
+/// along one axis 1x3, 1x5 and 1x7 (Inception-v3's) and their transposes.
 pub(in super::super::super) fn winograd_transform_exists(m: u64, r: [u64; 2]) -> bool {
     match r {
-        [3, 3] => matches!(m, 2 | 4 | 6),
-        [5, 5] => matches!(m, 2 | 4),
+        [3, 3] | [1, 3] | [3, 1] => matches!(m, 2 | 4 | 6),
+        [5, 5] | [1, 5] | [5, 1] => matches!(m, 2 | 4),
         [1, 7] | [7, 1] => m == 2,
         _ => false,
     }
