@@ -70,7 +70,8 @@ fn a_small_memory_bound_pass_is_split_across_threads() {
 
 /// A 1x1 convolution followed by an average pool, with nothing but an affine epilogue between
 /// them (DenseNet's transition), pools its input first in a step of its own and convolves the
-/// pooled map: a quarter of the multiply-accumulates. An activation in between keeps the order.
+/// pooled map: a quarter of the multiply-accumulates. An activation in between keeps the order,
+/// and so does a pooled map too large for the workspace's allowance.
 #[test]
 fn a_one_by_one_convolution_before_an_average_pool_pools_first() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,6 +90,9 @@ fn a_one_by_one_convolution_before_an_average_pool_pools_first() {
     let kept = steps("network t\ninput 64x8x8\nconv 1x1 32 nobias\nrelu\navgpool 2 stride 2\n");
     assert!(!kept.iter().any(|k| k.contains("/pool (")), "{kept:?}");
     assert!(kept.iter().any(|k| k.ends_with(", 131072 MACs)")), "{kept:?}");
+    // A pooled map over 8 MiB (64 x 256 x 256 floats: 16 MiB) is not written to the workspace.
+    let large = steps("network t\ninput 64x512x512\nconv 1x1 8 nobias\navgpool 2 stride 2\n");
+    assert!(!large.iter().any(|k| k.contains("/pool (")), "{large:?}");
 }
 
 /// On Zen the Winograd products loop over register tiles outside channel tiles; on Intel the

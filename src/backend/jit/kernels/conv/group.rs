@@ -130,13 +130,19 @@ pub(in super::super::super) fn lower_group(
     Ok(())
 }
 
+/// The largest pooled map `pool_first` writes to the shared workspace: within the memory
+/// budget's allowance for JIT code and scratch (`io::budget`, 32 MiB), so that no input size
+/// makes it allocate what the budget did not count. DenseNet-121's largest is 0.8 MB.
+const POOL_FIRST_MAX_BYTES: u64 = 8 << 20;
+
 /// A 1x1 convolution whose epilogue is affine (bias, folded batch norm or layer scale, no
 /// activation or sum) before a non-overlapping average pool commutes with the pool: both are
 /// linear, and every window is whole. So the input is pooled first, in a step of its own into
 /// the shared workspace, and the convolution runs on the pooled map: k_h k_w times fewer
 /// multiply-accumulates (DenseNet's transitions: `bn; relu; conv 1x1; avgpool 2` over 56x56,
 /// 28x28 and 14x14 maps). The sums are taken in another order than the interpreter's, as in
-/// Winograd. Rewrites `job` to the pooled convolution and returns the binding of its input.
+/// Winograd. Rewrites `job` to the pooled convolution and returns the binding of its input
+/// (nothing is rewritten when the pooled map exceeds `POOL_FIRST_MAX_BYTES`).
 fn pool_first(b: &mut Builder, g: &Group, job: &mut ConvJob, input: &TensorView) -> Result<Option<Binding>, JitError> {
     let Some((PoolKind::Avg, kernel)) = job.pool else { return Ok(None) };
     let pointwise = job.kernel == [1, 1] && job.stride == [1, 1] && job.pad == [0, 0];
@@ -146,6 +152,10 @@ fn pool_first(b: &mut Builder, g: &Group, job: &mut ConvJob, input: &TensorView)
     let (h, w) = (job.h / kernel[0], job.w / kernel[1]);
     let layout = Layout::Blocked { c: job.cin, h, w, halo: [0, 0], channel_offset: 0 };
     let pooled = TensorView { c: job.cin, h, w, flat: false, layout: layout.clone() };
+    let bytes = pooled.buffer("pooled", true).elements().saturating_mul(4);
+    if bytes > POOL_FIRST_MAX_BYTES {
+        return Ok(None);
+    }
     let pool = PoolJob {
         name: format!("{}/pool", job.name),
         kind: PoolKind::Avg,
