@@ -203,7 +203,10 @@ fn edge_shapes() {
         "input 12x9x11\nconv 1x1 20 nobias\nbn\navgpool 2\nconv 1x1 6\navgpool 3 stride 3",
         "input 8x8x9\nbranch { conv 3x3 6 }\nbranch { conv 1x1 5 }\nconv 1x1 9 nobias\navgpool 2x1 stride 2x1\nconv 3x3 4",
         "input 10x12x8\nconv 1x1 7\nbn\nrelu\navgpool 2\nconv 1x1 5 relu\navgpool 2",
-        // Large enough for 6x6 tiles, and small enough for 2x2 ones.
+        // Large enough for 6x6 tiles; and a small map whose 4x4 tiles' transformed weights
+        // would exceed `schedule::WINO_SMALL_MAP_BYTES` (448 x 448 channels), so 2x2 ones.
+        "input 448x7x7\nconv 3x3 448 relu",
+        // Large enough for 6x6 tiles, and small enough for 4x4 ones.
         "input 16x101x103\nconv 3x3 16 relu\nmaxpool 2 stride 9\nconv 3x3 20 pad 2\nconv 3x3 16",
     ];
     for src in cases {

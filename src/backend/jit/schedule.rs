@@ -338,6 +338,14 @@ pub(super) fn choose_wino(job: &ConvJob, m: u64, cores: Cores) -> WinoTile {
     WinoTile { m, r, vb, tx: tw, nt, kparts, shared, tiles_outer, broadcasts }
 }
 
+/// Below 12x12, m = 4 rather than 2 when its transformed weights exceed the weights by at most
+/// this: then they stay in the last-level cache (32 MB on the Zen 4 host) from image to image.
+/// Zen 4, minima of 3 or 4 alternating rounds, m = 2 then 4: GoogLeNet's inception5a/b 3x3
+/// layers at 7x7 (5.5 and 8 MB more) 0.35 -> 0.28 and 0.48 -> 0.36 ms, Inception-v3's
+/// mixed7.2 and 7.3 3x3 at 8x8 (18.6 MB more) 0.96 -> 0.81 and 0.97 -> 0.96 ms. ResNet-18's
+/// layer4 (28 MB more) keeps m = 2.
+const WINO_SMALL_MAP_BYTES: u64 = 20 << 20;
+
 /// Which 3x3, 5x5, 1xk and kx1 (k = 3, 5, 7) stride-1 convolutions run Winograd, and with which
 /// m, under a memory budget: transformed weights take (m + r - 1)^2 / r^2 times the memory of
 /// the weights (4x for m = 4, r = 3; 8/7 for F(2, 7)), so the extra memory they need is allowed
@@ -348,8 +356,9 @@ pub(super) fn choose_wino(job: &ConvJob, m: u64, cores: Cores) -> WinoTile {
 /// fewest products per output, edge tiles counted. F(2, 7) on Inception-v3's 26 such layers (17x17,
 /// 128 to 192 channels): 160 to 166 GFLOP/s effective at best, against 103 to 110 direct.
 /// Preferred: m = 6 from 100x100 pixels (VGG-16's 224 and 112: 6-12% faster than m = 4), m = 2
-/// below 12x12 (at 7x7, 4x4 tiles waste a third of their outputs and the weights' traffic
-/// dominates: ResNet-18's layer4 2.7 ms against 3.1 with m = 4 and 3.4 direct), else 4.
+/// below 12x12 when m = 4's transformed weights would take more than `WINO_SMALL_MAP_BYTES`
+/// beyond the weights (at 7x7, 4x4 tiles waste a third of their outputs and the weights'
+/// traffic dominates: ResNet-18's layer4 2.7 ms against 3.1 with m = 4 and 3.4 direct), else 4.
 /// `CNNC_WINO_M` forces m (for measurement).
 fn winograd_plan(
     net: &Network,
@@ -401,7 +410,7 @@ fn winograd_plan(
                     .unwrap_or(2)
             }
             _ if pixels >= 100 * 100 => 6,
-            _ if pixels < 12 * 12 => 2,
+            _ if pixels < 12 * 12 && winograd_extra_bytes(net, shapes, id, 4) > WINO_SMALL_MAP_BYTES => 2,
             _ => 4,
         });
         let extra = |m: u64| winograd_extra_bytes(net, shapes, id, m);
