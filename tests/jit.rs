@@ -196,6 +196,10 @@ fn edge_shapes() {
         "input 16x17x17\nresidual { conv 1x7 16 pad 0x3 nobias; bn; relu; conv 7x1 16 pad 3x0 nobias; bn }\nmaxpool 2\nconv 1x7 24 pad 0x3",
         // ... and 1x3, 3x1, 1x5, 5x1 (F(2), F(4) and F(6) along the kernel, by length).
         "input 16x8x19\nconv 1x3 20 pad 0x1 relu\nconv 3x1 16 pad 1x0\nconv 1x5 16 pad 0x2\nconv 5x1 18 pad 1x0\nconv 3x1 16\nconv 1x3 16 pad 0x2",
+        // 1x1 convolutions on odd maps without halos run on one row of pixels
+        // (`conv::group::flatten_pointwise`): writing into a concatenation at a channel
+        // offset, with a residual sum, a partial last channel block, and a 1x1 map beside.
+        "input 24x9x7\nbranch { conv 1x1 12 relu }\nbranch { conv 1x1 10 }\nresidual { conv 1x1 22; relu; conv 1x1 22 }\nconv 1x1 5\nmaxpool 7 stride 7 pad 3\nconv 1x1 6",
         // A 1x1 convolution before an average pool runs on the pooled input
         // (`conv::group::pool_first`): rows and columns the windows drop, bn folded, a bias,
         // 3x3 and 2x1 windows, an input concatenated at channel offsets and an output read by

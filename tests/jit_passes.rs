@@ -95,6 +95,29 @@ fn a_one_by_one_convolution_before_an_average_pool_pools_first() {
     assert!(!large.iter().any(|k| k.contains("/pool (")), "{large:?}");
 }
 
+/// A 1x1 convolution whose maps have no halo and whose register tile does not divide them reads
+/// and writes them as one row (`conv::group::flatten_pointwise`): 17x17 becomes 1x289. A map
+/// with a halo (read by a padded 3x3) keeps its rows, and so does one the tile divides.
+#[test]
+fn a_one_by_one_convolution_on_an_odd_map_runs_on_one_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let layouts = |src: &str, kernel: &str| {
+        let path = dir.path().join("rows.cnn");
+        std::fs::write(&path, src).unwrap();
+        let out = cnnc(&["compile", path.to_str().unwrap(), "--dump", "scheduled"]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let at = text.find(&format!("kernel {kernel} ")).unwrap_or_else(|| panic!("kernel {kernel}"));
+        text[at..].lines().skip(1).take_while(|l| l.starts_with("  buf")).map(str::to_string).collect::<Vec<_>>()
+    };
+    let flat = layouts("network t\ninput 64x17x17\nconv 1x1 32\nconv 1x1 16\n", "conv1");
+    assert!(flat[0].contains("64x1x289") && flat[3].contains("32x1x289"), "{flat:?}");
+    let halo = layouts("network t\ninput 64x17x17\nconv 1x1 32\nconv 3x3 16\n", "conv1");
+    assert!(halo[3].contains("32x17x17"), "{halo:?}");
+    let even = layouts("network t\ninput 64x16x16\nconv 1x1 32\nconv 1x1 16\n", "conv1");
+    assert!(even[0].contains("64x16x16"), "{even:?}");
+}
+
 /// On Zen the Winograd products loop over register tiles outside channel tiles; on Intel the
 /// channel tiles are outside.
 #[test]

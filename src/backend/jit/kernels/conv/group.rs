@@ -68,6 +68,9 @@ pub(in super::super::super) fn lower_group(
             None => b.arena(g.inputs[0])?,
         },
     };
+    if gap_input.is_none() && !plain_algorithms() {
+        flatten_pointwise(&mut job, b.cores());
+    }
     // The kernel is a function of the job (name aside) and the gap's map: built once for all
     // the identical layers of a network.
     let key = format!("conv {:?} {:?}", ConvJob { name: String::new(), ..job.clone() }, gap_input);
@@ -128,6 +131,45 @@ pub(in super::super::super) fn lower_group(
     b.push_step(name, g.nodes.clone(), lowered, kernel, bindings, work);
     b.set_algorithm(algo);
     Ok(())
+}
+
+/// A 1x1 convolution reads and writes its maps as one row of H*W pixels when no halo separates
+/// their rows (nor the shortcut's) and the register tile does not divide the map: the pixels of
+/// a row and of the next lie side by side, and one long row leaves at most one short tile
+/// where each row of the map left one. (Inception-v3's 17x17 layers: 4 tiles of 4 pixels and
+/// a column left over per row, against 72 tiles and one pixel.) Only for inputs within a core's
+/// L2.
+fn flatten_pointwise(job: &mut ConvJob, cores: crate::backend::jit::schedule::Cores) {
+    let no_halo = |l: &Layout| matches!(l, Layout::Blocked { halo: [0, 0], .. });
+    let pointwise = job.kernel == [1, 1] && job.stride == [1, 1] && job.pad == [0, 0] && job.pool.is_none();
+    if !pointwise
+        || job.oh == 1
+        || !job.blockable()
+        || !no_halo(&job.in_layout)
+        || !no_halo(&job.out_layout)
+        || !job.shortcut_layout.as_ref().is_none_or(no_halo)
+    {
+        return;
+    }
+    let tile = choose_tile(job, cores);
+    // One row is one task per channel tile, each reading the whole input: kept for inputs of
+    // at most 1 MiB, the L2 of a Zen 4 core (Inception-v3's 17x17 layers, 0.87 MB, gain; its
+    // 35x35 ones, 1.1 to 1.4 MB, ran 9% slower as one row).
+    let fits = job.cin * job.h * job.w * 4 <= 1 << 20;
+    if (job.oh.is_multiple_of(tile.ty) && job.ow.is_multiple_of(tile.tx)) || !fits {
+        return;
+    }
+    let flat = |l: &mut Layout| {
+        if let Layout::Blocked { h, w, .. } = l {
+            (*h, *w) = (1, *h * *w);
+        }
+    };
+    flat(&mut job.in_layout);
+    flat(&mut job.out_layout);
+    if let Some(l) = &mut job.shortcut_layout {
+        flat(l);
+    }
+    (job.h, job.w, job.oh, job.ow) = (1, job.h * job.w, 1, job.oh * job.ow);
 }
 
 /// The largest pooled map `pool_first` writes to the shared workspace: within the memory

@@ -13,6 +13,9 @@ fn k(c: f32) -> FExpr {
 /// A matrix by rows.
 type Matrix = Vec<Vec<f64>>;
 
+/// A 1-D transform as loop IR: values in, values out.
+pub(super) type Transform<'a> = &'a dyn Fn(&[VarId], &[VarId]) -> Vec<Stmt>;
+
 /// The points of the n-point transforms (n = 4, 6, 8; the point at infinity is the last), the
 /// scale of each finite point's row of `G`, and the sign of the point at infinity in `A^T`.
 fn points(n: usize) -> (&'static [f64], &'static [f64], f64) {
@@ -87,7 +90,7 @@ pub(super) fn matrices(m: u64, r: u64) -> (Matrix, Matrix, Matrix) {
 /// the transform is a copy.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn separable(
-    transforms: [&dyn Fn(&[VarId], &[VarId]) -> Vec<Stmt>; 2],
+    transforms: [Transform; 2],
     load_col: &dyn Fn(usize) -> Vec<Stmt>,
     col: &[VarId],
     tmp: &[VarId],
