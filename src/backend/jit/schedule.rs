@@ -386,7 +386,7 @@ fn winograd_plan(
             && c.out_channels >= 16
             && oh >= 4
             && ow >= 4
-            && oh * ow * cin * c.out_channels * r[0] * r[1] >= min_macs;
+            && [oh, ow, cin, c.out_channels, r[0], r[1]].into_iter().fold(1u64, u64::saturating_mul) >= min_macs;
         if eligible {
             layers.push((id, [oh, ow], r));
         }
@@ -435,10 +435,10 @@ pub(super) fn winograd_convs(net: &Network, shapes: &[Shape], min_macs: u64, per
 }
 
 /// Winograd's memory beyond the weights (for the memory budget, before anything is allocated):
-/// the transformed weights' extra ((m+2)^2/9 - 1 times the 3x3 weights of each layer that takes
-/// it), and an allowance for the shared workspace (at most 16 MB) and the per-thread scratch
-/// (the larger budget of either core profile, 4 MB, for up to 8 threads). Of the default
-/// options, whose budget is the larger.
+/// the transformed weights' extra (`winograd_extra_bytes` of each layer that takes it), and an
+/// allowance for the shared workspace (at most 16 MB) and the per-thread scratch (the larger
+/// budget of either core profile, 4 MB, for up to 8 threads). Of the default options, whose
+/// budget is the larger.
 pub(super) fn winograd_bytes(net: &Network, shapes: &[Shape]) -> u64 {
     let plan = winograd_convs(net, shapes, WINO_MIN_MACS, WINO_MEMORY_PERCENT);
     if plan.is_empty() {

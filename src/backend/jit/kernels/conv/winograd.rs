@@ -37,8 +37,8 @@ use super::{ConvBufs, ConvJob, STANDARD, broadcast_input, epilogue, pooled};
 pub(in super::super::super) struct WinoTile {
     /// Output tile size along each axis the kernel spans: 2, 4 or 6.
     pub(in super::super::super) m: u64,
-    /// Kernel size (rows, columns): 3x3, 5x5, 1x7 or 7x1. Along an axis of 1 the tile is one
-    /// pixel and the transforms are the identity.
+    /// Kernel size (rows, columns): 3x3, 5x5, or 1xk or kx1 (k = 3, 5, 7). Along an axis of 1
+    /// the tile is one pixel and the transforms are the identity.
     pub(in super::super::super) r: [u64; 2],
     pub(in super::super::super) vb: u64,
     pub(in super::super::super) tx: u64,
@@ -106,11 +106,11 @@ pub(in super::super::super) fn winograd_transform_exists(m: u64, r: [u64; 2]) ->
 }
 
 impl ConvJob {
-    /// Whether the Winograd schedule applies: a square kernel of 3 or 5 whose transform with
-    /// tiles of `m` exists, stride 1, no dilation, one group, padding under the kernel's size,
-    /// whole blocks of at least 16 input channels, at least 16 output channels, output at least
-    /// 4x4, no pool or one of at most 2x2 (which divides any tile), and an input halo as wide as
-    /// `winograd_halo` asks for tiles of `m`.
+    /// Whether the Winograd schedule applies: a kernel whose transform with tiles of `m` exists
+    /// (`winograd_transform_exists`), stride 1, no dilation, one group, padding under the
+    /// kernel's size, whole blocks of at least 16 input channels, at least 16 output channels,
+    /// output at least 4x4, no pool or one of at most 2x2 that divides the tile, and an input
+    /// halo as wide as `winograd_halo` asks for tiles of `m`.
     pub(in super::super::super) fn winograd(&self, m: u64) -> bool {
         let Layout::Blocked { halo, .. } = self.in_layout else { return false };
         let r = self.kernel;
