@@ -194,8 +194,8 @@ fn pool_first(b: &mut Builder, g: &Group, job: &mut ConvJob, input: &TensorView)
     let (h, w) = (job.h / kernel[0], job.w / kernel[1]);
     let layout = Layout::Blocked { c: job.cin, h, w, halo: [0, 0], channel_offset: 0 };
     let pooled = TensorView { c: job.cin, h, w, flat: false, layout: layout.clone() };
-    let bytes = pooled.buffer("pooled", true).elements().saturating_mul(4);
-    if bytes > POOL_FIRST_MAX_BYTES {
+    let elements = pooled.buffer("pooled", true).elements();
+    if elements.saturating_mul(4) > POOL_FIRST_MAX_BYTES {
         return Ok(None);
     }
     let pool = PoolJob {
@@ -207,7 +207,7 @@ fn pool_first(b: &mut Builder, g: &Group, job: &mut ConvJob, input: &TensorView)
         input: input.clone(),
         output: pooled.clone(),
     };
-    let workspace = b.workspace(pooled.buffer("pooled", true).elements());
+    let workspace = b.workspace(elements);
     let work = (pooled.len() * kernel[0] * kernel[1]).max(streamed(input.len()));
     let bindings = vec![b.arena(g.inputs[0])?, workspace];
     b.push(

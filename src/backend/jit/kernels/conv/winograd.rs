@@ -28,7 +28,7 @@
 
 use super::super::super::ir::*;
 use super::super::append_halo_zeroing_in;
-use super::winograd_transforms::{at_1d, bt_1d, matrices, matrix_1d, separable};
+use super::winograd_transforms::{matrices, separable, transform_1d};
 use super::{ConvBufs, ConvJob, STANDARD, broadcast_input, epilogue, pooled};
 
 /// The schedule of a Winograd convolution F(m x m, r x r): `vb` output blocks by `tx` tiles of accumulators,
@@ -353,9 +353,7 @@ impl Wino<'_> {
         };
         let transform = |a: usize| {
             let bt = &bts[a];
-            move |input: &[VarId], out: &[VarId]| {
-                if bt.len() == 6 { bt_1d(input, out, tmp) } else { matrix_1d(bt, input, out) }
-            }
+            move |input: &[VarId], out: &[VarId]| transform_1d(bt, input, out, tmp)
         };
         // (B^T d B)[i][j] into d, each row stored at positions i*nw + j once computed.
         let mut store_row = |i: usize, out: &[VarId]| {
@@ -461,9 +459,7 @@ impl Wino<'_> {
         };
         let transform = |a: usize| {
             let (at, tmp) = (&ats[a], &tmp);
-            move |input: &[VarId], out: &[VarId]| {
-                if (at.len(), at[0].len()) == (4, 6) { at_1d(input, out, tmp) } else { matrix_1d(at, input, out) }
-            }
+            move |input: &[VarId], out: &[VarId]| transform_1d(at, input, out, tmp)
         };
         // (A^T m A)[i][j] into m[i * nw + j], i < mh, j < mw.
         let (t0, t1) = (transform(0), transform(1));

@@ -114,8 +114,18 @@ pub(super) fn separable(
     code
 }
 
+/// `out = matrix x` for one column or row: the hand-factored forms for `B^T` of 6 points (6 x 6)
+/// and `A^T` of F(4, 3) (4 x 6), else `matrix_1d` (`tmp` holds 4 temporaries).
+pub(super) fn transform_1d(matrix: &[Vec<f64>], x: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
+    match (matrix.len(), matrix[0].len()) {
+        (6, 6) => bt_1d(x, out, tmp),
+        (4, 6) => at_1d(x, out, tmp),
+        _ => matrix_1d(matrix, x, out),
+    }
+}
+
 /// `out[i] = (B^T d)[i]` for a column of 6 points (`tmp` holds 4 temporaries).
-pub(super) fn bt_1d(d: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
+fn bt_1d(d: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
     let f = |v: VarId| fv(v);
     vec![
         // a = d4 - 4 d2, b = d3 - 4 d1; c = d4 - d2, e = 2 (d3 - d1).
@@ -133,7 +143,7 @@ pub(super) fn bt_1d(d: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
 }
 
 /// `out[i] = (A^T m)[i]` for a column of 6 points, 4 results (F(4, 3); `tmp` holds 4 temporaries).
-pub(super) fn at_1d(m: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
+fn at_1d(m: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
     let f = |v: VarId| fv(v);
     vec![
         set(tmp[0], Ty::F32x4, bin(BinOp::Add, f(m[1]), f(m[2]))),
@@ -149,7 +159,7 @@ pub(super) fn at_1d(m: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
 
 /// `out[i] = (M x)[i]` for the rows of `matrix`, skipping zeros (a coefficient of 1 or -1 is
 /// an add or a subtract).
-pub(super) fn matrix_1d(matrix: &[Vec<f64>], x: &[VarId], out: &[VarId]) -> Vec<Stmt> {
+fn matrix_1d(matrix: &[Vec<f64>], x: &[VarId], out: &[VarId]) -> Vec<Stmt> {
     let mut code = Vec::new();
     for (row, &o) in matrix.iter().zip(out) {
         let mut e: Option<FExpr> = None;
