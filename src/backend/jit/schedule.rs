@@ -12,7 +12,9 @@
 //! charged as a full FP operation. 1x1 convolutions do not use the model: `pointwise_tile`
 //! gives them fixed tiles that measured better.
 
-use super::kernels::conv::{ConvJob, Tile, WinoTile, plain_algorithms, tile_len, winograd_transform_exists};
+use super::kernels::conv::{
+    ConvJob, Tile, WinoTile, plain_algorithms, tile_len, tiles_plane, winograd_transform_exists,
+};
 use crate::ir::geometry::Shape;
 use crate::ir::graph::{Network, NodeId};
 use crate::ops::Op;
@@ -332,7 +334,7 @@ pub(super) fn choose_wino(job: &ConvJob, m: u64, cores: Cores) -> WinoTile {
     let (kparts, _) = split(tiles.div_ceil(nt));
     // Several parts would each transform the same tiles: transform them once, in a step of
     // their own, when all the chunks' tiles fit the shared workspace.
-    let shared = kparts > 1 && xi * 4 * job.cin * nt * tiles.div_ceil(nt) <= WINO_SHARED_BYTES;
+    let shared = kparts > 1 && xi * 4 * tiles_plane(job.cin, nt) * tiles.div_ceil(nt) <= WINO_SHARED_BYTES;
     let tiles_outer = cores == Cores::Zen;
     let broadcasts = cores == Cores::Zen && vb > 1;
     WinoTile { m, r, vb, tx: tw, nt, kparts, shared, tiles_outer, broadcasts }

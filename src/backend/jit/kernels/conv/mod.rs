@@ -17,7 +17,7 @@ mod winograd_transforms;
 
 pub(in super::super) use depthwise::conv_depthwise;
 pub(in super::super) use group::{lower_group, plain_algorithms};
-pub(in super::super) use winograd::{WinoTile, tile_len, winograd_halo, winograd_transform_exists};
+pub(in super::super) use winograd::{WinoTile, tile_len, tiles_plane, winograd_halo, winograd_transform_exists};
 
 use super::super::ir::*;
 use super::append_halo_zeroing;
