@@ -236,8 +236,10 @@ fn link(
     let mut module = JITModule::new(builder);
     let sig = kernel_signature(isa.default_call_conv());
     let mut ids = Vec::new();
+    let mut names = Vec::new();
     for (i, r) in compiled.enumerate() {
         let c = r?;
+        names.push((c.name.clone(), c.bytes.len()));
         let error =
             |e: cranelift_module::ModuleError| JitError::Codegen { kernel: c.name.clone(), message: e.to_string() };
         let id = module.declare_function(&format!("k{i}"), Linkage::Local, &sig).map_err(error)?;
@@ -252,8 +254,23 @@ fn link(
             // SAFETY: the pointer is the entry of a function compiled with `kernel_signature`.
             unsafe { std::mem::transmute::<*const u8, KernelFn>(p) }
         })
-        .collect();
+        .collect::<Vec<KernelFn>>();
+    if std::env::var_os("CNNC_PERF_MAP").is_some() {
+        write_perf_map(&functions, &names);
+    }
     Ok(CodeModule { _module: module, functions })
+}
+
+/// Development aid (`CNNC_PERF_MAP=1`): names the kernels' code for `perf report` in
+/// `/tmp/perf-<pid>.map`, the file perf reads for code it finds no symbols for. Best effort:
+/// a file that cannot be written is skipped.
+fn write_perf_map(functions: &[KernelFn], names: &[(String, usize)]) {
+    use std::io::Write;
+    let path = format!("/tmp/perf-{}.map", std::process::id());
+    let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) else { return };
+    for (f, (name, len)) in functions.iter().zip(names) {
+        let _ = writeln!(file, "{:x} {len:x} {name}", *f as usize);
+    }
 }
 
 #[cfg(test)]
