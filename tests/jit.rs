@@ -207,6 +207,14 @@ fn edge_shapes() {
         "input 12x9x11\nconv 1x1 20 nobias\nbn\navgpool 2\nconv 1x1 6\navgpool 3 stride 3",
         "input 8x8x9\nbranch { conv 3x3 6 }\nbranch { conv 1x1 5 }\nconv 1x1 9 nobias\navgpool 2x1 stride 2x1\nconv 3x3 4",
         "input 10x12x8\nconv 1x1 7\nbn\nrelu\navgpool 2\nconv 1x1 5 relu\navgpool 2",
+        // Strided convolutions through Winograd over the phases of their input
+        // (`ConvJob::phase_form`): 7x7 stride 2 (a 4x4 phase form, F(5x5, 4x4)) on 3 and 16
+        // channels with padding 3 and 2, bn folded; 5x5 stride 2 (3x3) with a fused pool; 11x11
+        // stride 4 (4x4 over 16 phases); 7x7 stride 3 (3x3 over 9); a partial input block, odd
+        // sizes (edge tiles and phases of unequal size), a residual.
+        "input 3x37x41\nconv 7x7 16 stride 2 pad 3 nobias\nbn\nrelu\nconv 7x7 20 stride 2 pad 2\nconv 5x5 16 stride 2 pad 2\nmaxpool 2",
+        "input 3x223x223\nconv 11x11 16 stride 4 pad 2 relu\nresidual { conv 7x7 16 stride 2 pad 3 } shortcut { conv 1x1 16 stride 2 }",
+        "input 5x69x71\nconv 7x7 16 stride 2 pad 3 relu\nconv 1x1 16\nconv 7x7 18 stride 3 pad 3",
         // Large enough for 6x6 tiles; and a small map whose 4x4 tiles' transformed weights
         // would exceed `schedule::WINO_SMALL_MAP_BYTES` (448 x 448 channels), so 2x2 ones.
         "input 448x7x7\nconv 3x3 448 relu",
@@ -628,7 +636,8 @@ proptest! {
 
 /// The edge cases above reach the Winograd schedule: 3x3, 5x5, 1x7 and 7x1 stride-1
 /// convolutions (and 1x3, 1x5 and their transposes) over whole blocks of 16 or more channels take
-/// it, the others (3 input channels, stride 2, 1x1, 7x7, 1x9, padding across a 1x7) do not. By default only those with 10 million multiply-accumulates or more take it.
+/// it, the others (3 input channels, 1x1, 7x7, 1x9, padding across a 1x7) do not; strided ones
+/// through their phase form where it saves enough (7x7 and 5x5 stride 2, not 3x3). By default only those with 10 million multiply-accumulates or more take it.
 #[test]
 fn winograd_is_chosen_where_it_applies() {
     let algos = |source: &str, options: JitOptions| {
@@ -648,7 +657,11 @@ fn winograd_is_chosen_where_it_applies() {
     assert_eq!(algos(sizes, JitOptions::default()), ["winograd", "direct"]);
     let kernels =
         "input 16x12x12\nconv 5x5 16 pad 2\nconv 7x7 16 pad 3\nconv 1x9 16 pad 0x4\nconv 5x5 16 pad 2 stride 2";
-    assert_eq!(algos(kernels, all_winograd()), ["winograd", "direct", "direct", "direct"]);
+    assert_eq!(algos(kernels, all_winograd()), ["winograd", "direct", "direct", "winograd"]);
+    // Strided convolutions take it over their input's phases where that saves at least half
+    // the products: 7x7 stride 2 and 5x5 stride 2 do, 3x3 stride 2 and unequal strides not.
+    let strided = "input 3x64x64\nconv 7x7 16 stride 2 pad 3\nconv 3x3 16 stride 2\nconv 7x7 16 stride 1x2 pad 3";
+    assert_eq!(algos(strided, all_winograd()), ["winograd", "direct", "direct"]);
     // 1x3, 1x5, 1x7 and their transposes take Winograd along the kernel, unless padded across it.
     let rect = "input 16x12x12\nconv 1x7 16 pad 0x3\nconv 7x1 16 pad 3x0\nconv 1x7 16 pad 1x3\nconv 3x1 16 pad 1x0\nconv 1x5 16 pad 0x2";
     assert_eq!(algos(rect, all_winograd()), ["winograd", "winograd", "direct", "winograd", "winograd"]);

@@ -5,7 +5,9 @@
 use super::JitOptions;
 use super::compile::{JitError, Job, Jobs};
 use super::ir::*;
-use super::kernels::conv::{Tile, conv_blockable, conv_depthwise, plain_algorithms, tile_len, winograd_halo};
+use super::kernels::conv::{
+    Tile, conv_blockable, conv_depthwise, phase_kernel, plain_algorithms, tile_len, winograd_halo,
+};
 use super::kernels::{Lower, TensorView, lower_output};
 use super::schedule::{winograd_convs, worth_parallel};
 use crate::analysis::fusion::Group;
@@ -205,14 +207,14 @@ fn layout_storages(
                 let input = shapes[net.nodes[g.anchor()].inputs[0]];
                 let (_, h, w) = shape3(input);
                 let (_, oh, ow) = shape3(shapes[g.anchor()]);
+                // A strided convolution runs Winograd over its phases.
+                let (r, pad, s) = match phase_kernel(c.kernel, c.stride, c.pad, c.dilation) {
+                    Some((r, pad)) => (r, pad, c.stride[0]),
+                    None => (c.kernel, c.pad, 1),
+                };
                 for (a, (len, out)) in [(h, oh), (w, ow)].into_iter().enumerate() {
-                    halo[p.storage][a] = halo[p.storage][a].max(winograd_halo(
-                        tile_len(m, c.kernel[a]),
-                        c.kernel[a],
-                        len,
-                        out,
-                        c.pad[a],
-                    ));
+                    let need = winograd_halo(tile_len(m, r[a]), r[a], len, out, pad[a], s);
+                    halo[p.storage][a] = halo[p.storage][a].max(need);
                 }
             }
         }

@@ -13,7 +13,7 @@
 //! gives them fixed tiles that measured better.
 
 use super::kernels::conv::{
-    ConvJob, Tile, WinoTile, plain_algorithms, tile_len, tiles_plane, winograd_transform_exists,
+    ConvJob, Tile, WinoTile, phase_kernel, plain_algorithms, tile_len, tiles_plane, winograd_transform_exists,
 };
 use crate::ir::geometry::Shape;
 use crate::ir::graph::{Network, NodeId};
@@ -260,9 +260,10 @@ pub(super) const WINO_MEMORY_PERCENT_ONE_IMAGE: u32 = 10;
 /// 149.7 / 155.9 -> 121.1 / 124.7 ms; compile 97 -> 152 ms; `cnnc run` on one image 0.32 ->
 /// 0.35 s with a peak resident set of 642 -> 764 MB (1.19 -> 1.41 times the file)...
 pub(super) const WINO_MEMORY_PERCENT: u32 = 50;
-/// ... or this much, if more: small networks (ResNet-18's 47 MB: 48 MB lets all its layers
-/// but one take Winograd).
-const WINO_MEMORY_MIN: u64 = 48 << 20;
+/// ... or this much, if more: small networks. ResNet-18 (47 MB of weights) needs 50.3 MB for
+/// all its stride-1 3x3 layers and 0.2 MB more for its stem's phase form; with 48 MiB the stem
+/// left one of layer4's layers direct (2.56 against 1.47 ms).
+const WINO_MEMORY_MIN: u64 = 50 << 20;
 /// Convolutions with fewer multiply-accumulates stay direct (`JitOptions::winograd_min_macs`):
 /// Winograd's fixed costs (an input-transform step of its own, edge tiles that compute pixels
 /// nobody reads) outweigh its savings there, and each such layer costs two kernels to compile.
@@ -372,6 +373,8 @@ fn winograd_plan(
     let forced: Option<u64> =
         std::env::var("CNNC_WINO_M").ok().and_then(|v| v.parse().ok()).filter(|m| [2, 4, 6].contains(m));
     let mut layers: Vec<(NodeId, [u64; 2], [u64; 2])> = Vec::new();
+    let mut budget = (weight_bytes.saturating_mul(percent as u64) / 100).max(WINO_MEMORY_MIN);
+    let mut plan = HashMap::new();
     for (id, node) in net.nodes.iter().enumerate() {
         let Op::Conv(c) = &node.op else { continue };
         let (Some(&input), Shape::Map { h: oh, w: ow, .. }) = (node.inputs.first(), shapes[id]) else { continue };
@@ -391,11 +394,15 @@ fn winograd_plan(
             && [oh, ow, cin, c.out_channels, r[0], r[1]].into_iter().fold(1u64, u64::saturating_mul) >= min_macs;
         if eligible {
             layers.push((id, [oh, ow], r));
+        } else if let Some(m) = phase_winograd(c, cin, [oh, ow], min_macs) {
+            let extra = winograd_extra_bytes(net, shapes, id, m);
+            if extra <= budget {
+                budget -= extra;
+                plan.insert(id, m);
+            }
         }
     }
     layers.sort_by_key(|&(id, [oh, ow], _)| (std::cmp::Reverse(oh * ow), id));
-    let mut budget = (weight_bytes.saturating_mul(percent as u64) / 100).max(WINO_MEMORY_MIN);
-    let mut plan = HashMap::new();
     for (id, [oh, ow], r) in layers {
         let pixels = oh * ow;
         let preferred = forced.unwrap_or(match r {
@@ -454,14 +461,51 @@ pub(super) fn winograd_bytes(net: &Network, shapes: &[Shape]) -> u64 {
 
 /// The bytes by which the conv `id`'s transformed weights for F(m x m, r x r) exceed its r x r
 /// weights: (n^2 - r^2) / r^2 times them, n = m + r - 1 (for 3x3 kernels 3 times them with
-/// m = 4, 6.1 times with m = 6; for 5x5 ones 1.56 times with m = 4).
+/// m = 4, 6.1 times with m = 6; for 5x5 ones 1.56 times with m = 4). A strided convolution's
+/// are those of its phase form (`phase_kernel`: s^2 times the input blocks).
 fn winograd_extra_bytes(net: &Network, shapes: &[Shape], id: NodeId, m: u64) -> u64 {
     let Op::Conv(c) = &net.nodes[id].op else { return 0 };
     let cin = net.nodes[id].inputs.first().map_or(0, |&i| shapes[i].channels());
-    let taps = c.kernel[0] * c.kernel[1];
-    let positions: u64 = c.kernel.iter().map(|&r| tile_len(m, r) + r - 1).product();
-    let weights = cin.saturating_mul(c.out_channels).saturating_mul(taps * 4);
-    weights.saturating_mul(positions.saturating_sub(taps)) / taps
+    let (r, cin_r) = match phase_kernel(c.kernel, c.stride, c.pad, c.dilation) {
+        Some((r, _)) => (r, cin.div_ceil(4).saturating_mul(4 * c.stride[0] * c.stride[0])),
+        None => (c.kernel, cin),
+    };
+    let positions: u64 = r.iter().map(|&r| tile_len(m, r) + r - 1).product();
+    let transformed = positions.saturating_mul(cin_r).saturating_mul(c.out_channels).saturating_mul(4);
+    let weights = cin.saturating_mul(c.out_channels).saturating_mul(c.kernel[0] * c.kernel[1] * 4);
+    transformed.saturating_sub(weights)
+}
+
+/// Products per output pixel and input channel pair of direct convolution over those of
+/// Winograd over the phases, below which a strided convolution stays direct: Winograd's
+/// products run at about 60% of the direct kernel's rate (ResNet-18's F(4x4, 3x3) layers, 238
+/// GFLOP/s effective for 4 times fewer products, against 101 direct).
+const PHASE_MIN_GAIN: f64 = 2.0;
+
+/// The m with which a strided convolution runs Winograd over the phases of its input
+/// (`ConvJob::phase_form`), if its phase form has a transform and saves at least
+/// `PHASE_MIN_GAIN` of the products: 7x7 stride-2 stems (ResNet-18, GoogLeNet, DenseNet-121:
+/// 4x4 over 4 phases of 3 channels in one block each, F(5x5, 4x4): 64 x 16 / 25 products per
+/// output against 49 x 3) and AlexNet's 11x11 stride-4 conv1 (F(5x5, 4x4) over 16 phases).
+/// Not 3x3 stride-2 kernels, whose 2x2 phase form saves 1.7 times at best.
+fn phase_winograd(c: &crate::ops::Conv, cin: u64, [oh, ow]: [u64; 2], min_macs: u64) -> Option<u64> {
+    let (r, _) = phase_kernel(c.kernel, c.stride, c.pad, c.dilation)?;
+    let s = c.stride[0];
+    let cin_r = s * s * cin.div_ceil(4) * 4;
+    let macs = [oh, ow, cin, c.out_channels, c.kernel[0], c.kernel[1]].into_iter().fold(1u64, u64::saturating_mul);
+    if c.groups != 1 || c.out_channels < 16 || oh < 4 || ow < 4 || macs < min_macs {
+        return None;
+    }
+    // Products per output pixel and channel pair, edge tiles counted.
+    let cost = |m: u64| {
+        let axis = |len: u64, r: u64| (m + r - 1) as f64 * len.div_ceil(m) as f64 / len as f64;
+        axis(oh, r[0]) * axis(ow, r[1]) * cin_r as f64
+    };
+    let direct = (c.kernel[0] * c.kernel[1] * cin) as f64;
+    (2..=7)
+        .filter(|&m| winograd_transform_exists(m, r))
+        .min_by(|&a, &b| cost(a).total_cmp(&cost(b)))
+        .filter(|&m| direct >= PHASE_MIN_GAIN * cost(m))
 }
 
 /// Development switch for tuning: CNNC_FORCE_WINO=vb,tx,KiB of tiles per task.

@@ -58,8 +58,12 @@ pub(in super::super::super) fn lower_group(
     if gap_input.is_none() && scale.is_none() && job.gemv() && gemv::fits(&job, &input) && !plain_algorithms() {
         return gemv::lower_gemv(b, g, job, &input, data, bias, shortcut);
     }
-    if let Some(m) = b.winograd_m(conv_node).filter(|&m| gap_input.is_none() && job.winograd(m)) {
-        return lower_winograd(b, g, job, m, data, bias, scale, shortcut);
+    if let Some(m) = b.winograd_m(conv_node).filter(|_| gap_input.is_none()) {
+        // A strided convolution runs Winograd over the phases of its input.
+        let form = if job.stride == [1, 1] { Some(job.clone()) } else { job.phase_form() };
+        if let Some(form) = form.filter(|f| f.winograd(m)) {
+            return lower_winograd(b, g, &job, form, m, data, bias, scale, shortcut);
+        }
     }
     let input_binding = match gap_input {
         Some(_) => Binding::Stack,
@@ -223,11 +227,13 @@ fn pool_first(b: &mut Builder, g: &Group, job: &mut ConvJob, input: &TensorView)
     Ok(Some(workspace))
 }
 
-/// A stride-1 convolution group through the Winograd schedule (`ConvJob::winograd`).
+/// A convolution group through the Winograd schedule: `job`, which is `direct` or its phase
+/// form (`ConvJob::winograd`).
 #[allow(clippy::too_many_arguments)]
 fn lower_winograd(
     b: &mut Builder,
     g: &Group,
+    direct: &ConvJob,
     job: ConvJob,
     m: u64,
     data: crate::io::weights::TensorData,
@@ -236,8 +242,9 @@ fn lower_winograd(
     shortcut: Option<NodeId>,
 ) -> Result<(), JitError> {
     let wt = choose_wino(&job, m, b.cores());
-    let key = format!("winograd {:?} {wt:?}", ConvJob { name: String::new(), ..job.clone() });
-    let lowered = b.keep_lowered().then(|| lower(&job));
+    // The direct kernel's size too: two strided convolutions may share a phase form.
+    let key = format!("winograd {:?} {:?} {wt:?}", direct.kernel, ConvJob { name: String::new(), ..job.clone() });
+    let lowered = b.keep_lowered().then(|| lower(direct));
     let kernel_for = |b: &mut Builder, key: String, build: &dyn Fn() -> Kernel| match b.cached_kernel(&key) {
         Some((kernel, _)) => kernel,
         None => {
@@ -247,8 +254,14 @@ fn lower_winograd(
         }
     };
     let (packing, threads) = (job.clone(), b.threads());
+    let direct_job = direct.clone();
     let packed = b.param_packed(move || {
-        let packed = winograd_transforms::pack_winograd(&packing, wt, data.as_slice(), scale.as_deref(), threads);
+        let packed = if packing.phases == 1 {
+            winograd_transforms::pack_winograd(&packing, wt, data.as_slice(), scale.as_deref(), threads)
+        } else {
+            let phased = winograd_transforms::phase_weights(&direct_job, &packing, data.as_slice());
+            winograd_transforms::pack_winograd(&packing, wt, &phased, scale.as_deref(), threads)
+        };
         data.release();
         packed
     });
@@ -272,13 +285,14 @@ fn lower_winograd(
         let scratch = b.scratch(&[tiles_len, products_len]);
         (scratch[0], scratch[1])
     };
-    let kernel = kernel_for(b, key, &|| winograd::schedule(&job, wt));
+    // Its multiply-accumulates are the direct convolution's (a phase form has zero taps).
+    let kernel = kernel_for(b, key, &|| Kernel { macs: direct.macs(), ..winograd::schedule(&job, wt) });
     let mut bindings = vec![b.arena(g.inputs[0])?, packed, b.param(pad_bias(&job, &bias)), b.arena(g.output)?];
     if let Some(s) = shortcut {
         bindings.push(b.arena(s)?);
     }
     bindings.extend([tiles, products]);
-    b.push_step(job.name.clone(), g.nodes.clone(), lowered, kernel, bindings, job.macs());
+    b.push_step(job.name.clone(), g.nodes.clone(), lowered, kernel, bindings, direct.macs());
     b.set_algorithm("winograd");
     Ok(())
 }
@@ -316,6 +330,7 @@ fn conv_job(b: &Builder, node: NodeId, name: &str, input: &TensorView, out: &Ten
         in_layout: input.layout.clone(),
         out_layout: out.layout.clone(),
         shortcut_layout: None,
+        phases: 1,
     };
     let (bias, relu) = match &b.net().nodes[node].op {
         Op::Conv(c) => {

@@ -17,7 +17,9 @@ mod winograd_transforms;
 
 pub(in super::super) use depthwise::conv_depthwise;
 pub(in super::super) use group::{lower_group, plain_algorithms};
-pub(in super::super) use winograd::{WinoTile, tile_len, tiles_plane, winograd_halo, winograd_transform_exists};
+pub(in super::super) use winograd::{
+    WinoTile, phase_kernel, tile_len, tiles_plane, winograd_halo, winograd_transform_exists,
+};
 
 use super::super::ir::*;
 use super::append_halo_zeroing;
@@ -37,6 +39,7 @@ pub(in super::super) enum Epilogue {
 pub(in super::super) struct ConvJob {
     pub(in super::super) name: String,
     pub(in super::super) cin: u64,
+    /// The input's size as stored (for a phase form, the strided convolution's input).
     pub(in super::super) h: u64,
     pub(in super::super) w: u64,
     pub(in super::super) cout: u64,
@@ -55,6 +58,10 @@ pub(in super::super) struct ConvJob {
     pub(in super::super) in_layout: Layout,
     pub(in super::super) out_layout: Layout,
     pub(in super::super) shortcut_layout: Option<Layout>,
+    /// 1, or the stride s of the convolution this job is the phase form of
+    /// (`ConvJob::phase_form`): it reads input block `p * B + b` at (y, x) from block `b` at
+    /// (s y + p / s, s x + p % s), B = cin / (4 s^2).
+    pub(in super::super) phases: u64,
 }
 
 /// A register tile: `ty x tx` output pixels by `v` blocks of 4 output channels, and the order

@@ -29,7 +29,7 @@
 
 use super::super::super::ir::*;
 use super::super::append_halo_zeroing_in;
-use super::winograd_transforms::{matrices, separable, transform_1d};
+use super::winograd_transforms::{TRANSFORM_TEMPORARIES, matrices, separable, transform_1d};
 use super::{ConvBufs, ConvJob, STANDARD, broadcast_input, epilogue, pooled};
 
 /// The schedule of a Winograd convolution F(m x m, r x r): `vb` output blocks by `tx` tiles of accumulators,
@@ -89,29 +89,74 @@ pub(in super::super::super) fn tile_len(m: u64, r: u64) -> u64 {
 /// The halo an input of `len` rows (or columns) needs so that every m x m tile's input window
 /// of an r x r convolution with `out` output rows and padding `pad` lies inside it: the last
 /// window ends `m * ceil(out / m) + r - 1 - pad` rows after the first real one. (The halo is
-/// zero, as padding is, and only outputs past the last one read beyond the padding.)
-pub(in super::super::super) fn winograd_halo(m: u64, r: u64, len: u64, out: u64, pad: u64) -> u64 {
-    (m * out.div_ceil(m) + r - 1).saturating_sub(pad + len).max(pad)
+/// zero, as padding is, and only outputs past the last one read beyond the padding.) Over the
+/// phases of a stride-`s` convolution (`ConvJob::phase_form`; `r` and `pad` are then the phase
+/// form's), row `y` of a phase is row `s y + p` of the input, p < s.
+pub(in super::super::super) fn winograd_halo(m: u64, r: u64, len: u64, out: u64, pad: u64, s: u64) -> u64 {
+    (s * (m * out.div_ceil(m) + r - 1)).saturating_sub(s * pad + len).max(s * pad)
+}
+
+/// A stride-`s` convolution (the same stride along both axes, s > 1, no dilation) as a stride-1
+/// convolution over the s x s phases of its input, phase (py, px) holding the input's pixels
+/// (s y + py, s x + px): tap `k` along an axis with padding `pad` reads phase `(k - pad) mod s`
+/// at offset `floor((k - pad) / s)` from the output's position, so the phase form's kernel
+/// spans the offsets `floor(-pad / s) ..= floor((k - 1 - pad) / s)`. Returns its kernel and
+/// padding per axis (7x7, stride 2, padding 3: 4x4 and 2; 11x11, stride 4, padding 2: 4x4
+/// and 1). Its input has s^2 times the input's blocks, some of its taps zero.
+pub(in super::super::super) fn phase_kernel(
+    kernel: [u64; 2],
+    stride: [u64; 2],
+    pad: [u64; 2],
+    dilation: [u64; 2],
+) -> Option<([u64; 2], [u64; 2])> {
+    let s = stride[0];
+    if s < 2 || stride[1] != s || dilation != [1, 1] || (0..2).any(|a| pad[a] >= kernel[a]) {
+        return None;
+    }
+    let axis = |a: usize| {
+        let (k, p, s) = (kernel[a] as i64, pad[a] as i64, s as i64);
+        let (lo, hi) = ((-p).div_euclid(s), (k - 1 - p).div_euclid(s));
+        ((hi - lo + 1) as u64, (-lo) as u64)
+    };
+    let (h, w) = (axis(0), axis(1));
+    Some(([h.0, w.0], [h.1, w.1]))
 }
 
 /// Whether Winograd with tiles of `m` has transforms for a kernel of `r` (rows, columns): n =
 /// m + r - 1 of 4, 6 or 8 points along each axis the kernel spans; 3x3 and 5x5 kernels, and
-/// along one axis 1x3, 1x5 and 1x7 (Inception-v3's) and their transposes.
+/// along one axis 1x3, 1x5 and 1x7 (Inception-v3's) and their transposes; 4x4, the phase form
+/// of 7x7 stride-2 and 11x11 stride-4 kernels (`phase_kernel`), with m = 3 or 5.
 pub(in super::super::super) fn winograd_transform_exists(m: u64, r: [u64; 2]) -> bool {
     match r {
         [3, 3] | [1, 3] | [3, 1] => matches!(m, 2 | 4 | 6),
         [5, 5] | [1, 5] | [5, 1] => matches!(m, 2 | 4),
         [1, 7] | [7, 1] => m == 2,
+        [4, 4] => matches!(m, 3 | 5),
         _ => false,
     }
 }
 
 impl ConvJob {
+    /// The stride-1 convolution over the phases of this stride-s one (`phase_kernel`): s^2
+    /// times the input blocks (block `p * B + b` of the phase form is block `b` of phase p, B
+    /// the input's blocks, channels past the input's in a block zero), the phase form's kernel
+    /// and padding, `phases = s`; the same input buffer, size, output and epilogue. None where
+    /// `phase_kernel` has no form or the job is grouped or already a phase form.
+    pub(in super::super::super) fn phase_form(&self) -> Option<ConvJob> {
+        let (kernel, pad) = phase_kernel(self.kernel, self.stride, self.pad, self.dilation)?;
+        if self.groups != 1 || self.phases != 1 {
+            return None;
+        }
+        let s = self.stride[0];
+        Some(ConvJob { cin: s * s * self.cin.div_ceil(4) * 4, kernel, stride: [1, 1], pad, phases: s, ..self.clone() })
+    }
+
     /// Whether the Winograd schedule applies: a kernel whose transform with tiles of `m` exists
     /// (`winograd_transform_exists`), stride 1, no dilation, one group, padding under the
     /// kernel's size, whole blocks of at least 16 input channels, at least 16 output channels,
     /// output at least 4x4, no pool or one of at most 2x2 that divides the tile, and an input
-    /// halo as wide as `winograd_halo` asks for tiles of `m`.
+    /// halo as wide as `winograd_halo` asks for tiles of `m`. A strided convolution takes it
+    /// through its `phase_form`.
     pub(in super::super::super) fn winograd(&self, m: u64) -> bool {
         let Layout::Blocked { halo, .. } = self.in_layout else { return false };
         let r = self.kernel;
@@ -121,8 +166,8 @@ impl ConvJob {
             && self.stride == [1, 1]
             && self.dilation == [1, 1]
             && self.groups == 1
-            && halo[0] >= winograd_halo(tile(0), r[0], self.h, self.oh, self.pad[0])
-            && halo[1] >= winograd_halo(tile(1), r[1], self.w, self.ow, self.pad[1])
+            && halo[0] >= winograd_halo(tile(0), r[0], self.h, self.oh, self.pad[0], self.phases)
+            && halo[1] >= winograd_halo(tile(1), r[1], self.w, self.ow, self.pad[1], self.phases)
             && self.pad[0] < r[0]
             && self.pad[1] < r[1]
             && self.cin % 4 == 0
@@ -346,14 +391,31 @@ impl Wino<'_> {
         let (y0, x0) = (iv(ty) * mh + -(job.pad[0] as i64), iv(tx) * mw + -(job.pad[1] as i64));
         let d = self.vars_n("d", self.wt.xi() as usize);
         let tv = self.vars_n("bt", self.wt.xi() as usize);
-        let tmp = self.vars_n("s", 4);
-        let block = self.transform_block(cb, t, &d, &tv, &tmp, [&y0, &x0, &at]);
+        let tmp = self.vars_n("s", TRANSFORM_TEMPORARIES);
+        let s = job.phases as i64;
+        let (mut block, source) = if s == 1 {
+            (Vec::new(), [iv(cb), y0, x0])
+        } else {
+            // Block cb of the phase form: block `src` of phase (py, px).
+            let [phase, src, py, px] = ["phase", "src", "py", "px"].map(|n| self.vars.new_var(n));
+            let blocks_per_phase = self.g.cb / (s * s);
+            let lets = vec![
+                let_int(phase, iv(cb).div(blocks_per_phase)),
+                let_int(src, iv(cb).rem(blocks_per_phase)),
+                let_int(py, iv(phase).div(s)),
+                let_int(px, iv(phase).rem(s)),
+            ];
+            (lets, [iv(src), y0 * s + iv(py), x0 * s + iv(px)])
+        };
+        block.extend(self.transform_block(cb, t, &d, &tv, &tmp, &source, &at));
         body.push(for_range(cb, blocks.0, blocks.1, block));
         vec![for_range(t, 0, self.wt.nt as i64, body)]
     }
 
-    /// One input block of one tile at window origin `(y0, x0)`: n^2 loads, the column then the
-    /// row transforms, n^2 stores into `tiles` from `at`.
+    /// One input block `cb` of one tile, read from block `src` at window origin `(y0, x0)` with
+    /// a step of `phases` pixels: n^2 loads, the column then the row transforms, n^2 stores into
+    /// `tiles` from `at`.
+    #[allow(clippy::too_many_arguments)]
     fn transform_block(
         &self,
         cb: VarId,
@@ -361,16 +423,18 @@ impl Wino<'_> {
         d: &[VarId],
         tv: &[VarId],
         tmp: &[VarId],
-        [y0, x0, at0]: [&IExpr; 3],
+        [src, y0, x0]: &[IExpr; 3],
+        at0: &IExpr,
     ) -> Vec<Stmt> {
+        let step = self.job.phases as i64;
         let (nh, nw) = (self.wt.n(0), self.wt.n(1));
         let bts = [0, 1].map(|a| matrices(self.wt.tile(a), self.wt.r[a]).0);
         // Column j of the window into d[0..nh].
         let load_col = |j: usize| -> Vec<Stmt> {
             (0..nh)
                 .map(|i| {
-                    let (y, x) = (y0.clone() + i as i64, x0.clone() + j as i64);
-                    set(d[i], Ty::F32x4, load(Ty::F32x4, self.bufs.input, act(iv(cb) * 4, y, x)))
+                    let (y, x) = (y0.clone() + i as i64 * step, x0.clone() + j as i64 * step);
+                    set(d[i], Ty::F32x4, load(Ty::F32x4, self.bufs.input, act(src.clone() * 4, y, x)))
                 })
                 .collect()
         };
@@ -470,7 +534,7 @@ impl Wino<'_> {
         let ats = [0, 1].map(|a| matrices(self.wt.tile(a), self.wt.r[a]).2);
         let m = self.vars_n("m", nh * nw);
         let s = self.vars_n("at", mh * nw);
-        let tmp = self.vars_n("s", 4);
+        let tmp = self.vars_n("s", TRANSFORM_TEMPORARIES);
         let bias = self.vars.new_var("bias");
         let c = (iv(kt) * vb + iv(v)) * 4;
         let mut block = vec![set(bias, Ty::F32x4, load(Ty::F32x4, self.bufs.bias, Index::Flat(c.clone())))];

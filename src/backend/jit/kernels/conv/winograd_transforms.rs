@@ -114,14 +114,111 @@ pub(super) fn separable(
     code
 }
 
+/// The temporaries `transform_1d` may use: a sum and a difference per pair of opposite points
+/// (8 points: 3 pairs).
+pub(super) const TRANSFORM_TEMPORARIES: usize = 8;
+
 /// `out = matrix x` for one column or row: the hand-factored forms for `B^T` of 6 points (6 x 6)
-/// and `A^T` of F(4, 3) (4 x 6), else `matrix_1d` (`tmp` holds 4 temporaries).
+/// and `A^T` of F(4, 3) (4 x 6), else `paired_1d` (`tmp` holds `TRANSFORM_TEMPORARIES`).
 pub(super) fn transform_1d(matrix: &[Vec<f64>], x: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
     match (matrix.len(), matrix[0].len()) {
         (6, 6) => bt_1d(x, out, tmp),
         (4, 6) => at_1d(x, out, tmp),
-        _ => matrix_1d(matrix, x, out),
+        _ => paired_1d(matrix, x, out, tmp),
     }
+}
+
+/// Whether `b[k] = (-1)^k a[k]` for every k, with a nonzero `a[k]` at an even and at an odd k
+/// (a pair of opposite points: their terms of even degree agree, those of odd degree differ
+/// in sign).
+fn opposite(a: &[f64], b: &[f64]) -> bool {
+    let nonzero = |parity: usize| a.iter().enumerate().any(|(k, &v)| k % 2 == parity && v != 0.0);
+    nonzero(0) && nonzero(1) && a.iter().zip(b).enumerate().all(|(k, (&u, &v))| v == if k % 2 == 0 { u } else { -u })
+}
+
+/// `out = matrix x`, sharing the work of opposite points (+-1, +-2, +-1/2):
+/// - when columns j and j' are opposite (`A^T`: its column for point p holds p^i), each output
+///   reads `x_j + x_j'` (even rows) or `x_j - x_j'` (odd rows), computed once;
+/// - else, when rows i and i' are (`B^T` of 8 points), `out_i = E + O` and `out_i' = E - O`
+///   with E and O the row's terms of even and odd index;
+/// - the rest as `matrix_1d`. F(5x5, 4x4)'s `A^T` (5 x 8): 18 instructions instead of 33.
+fn paired_1d(matrix: &[Vec<f64>], x: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
+    let (rows, cols) = (matrix.len(), matrix[0].len());
+    let column = |j: usize| matrix.iter().map(|r| r[j]).collect::<Vec<f64>>();
+    let pairs = |n: usize, line: &dyn Fn(usize) -> Vec<f64>| {
+        let mut pairs: Vec<(usize, usize)> = Vec::new();
+        for a in 0..n {
+            let taken = |i: usize| pairs.iter().any(|&(p, q)| p == i || q == i);
+            if taken(a) {
+                continue;
+            }
+            if let Some(b) = (a + 1..n).find(|&b| !taken(b) && opposite(&line(a), &line(b))) {
+                pairs.push((a, b));
+            }
+        }
+        pairs.truncate(tmp.len() / 2);
+        pairs
+    };
+    let col_pairs = pairs(cols, &column);
+    if !col_pairs.is_empty() {
+        let mut code = Vec::new();
+        // Each pair's sum and difference, then each row from them and the unpaired columns.
+        let mut terms: Vec<Vec<(f64, VarId)>> = vec![Vec::new(); rows];
+        for (t, &(j, j2)) in col_pairs.iter().enumerate() {
+            let (sum, diff) = (tmp[2 * t], tmp[2 * t + 1]);
+            code.push(set(sum, Ty::F32x4, bin(BinOp::Add, fv(x[j]), fv(x[j2]))));
+            code.push(set(diff, Ty::F32x4, bin(BinOp::Sub, fv(x[j]), fv(x[j2]))));
+            for (i, row) in terms.iter_mut().enumerate() {
+                row.push((matrix[i][j], if i % 2 == 0 { sum } else { diff }));
+            }
+        }
+        let paired: Vec<usize> = col_pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
+        for (i, row) in terms.iter_mut().enumerate() {
+            row.extend((0..cols).filter(|j| !paired.contains(j)).map(|j| (matrix[i][j], x[j])));
+        }
+        for (row, &o) in terms.iter().zip(out) {
+            code.push(set(o, Ty::F32x4, linear(row)));
+        }
+        return code;
+    }
+    let row_pairs = pairs(rows, &|i| matrix[i].clone());
+    let mut code = Vec::new();
+    for &(i, i2) in &row_pairs {
+        let half = |parity: usize| -> Vec<(f64, VarId)> {
+            (0..cols).filter(|k| k % 2 == parity).map(|k| (matrix[i][k], x[k])).collect()
+        };
+        let (even, odd) = (tmp[0], tmp[1]);
+        code.push(set(even, Ty::F32x4, linear(&half(0))));
+        code.push(set(odd, Ty::F32x4, linear(&half(1))));
+        code.push(set(out[i], Ty::F32x4, bin(BinOp::Add, fv(even), fv(odd))));
+        code.push(set(out[i2], Ty::F32x4, bin(BinOp::Sub, fv(even), fv(odd))));
+    }
+    for (i, row) in matrix.iter().enumerate() {
+        if !row_pairs.iter().any(|&(a, b)| a == i || b == i) {
+            let terms: Vec<(f64, VarId)> = row.iter().copied().zip(x.iter().copied()).collect();
+            code.push(set(out[i], Ty::F32x4, linear(&terms)));
+        }
+    }
+    code
+}
+
+/// `sum c v` over the terms, skipping zeros (a coefficient of 1 or -1 is an add or a subtract).
+fn linear(terms: &[(f64, VarId)]) -> FExpr {
+    let mut e: Option<FExpr> = None;
+    for &(c, v) in terms {
+        let c = c as f32;
+        if c == 0.0 {
+            continue;
+        }
+        e = Some(match (e.take(), c) {
+            (None, 1.0) => fv(v),
+            (None, c) => bin(BinOp::Mul, fv(v), k(c)),
+            (Some(a), 1.0) => bin(BinOp::Add, a, fv(v)),
+            (Some(a), -1.0) => bin(BinOp::Sub, a, fv(v)),
+            (Some(a), c) => fma(fv(v), k(c), a),
+        });
+    }
+    e.unwrap_or_else(|| k(0.0))
 }
 
 /// `out[i] = (B^T d)[i]` for a column of 6 points (`tmp` holds 4 temporaries).
@@ -155,30 +252,6 @@ fn at_1d(m: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
         set(out[2], Ty::F32x4, fma(f(tmp[2]), k(4.0), f(tmp[0]))),
         set(out[3], Ty::F32x4, bin(BinOp::Add, fma(f(tmp[3]), k(8.0), f(tmp[1])), f(m[5]))),
     ]
-}
-
-/// `out[i] = (M x)[i]` for the rows of `matrix`, skipping zeros (a coefficient of 1 or -1 is
-/// an add or a subtract).
-fn matrix_1d(matrix: &[Vec<f64>], x: &[VarId], out: &[VarId]) -> Vec<Stmt> {
-    let mut code = Vec::new();
-    for (row, &o) in matrix.iter().zip(out) {
-        let mut e: Option<FExpr> = None;
-        for (&c, &v) in row.iter().zip(x) {
-            let c = c as f32;
-            if c == 0.0 {
-                continue;
-            }
-            e = Some(match (e.take(), c) {
-                (None, 1.0) => fv(v),
-                (None, c) => bin(BinOp::Mul, fv(v), k(c)),
-                (Some(a), 1.0) => bin(BinOp::Add, a, fv(v)),
-                (Some(a), -1.0) => bin(BinOp::Sub, a, fv(v)),
-                (Some(a), c) => fma(fv(v), k(c), a),
-            });
-        }
-        code.push(set(o, Ty::F32x4, e.unwrap_or_else(|| k(0.0))));
-    }
-    code
 }
 
 /// `G_h g G_w^T` for one rh x rw kernel `g` (row-major; `G_h` is nh x rh, `G_w` nw x rw), in
@@ -252,6 +325,38 @@ pub(super) fn pack_winograd(
     packed
 }
 
+/// The weights of the strided convolution `direct` (PyTorch's `[out, in, kh, kw]`) as those of
+/// its phase form `phased` (`ConvJob::phase_form`): `[out, s^2 B 4, r_h, r_w]`, tap (ky, kx)
+/// at input channel `(p B + c / 4) 4 + c % 4` of phase p = (py, px) and position (ty, tx), where
+/// `ky - pad = s (ty - pad') + py`; the phase form's other taps, and the channels past the
+/// input's, are zero.
+pub(super) fn phase_weights(direct: &ConvJob, phased: &ConvJob, weights: &[f32]) -> Vec<f32> {
+    let s = phased.phases as i64;
+    let (cin, cout, cin2) = (direct.cin as usize, direct.cout as usize, phased.cin as usize);
+    let [kh, kw] = direct.kernel.map(|k| k as usize);
+    let [rh, rw] = phased.kernel.map(|k| k as usize);
+    let blocks = cin2 / 4 / (s * s) as usize;
+    // Along an axis: tap k's phase and position in the phase form.
+    let place = |k: usize, a: usize| {
+        let d = k as i64 - direct.pad[a] as i64;
+        (d.rem_euclid(s) as usize, (d.div_euclid(s) + phased.pad[a] as i64) as usize)
+    };
+    let mut out = vec![0.0f32; cout * cin2 * rh * rw];
+    for o in 0..cout {
+        for c in 0..cin {
+            for ky in 0..kh {
+                let (py, ty) = place(ky, 0);
+                for kx in 0..kw {
+                    let (px, tx) = place(kx, 1);
+                    let c2 = ((py * s as usize + px) * blocks + c / 4) * 4 + c % 4;
+                    out[((o * cin2 + c2) * rh + ty) * rw + tx] = weights[((o * cin + c) * kh + ky) * kw + kx];
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::matrices;
@@ -267,7 +372,7 @@ mod tests {
             seed ^= seed << 17;
             (seed % 2001) as f64 / 1000.0 - 1.0
         };
-        for (m, r) in [(2, 3), (4, 3), (6, 3), (2, 5), (4, 5), (2, 7), (1, 1)] {
+        for (m, r) in [(2, 3), (4, 3), (6, 3), (2, 5), (4, 5), (2, 7), (3, 4), (5, 4), (1, 1)] {
             let (bt, g, at) = matrices(m, r);
             let n = (m + r - 1) as usize;
             assert_eq!((bt.len(), g.len(), at.len()), (n, n, m as usize));
