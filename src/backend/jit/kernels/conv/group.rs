@@ -331,6 +331,7 @@ fn conv_job(b: &Builder, node: NodeId, name: &str, input: &TensorView, out: &Ten
         out_layout: out.layout.clone(),
         shortcut_layout: None,
         phases: 1,
+        lanes: 4,
     };
     let (bias, relu) = match &b.net().nodes[node].op {
         Op::Conv(c) => {

@@ -62,6 +62,10 @@ pub(in super::super) struct ConvJob {
     /// (`ConvJob::phase_form`): it reads input block `p * B + b` at (y, x) from block `b` at
     /// (s y + p / s, s x + p % s), B = cin / (4 s^2).
     pub(in super::super) phases: u64,
+    /// The lanes of each input block that may be nonzero: 4, or in the phase form of a
+    /// convolution over fewer than 4 channels (a 3-channel image), that many; Winograd's
+    /// products skip the others.
+    pub(in super::super) lanes: u64,
 }
 
 /// A register tile: `ty x tx` output pixels by `v` blocks of 4 output channels, and the order

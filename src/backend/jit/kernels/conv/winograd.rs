@@ -140,7 +140,8 @@ impl ConvJob {
     /// The stride-1 convolution over the phases of this stride-s one (`phase_kernel`): s^2
     /// times the input blocks (block `p * B + b` of the phase form is block `b` of phase p, B
     /// the input's blocks, channels past the input's in a block zero), the phase form's kernel
-    /// and padding, `phases = s`; the same input buffer, size, output and epilogue. None where
+    /// and padding, `phases = s` and, over fewer than 4 channels, `lanes` that many; the same
+    /// input buffer, size, output and epilogue. None where
     /// `phase_kernel` has no form or the job is grouped or already a phase form.
     pub(in super::super::super) fn phase_form(&self) -> Option<ConvJob> {
         let (kernel, pad) = phase_kernel(self.kernel, self.stride, self.pad, self.dilation)?;
@@ -148,7 +149,8 @@ impl ConvJob {
             return None;
         }
         let s = self.stride[0];
-        Some(ConvJob { cin: s * s * self.cin.div_ceil(4) * 4, kernel, stride: [1, 1], pad, phases: s, ..self.clone() })
+        let (cin, lanes) = (s * s * self.cin.div_ceil(4) * 4, self.cin.min(4));
+        Some(ConvJob { cin, kernel, stride: [1, 1], pad, phases: s, lanes, ..self.clone() })
     }
 
     /// Whether the Winograd schedule applies: a kernel whose transform with tiles of `m` exists
@@ -478,7 +480,7 @@ impl Wino<'_> {
         let plane = tiles_plane(self.job.cin, self.wt.nt) as i64;
         let x_base = iv(xi) * plane + (iv(cb) * nt + iv(tg) * tx as i64) * 4 + tiles_at;
         let mut step = Vec::new();
-        for lane in 0..4 {
+        for lane in 0..self.job.lanes as i64 {
             let weights: Vec<Stmt> = wregs
                 .iter()
                 .enumerate()
