@@ -14,6 +14,14 @@ in the scaled variable (t / C)^2 for conditioning. Then it evaluates the result 
 the JIT's operation order (Horner by fused multiply-add, one division) on a dense grid of
 [-12, 12] and the tails, against the exact GELU in f64.
 
+Sigmoid and SiLU (`sigmoid_f32x4`, `silu_f32x4`), the same form:
+
+    sigmoid(x) - 1/2  ~  r(t) = t P(t^2) / Q(t^2),   t = x clamped to [-L, L], L = 17
+    sigmoid(x)        =  1/2 + r,   silu(x) = x (1/2 + r),   r clamped to [-1/2, 1/2]
+
+P and Q of degree 4 in t^2, fitted as GELU's on [0, L]. At L, r is 1/2 in f32 (sigmoid(17) is
+1 - 4e-8), so the tails are exact: silu(x) = 0 below -L, x above L.
+
 e^x (`exp_f32x4`): x = k ln 2 + r, |r| <= ln2 / 2, e^r by a degree-6 polynomial fitted the same
 way (Lawson-weighted least squares towards minimax relative error on [-0.354, 0.354]), then
 the whole of exp in f32 (clamp, Cody-Waite reduction, Horner, 2^k from the exponent bits) on 2
@@ -30,7 +38,8 @@ C = 4.0 * sqrt(2.0)
 DEG_P, DEG_Q = 5, 5
 
 
-def fit(xs, ys, deg_p, deg_q, rounds=300):
+def fit(xs, ys, deg_p, deg_q, rounds=300, scale=None):
+    C = globals()["C"] if scale is None else scale
     u = (xs / C) ** 2
     lawson = np.ones_like(xs)
     q_prev = np.ones_like(xs)
@@ -79,6 +88,44 @@ def gelu_f32(x, p, q):
     r = f32(num / den)
     r = np.minimum(np.maximum(r, f32(-0.5)), f32(0.5))
     return fma(x, r, f32(x * f32(0.5)))
+
+
+L_SIGMOID = 17.0
+
+
+def rational_f32(x, p, q, limit):
+    """r = t P(t^2) / Q(t^2) in f32 as the JIT computes it, t = x clamped, r clamped."""
+    t = np.minimum(np.maximum(x, f32(-limit)), f32(limit))
+    s = f32(t * t)
+    num = np.full_like(x, p[-1])
+    for c in p[-2::-1]:
+        num = fma(num, s, c)
+    num = f32(num * t)
+    den = np.full_like(x, q[-1])
+    for c in q[-2::-1]:
+        den = fma(den, s, c)
+    r = f32(num / den)
+    return np.minimum(np.maximum(r, f32(-0.5)), f32(0.5))
+
+
+def sigmoid_section():
+    xs = np.linspace(0.0, L_SIGMOID, 20001)
+    p, q, worst = fit(xs, 1 / (1 + np.exp(-xs)) - 0.5, 4, 4, scale=L_SIGMOID)
+    p32 = [f32(c) for c in p]
+    q32 = [f32(c) for c in q]
+    print(f"sigmoid: max |error| of the fit {worst:.3g} on [0, {L_SIGMOID}]")
+    print("P:", ", ".join(f"{float(c):.8e}" for c in p32))
+    print("Q:", ", ".join(f"{float(c):.8e}" for c in q32))
+    grid = np.concatenate([np.linspace(-30, 30, 600001),
+                           [-1e30, -100, -L_SIGMOID, L_SIGMOID, 100, 1e30, 0.0, 1e-30, -1e-30]]).astype(np.float32)
+    r = rational_f32(grid, p32, q32, L_SIGMOID)
+    with np.errstate(over="ignore"):
+        exact = 1 / (1 + np.exp(-grid.astype(np.float64)))
+    sig = f32(f32(0.5) + r).astype(np.float64)
+    silu = fma(grid, r, f32(grid * f32(0.5))).astype(np.float64)
+    print(f"f32 evaluation: sigmoid max |error| {np.abs(sig - exact).max():.3g}, "
+          f"silu max |error| / max(1, |x|) {(np.abs(silu - grid * exact) / np.maximum(1, np.abs(grid))).max():.3g}")
+    print(f"r(L) = {float(rational_f32(np.array([L_SIGMOID], dtype=np.float32), p32, q32, L_SIGMOID)[0])!r}")
 
 
 def fit_exp(deg, rounds=200):
@@ -139,6 +186,8 @@ def main():
     print(f"f32 evaluation: max |error| / max(1, |x|) = {rel.max():.3g} at x = {grid[rel.argmax()]}")
     for v in [-1e30, -100.0, 100.0]:
         print(f"gelu({v:g}) = {float(gelu_f32(np.array([v], dtype=np.float32), p32, q32)[0]):g}")
+    print()
+    sigmoid_section()
 
 
 if __name__ == "__main__":

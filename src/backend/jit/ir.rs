@@ -114,12 +114,13 @@ pub enum Index {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum UnOp {
     Exp,
-    /// e^-x (sigmoid's and SiLU's; bit for bit `Exp` of `0 - x`).
-    ExpNeg,
     Ln,
     Tanh,
     /// GELU's exact (erf) form.
     Gelu,
+    /// The logistic function, and x times it (SiLU), by a rational approximation.
+    Sigmoid,
+    Silu,
     Sqrt,
 }
 

@@ -1,7 +1,7 @@
 //! exp and ln on f32x4, generated as Cranelift instructions (Cranelift has no transcendental
 //! instructions, and the JIT must not call Rust for compute). Softmax and LRN (through
-//! `pow(x, b) = exp(b ln x)`) use them, sigmoid and tanh are built on exp, and GELU has a
-//! rational approximation of its own.
+//! `pow(x, b) = exp(b ln x)`) use them and tanh is built on exp; GELU, sigmoid and SiLU have
+//! rational approximations of their own (`odd_rational`).
 //!
 //! exp: x = k ln2 + r with k = round(x / ln2), |r| <= ln2/2 (Cody-Waite split of ln2), e^r by a
 //! degree-6 minimax polynomial (`tools/fit_mathfn.py`: relative error 8.8e-8 over the whole f32
@@ -24,28 +24,20 @@ use cranelift_frontend::FunctionBuilder;
 /// Every constant the functions below use (a value missing here still works, as a broadcast
 /// from Cranelift's constant pool; `every_constant_is_in_the_table` checks there are none).
 const VALUES: &[f32] = &[
-    // exp and e^-x: clamps, log2 e, the rounding constant, ln 2's two parts, the polynomial
-    // (odd coefficients negated for e^-x; the last two are 1.0, below)
+    // exp: clamps, log2 e, the rounding constant, ln 2's two parts, the polynomial (the last
+    // two coefficients are 1.0, below)
     88.0,
     -87.0,
-    87.0,
-    -88.0,
     std::f32::consts::LOG2_E,
-    -std::f32::consts::LOG2_E,
     12_583_039.0,
-    0.693_359_375,
     -0.693_359_375,
     2.121_944_4e-4,
-    -2.121_944_4e-4,
     EXP_C[0],
     EXP_C[1],
-    -EXP_C[1],
     EXP_C[2],
     EXP_C[3],
-    -EXP_C[3],
     EXP_C[4],
     1.0,
-    -1.0,
     // ln
     std::f32::consts::SQRT_2,
     0.5,
@@ -73,6 +65,18 @@ const VALUES: &[f32] = &[
     GELU_Q[4],
     GELU_Q[5],
     -0.5,
+    // sigmoid and SiLU (Q's first coefficient is 1.0, above)
+    SIGMOID_LIMIT,
+    -SIGMOID_LIMIT,
+    SIGMOID_P[0],
+    SIGMOID_P[1],
+    SIGMOID_P[2],
+    SIGMOID_P[3],
+    SIGMOID_P[4],
+    SIGMOID_Q[1],
+    SIGMOID_Q[2],
+    SIGMOID_Q[3],
+    SIGMOID_Q[4],
 ];
 
 /// One constant in the four lanes of a vector, 16-byte aligned (an SSE memory operand must be).
@@ -158,31 +162,17 @@ pub(super) fn select_less(b: &mut FunctionBuilder, p: Value, q: Value, x: Value,
     }
 }
 
-pub fn exp_f32x4(m: &mut Consts, x: Value) -> Value {
-    exp_signed(m, x, false)
-}
-
-/// e^-x, for sigmoid and SiLU: bit for bit `exp_f32x4` of `0 - x`, without the negation. Each
-/// step is the negated step of e^(-x)'s (x clamped to [-88, 87]; x * -log2 e; s = x + k ln2 =
-/// -r), and the polynomial is evaluated at s with its odd coefficients negated, which gives
-/// Horner's partial sums exactly negated or equal (fma(a, s, -c) = -fma(a, -s, c)).
-pub fn exp_neg_f32x4(m: &mut Consts, x: Value) -> Value {
-    exp_signed(m, x, true)
-}
-
 /// e^r on [-ln2/2, ln2/2], highest degree first (degree 6, `tools/fit_mathfn.py`).
 const EXP_C: [f32; 7] = [1.383_472_8e-3, 8.376_481e-3, 4.166_835_5e-2, 1.666_640_0e-1, 4.999_999_1e-1, 1.0, 1.0];
 
-/// e^x, or e^-x with `negate`.
-fn exp_signed(m: &mut Consts, x: Value, negate: bool) -> Value {
-    let sign = if negate { -1.0 } else { 1.0 };
+pub fn exp_f32x4(m: &mut Consts, x: Value) -> Value {
     // e^x overflows f32 above 88.72 and is 0 below -103.97; clamp so 2^k stays representable.
-    let hi = m.splat(if negate { 87.0 } else { 88.0 });
-    let lo = m.splat(if negate { -88.0 } else { -87.0 });
+    let hi = m.splat(88.0);
+    let lo = m.splat(-87.0);
     // hi < x ? hi : x, then x < lo ? lo : x: a NaN x comes through both.
     let x = select_less(m.b, hi, x, hi, x);
     let x = select_less(m.b, x, lo, lo, x);
-    let log2e = m.splat(sign * std::f32::consts::LOG2_E);
+    let log2e = m.splat(std::f32::consts::LOG2_E);
     let t = m.b.ins().fmul(x, log2e);
     // k = round(t): adding 1.5 * 2^23 leaves k (rounded to nearest even, as `nearest` does) in
     // the sum's low mantissa bits, and subtracting it again gives k exactly. The magic number
@@ -193,14 +183,13 @@ fn exp_signed(m: &mut Consts, x: Value, negate: bool) -> Value {
     let shifted = m.b.ins().fadd(t, magic);
     let magic = m.splat(12_583_039.0);
     let k = m.b.ins().fsub(shifted, magic);
-    // r = x - k ln2 (negated: s = x + k ln2 = -r), with ln2 split into a high part exact in
-    // f32 and a low correction.
-    let ln2_hi = m.splat(-sign * 0.693_359_375);
+    // r = x - k ln2, with ln2 split into a high part exact in f32 and a low correction.
+    let ln2_hi = m.splat(-0.693_359_375);
     let r = m.b.ins().fma(k, ln2_hi, x);
-    let ln2_lo = m.splat(sign * 2.121_944_4e-4);
+    let ln2_lo = m.splat(2.121_944_4e-4);
     let r = m.b.ins().fma(k, ln2_lo, r);
-    // e^r by Horner (at s = -r the odd powers change sign).
-    let p = horner(m, r, EXP_C.iter().enumerate().map(|(i, &c)| if negate && i % 2 == 1 { -c } else { c }));
+    // e^r by Horner.
+    let p = horner(m, r, EXP_C.iter().copied());
     // 2^k: shifting the sum's bits left by 23 keeps exactly those 9 low bits, in the exponent
     // field, with a zero sign and mantissa.
     let ki = m.b.ins().bitcast(I32X4, little(), shifted);
@@ -275,23 +264,58 @@ const GELU_LIMIT: f32 = 5.656_854;
 /// 10,001 points of [0, 4 sqrt 2], `tools/fit_mathfn.py`): fit error 2.1e-8; evaluated in f32 as
 /// below, |error| <= 1.8e-7 max(1, |x|) over [-12, 12], checked in `tests/jit.rs`.
 pub fn gelu_f32x4(m: &mut Consts, x: Value) -> Value {
-    let hi = m.splat(GELU_LIMIT);
-    let lo = m.splat(-GELU_LIMIT);
+    let r = odd_rational(m, x, GELU_LIMIT, &GELU_P, &GELU_Q);
+    times_half_plus(m, x, r)
+}
+
+/// `x (1/2 + r)`, as one fused multiply-add.
+fn times_half_plus(m: &mut Consts, x: Value, r: Value) -> Value {
+    let half = m.splat(0.5);
+    let half_x = m.b.ins().fmul(x, half);
+    m.b.ins().fma(x, r, half_x)
+}
+
+/// `r = t P(t^2) / Q(t^2)`, t = x clamped to [-limit, limit], r clamped to [-1/2, 1/2]
+/// (coefficients lowest degree first): GELU's and the logistic function's shared form.
+fn odd_rational(m: &mut Consts, x: Value, limit: f32, p: &[f32], q: &[f32]) -> Value {
+    let hi = m.splat(limit);
+    let lo = m.splat(-limit);
     // hi < x ? hi : x, then t < lo ? lo : t: a NaN x comes through both (and out as NaN).
     let t = select_less(m.b, hi, x, hi, x);
     let t = select_less(m.b, t, lo, lo, t);
     let s = m.b.ins().fmul(t, t);
-    let num = horner(m, s, GELU_P.iter().rev().copied());
+    let num = horner(m, s, p.iter().rev().copied());
     let num = m.b.ins().fmul(num, t);
-    let den = horner(m, s, GELU_Q.iter().rev().copied());
+    let den = horner(m, s, q.iter().rev().copied());
     let r = m.b.ins().fdiv(num, den);
     let half = m.splat(0.5);
     let neg_half = m.splat(-0.5);
     let r = select_less(m.b, half, r, half, r);
-    let r = select_less(m.b, r, neg_half, neg_half, r);
+    select_less(m.b, r, neg_half, neg_half, r)
+}
+
+const SIGMOID_P: [f32; 5] = [2.499_999_9e-1, 8.378_878e-3, 5.509_091_4e-5, 8.250_611e-8, 1.376_879_4e-11];
+const SIGMOID_Q: [f32; 5] = [1.0, 1.168_487_9e-1, 1.624_445_8e-3, 5.212_014_5e-6, 3.153_756_6e-9];
+const SIGMOID_LIMIT: f32 = 17.0;
+
+/// The logistic function `1 / (1 + e^-x)` as `1/2 + r(t)`, with `t` = x clamped to [-17, 17]
+/// (where sigmoid is 1 - 4e-8, 1 in f32) and `r(t) = t P(t^2) / Q(t^2)` a rational
+/// approximation of sigmoid(t) - 1/2 of degree 9/8, clamped to [-1/2, 1/2]: `r(17)` is 1/2 in
+/// f32, so the tails are exact. The fit (`tools/fit_mathfn.py`, as GELU's on [0, 17]) errs by
+/// 5.3e-9; evaluated in f32 as below, |error| <= 1.6e-7 (checked in `tests/jit.rs`). About 17
+/// instructions and one division per vector, against 23 and a dependency chain half again as
+/// long through `exp_neg_f32x4` (EfficientNet-B0's SiLU layers: see `silu_f32x4`).
+pub fn sigmoid_f32x4(m: &mut Consts, x: Value) -> Value {
+    let r = odd_rational(m, x, SIGMOID_LIMIT, &SIGMOID_P, &SIGMOID_Q);
     let half = m.splat(0.5);
-    let half_x = m.b.ins().fmul(x, half);
-    m.b.ins().fma(x, r, half_x)
+    m.b.ins().fadd(half, r)
+}
+
+/// SiLU, `x sigmoid(x)`, as `x (1/2 + r(t))` with `sigmoid_f32x4`'s r: |error| <= 1.8e-7
+/// max(1, |x|); 0 below -17 and x above 17, as in f32.
+pub fn silu_f32x4(m: &mut Consts, x: Value) -> Value {
+    let r = odd_rational(m, x, SIGMOID_LIMIT, &SIGMOID_P, &SIGMOID_Q);
+    times_half_plus(m, x, r)
 }
 
 #[cfg(test)]
@@ -317,7 +341,7 @@ mod tests {
         let before = MISSES.with(|n| n.get());
         let mut m = Consts::new(&mut b, table);
         let x = m.splat(0.25);
-        for f in [exp_f32x4, exp_neg_f32x4, ln_f32x4, tanh_f32x4, gelu_f32x4] {
+        for f in [exp_f32x4, ln_f32x4, tanh_f32x4, gelu_f32x4, sigmoid_f32x4, silu_f32x4] {
             f(&mut m, x);
         }
         assert_eq!(MISSES.with(|n| n.get()), before + 1, "only the test's own 0.25 misses");

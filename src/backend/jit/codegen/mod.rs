@@ -330,11 +330,12 @@ impl Gen<'_, '_> {
                 let ty = self.ty_of(a);
                 let x = self.float(a);
                 match op {
-                    UnOp::Exp | UnOp::ExpNeg | UnOp::Ln | UnOp::Tanh | UnOp::Gelu => {
+                    UnOp::Exp | UnOp::Ln | UnOp::Tanh | UnOp::Gelu | UnOp::Sigmoid | UnOp::Silu => {
                         let v = if ty == Ty::F32 { self.b.ins().splat(F32X4, x) } else { x };
                         let f = match op {
                             UnOp::Exp => super::mathfn::exp_f32x4,
-                            UnOp::ExpNeg => super::mathfn::exp_neg_f32x4,
+                            UnOp::Sigmoid => super::mathfn::sigmoid_f32x4,
+                            UnOp::Silu => super::mathfn::silu_f32x4,
                             UnOp::Ln => super::mathfn::ln_f32x4,
                             UnOp::Tanh => super::mathfn::tanh_f32x4,
                             _ => super::mathfn::gelu_f32x4,

@@ -176,13 +176,11 @@ pub(in super::super) fn activation_expr(act: Activation, x: FExpr, ty: Ty) -> FE
     let k = |v: f32| splat_if(ty, fc(v));
     let un = |op: UnOp, v: FExpr| FExpr::Un(op, Box::new(v));
     let relu6 = |v: FExpr| bin(BinOp::Min, bin(BinOp::Max, v, k(0.0)), k(6.0));
-    // u / (1 + e^-v): sigmoid with u = 1, SiLU with u = v (one division, as the interpreter).
-    let over_one_plus_exp_neg = |u: FExpr, v: FExpr| bin(BinOp::Div, u, bin(BinOp::Add, k(1.0), un(UnOp::ExpNeg, v)));
     match act {
         Activation::Relu => bin(BinOp::Max, x, k(0.0)),
         Activation::Relu6 => relu6(x),
-        Activation::Sigmoid => over_one_plus_exp_neg(k(1.0), x),
-        Activation::Silu => over_one_plus_exp_neg(x.clone(), x),
+        Activation::Sigmoid => un(UnOp::Sigmoid, x),
+        Activation::Silu => un(UnOp::Silu, x),
         Activation::HardSwish => {
             bin(BinOp::Mul, x.clone(), bin(BinOp::Mul, relu6(bin(BinOp::Add, x, k(3.0))), k(1.0 / 6.0)))
         }
