@@ -254,20 +254,76 @@ fn at_1d(m: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
     ]
 }
 
-/// `G_h g G_w^T` for one rh x rw kernel `g` (row-major; `G_h` is nh x rh, `G_w` nw x rw), in
-/// f64: the nh x nw transformed kernel, row-major.
-fn transform_kernel([gh, gw]: [&[Vec<f64>]; 2], g: &[f32], out: &mut [f64]) {
-    let (nh, nw, rh, rw) = (gh.len(), gw.len(), gh[0].len(), gw[0].len());
-    // t = G_h g (nh x rw), then out = t G_w^T (nh x nw).
-    let mut t = [[0.0f64; 8]; 8];
-    for (i, row) in gh.iter().enumerate() {
-        for j in 0..rw {
-            t[i][j] = (0..rh).map(|k| row[k] * g[k * rw + j] as f64).sum();
+/// `G_h g G_w^T` for rh x rw kernels `g` (row-major; `G_h` is nh x rh, `G_w` nw x rw), in f64:
+/// the nh x nw transformed kernel, row-major. The matrices are copied into fixed arrays once,
+/// and the square shapes the schedule uses have loops of constant length (GoogLeNet's compile
+/// packs 17 million taps' worth).
+struct KernelTransform {
+    gh: [[f64; 8]; 8],
+    gw: [[f64; 8]; 8],
+    dims: [usize; 4],
+}
+
+impl KernelTransform {
+    fn new(gh: &[Vec<f64>], gw: &[Vec<f64>]) -> KernelTransform {
+        let fixed = |m: &[Vec<f64>]| {
+            let mut a = [[0.0f64; 8]; 8];
+            for (row, src) in a.iter_mut().zip(m) {
+                row[..src.len()].copy_from_slice(src);
+            }
+            a
+        };
+        KernelTransform { gh: fixed(gh), gw: fixed(gw), dims: [gh.len(), gw.len(), gh[0].len(), gw[0].len()] }
+    }
+
+    fn apply(&self, g: &[f32], out: &mut [f64]) {
+        match self.dims {
+            [4, 4, 3, 3] => self.fixed::<4, 4, 3, 3>(g, out),
+            [6, 6, 3, 3] => self.fixed::<6, 6, 3, 3>(g, out),
+            [8, 8, 3, 3] => self.fixed::<8, 8, 3, 3>(g, out),
+            [8, 8, 4, 4] => self.fixed::<8, 8, 4, 4>(g, out),
+            [6, 6, 5, 5] => self.fixed::<6, 6, 5, 5>(g, out),
+            [8, 8, 5, 5] => self.fixed::<8, 8, 5, 5>(g, out),
+            [nh, nw, rh, rw] => self.general(nh, nw, rh, rw, g, out),
         }
     }
-    for i in 0..nh {
-        for (j, row) in gw.iter().enumerate() {
-            out[i * nw + j] = (0..rw).map(|k| t[i][k] * row[k]).sum();
+
+    /// t = G_h g (nh x rw), then out = t G_w^T (nh x nw); sums from -0.0, as `Iterator::sum`.
+    fn general(&self, nh: usize, nw: usize, rh: usize, rw: usize, g: &[f32], out: &mut [f64]) {
+        let mut t = [[0.0f64; 8]; 8];
+        for i in 0..nh {
+            for j in 0..rw {
+                t[i][j] = (0..rh).map(|k| self.gh[i][k] * g[k * rw + j] as f64).sum();
+            }
+        }
+        for i in 0..nh {
+            for j in 0..nw {
+                out[i * nw + j] = (0..rw).map(|k| t[i][k] * self.gw[j][k]).sum();
+            }
+        }
+    }
+
+    /// `general` with constant dimensions: the same sums in the same order.
+    fn fixed<const NH: usize, const NW: usize, const RH: usize, const RW: usize>(&self, g: &[f32], out: &mut [f64]) {
+        let (g, out) = (&g[..RH * RW], &mut out[..NH * NW]);
+        let mut t = [[0.0f64; RW]; NH];
+        for i in 0..NH {
+            for j in 0..RW {
+                let mut s = -0.0f64;
+                for k in 0..RH {
+                    s += self.gh[i][k] * g[k * RW + j] as f64;
+                }
+                t[i][j] = s;
+            }
+        }
+        for i in 0..NH {
+            for j in 0..NW {
+                let mut s = -0.0f64;
+                for k in 0..RW {
+                    s += t[i][k] * self.gw[j][k];
+                }
+                out[i * NW + j] = s;
+            }
         }
     }
 }
@@ -284,6 +340,7 @@ pub(super) fn pack_winograd(
 ) -> Vec<f32> {
     let (cin, cout, vb) = (job.cin as usize, job.cout as usize, wt.vb as usize);
     let [gh, gw] = [0, 1].map(|a| matrices(wt.tile(a), wt.r[a]).1);
+    let transform = KernelTransform::new(&gh, &gw);
     let taps = (wt.r[0] * wt.r[1]) as usize;
     let xis = wt.xi() as usize;
     let row = 16 * vb;
@@ -303,7 +360,7 @@ pub(super) fn pack_winograd(
                 let s = scale.map_or(1.0, |s| s[o] as f64);
                 for lane in 0..4 {
                     let c = cb * 4 + lane;
-                    transform_kernel([&gh, &gw], &weights[(o * cin + c) * taps..(o * cin + c + 1) * taps], &mut one);
+                    transform.apply(&weights[(o * cin + c) * taps..(o * cin + c + 1) * taps], &mut one);
                     for (xi, &y) in one[..xis].iter().enumerate() {
                         u[xi * row + lane * 4 * vb + oo] = (y * s) as f32;
                     }
