@@ -74,22 +74,6 @@ def fma(a, b, c):
     return f32(np.float64(a) * np.float64(b) + np.float64(c))
 
 
-def gelu_f32(x, p, q):
-    x = f32(x)
-    t = np.minimum(np.maximum(x, f32(-C)), f32(C))
-    s = f32(t * t)
-    num = np.full_like(x, p[-1])
-    for c in p[-2::-1]:
-        num = fma(num, s, c)
-    num = f32(num * t)
-    den = np.full_like(x, q[-1])
-    for c in q[-2::-1]:
-        den = fma(den, s, c)
-    r = f32(num / den)
-    r = np.minimum(np.maximum(r, f32(-0.5)), f32(0.5))
-    return fma(x, r, f32(x * f32(0.5)))
-
-
 L_SIGMOID = 17.0
 
 
@@ -106,6 +90,11 @@ def rational_f32(x, p, q, limit):
         den = fma(den, s, c)
     r = f32(num / den)
     return np.minimum(np.maximum(r, f32(-0.5)), f32(0.5))
+
+
+def gelu_f32(x, p, q):
+    x = f32(x)
+    return fma(x, rational_f32(x, p, q, C), f32(x * f32(0.5)))
 
 
 def sigmoid_section():
