@@ -13,7 +13,8 @@
 //! gives them fixed tiles that measured better.
 
 use super::kernels::conv::{
-    ConvJob, Tile, WinoTile, phase_kernel, plain_algorithms, tile_len, tiles_plane, winograd_transform_exists,
+    ConvJob, Tile, WinoTile, phase_channels, phase_kernel, plain_algorithms, tile_len, tiles_plane,
+    winograd_transform_exists,
 };
 use crate::ir::geometry::Shape;
 use crate::ir::graph::{Network, NodeId};
@@ -467,7 +468,7 @@ fn winograd_extra_bytes(net: &Network, shapes: &[Shape], id: NodeId, m: u64) -> 
     let Op::Conv(c) = &net.nodes[id].op else { return 0 };
     let cin = net.nodes[id].inputs.first().map_or(0, |&i| shapes[i].channels());
     let (r, cin_r) = match phase_kernel(c.kernel, c.stride, c.pad, c.dilation) {
-        Some((r, _)) => (r, cin.div_ceil(4).saturating_mul(4 * c.stride[0] * c.stride[0])),
+        Some((r, _)) => (r, phase_channels(cin, c.stride[0])),
         None => (c.kernel, cin),
     };
     let positions: u64 = r.iter().map(|&r| tile_len(m, r) + r - 1).product();
@@ -487,11 +488,13 @@ const PHASE_MIN_GAIN: f64 = 2.0;
 /// `PHASE_MIN_GAIN` of the products: 7x7 stride-2 stems (ResNet-18, GoogLeNet, DenseNet-121:
 /// 4x4 over 4 phases of 3 channels in one block each, F(5x5, 4x4): 64 x 16 / 25 products per
 /// output against 49 x 3) and AlexNet's 11x11 stride-4 conv1 (F(5x5, 4x4) over 16 phases).
-/// Not 3x3 stride-2 kernels, whose 2x2 phase form saves 1.7 times at best.
+/// Not 3x3 stride-2 kernels, whose 2x2 phase form saves 1.7 times at best. (The count takes
+/// every lane of the phase form's blocks, though the products skip a 3-channel image's zero
+/// lanes: a conservative estimate.) Strided convolutions are served from the budget first, in
+/// network order: their transformed weights are small (the stems': 0.2 MB).
 fn phase_winograd(c: &crate::ops::Conv, cin: u64, [oh, ow]: [u64; 2], min_macs: u64) -> Option<u64> {
     let (r, _) = phase_kernel(c.kernel, c.stride, c.pad, c.dilation)?;
-    let s = c.stride[0];
-    let cin_r = s * s * cin.div_ceil(4) * 4;
+    let cin_r = phase_channels(cin, c.stride[0]);
     let macs = [oh, ow, cin, c.out_channels, c.kernel[0], c.kernel[1]].into_iter().fold(1u64, u64::saturating_mul);
     if c.groups != 1 || c.out_channels < 16 || oh < 4 || ow < 4 || macs < min_macs {
         return None;
@@ -501,7 +504,7 @@ fn phase_winograd(c: &crate::ops::Conv, cin: u64, [oh, ow]: [u64; 2], min_macs: 
         let axis = |len: u64, r: u64| (m + r - 1) as f64 * len.div_ceil(m) as f64 / len as f64;
         axis(oh, r[0]) * axis(ow, r[1]) * cin_r as f64
     };
-    let direct = (c.kernel[0] * c.kernel[1] * cin) as f64;
+    let direct = c.kernel[0].saturating_mul(c.kernel[1]).saturating_mul(cin) as f64;
     (2..=7)
         .filter(|&m| winograd_transform_exists(m, r))
         .min_by(|&a, &b| cost(a).total_cmp(&cost(b)))

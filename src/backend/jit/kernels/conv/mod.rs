@@ -18,7 +18,7 @@ mod winograd_transforms;
 pub(in super::super) use depthwise::conv_depthwise;
 pub(in super::super) use group::{lower_group, plain_algorithms};
 pub(in super::super) use winograd::{
-    WinoTile, phase_kernel, tile_len, tiles_plane, winograd_halo, winograd_transform_exists,
+    WinoTile, phase_channels, phase_kernel, tile_len, tiles_plane, winograd_halo, winograd_transform_exists,
 };
 
 use super::super::ir::*;

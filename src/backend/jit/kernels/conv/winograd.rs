@@ -122,6 +122,12 @@ pub(in super::super::super) fn phase_kernel(
     Some(([h.0, w.0], [h.1, w.1]))
 }
 
+/// The input channels of the phase form of a stride-`s` convolution over `cin` channels: s^2
+/// phases of the input's blocks of 4 (saturating: the plan rejects what would not fit).
+pub(in super::super::super) fn phase_channels(cin: u64, s: u64) -> u64 {
+    cin.div_ceil(4).saturating_mul(4).saturating_mul(s.saturating_mul(s))
+}
+
 /// Whether Winograd with tiles of `m` has transforms for a kernel of `r` (rows, columns): n =
 /// m + r - 1 of 4, 6 or 8 points along each axis the kernel spans; 3x3 and 5x5 kernels, and
 /// along one axis 1x3, 1x5 and 1x7 (Inception-v3's) and their transposes; 4x4, the phase form
@@ -141,15 +147,15 @@ impl ConvJob {
     /// times the input blocks (block `p * B + b` of the phase form is block `b` of phase p, B
     /// the input's blocks, channels past the input's in a block zero), the phase form's kernel
     /// and padding, `phases = s` and, over fewer than 4 channels, `lanes` that many; the same
-    /// input buffer, size, output and epilogue. None where
-    /// `phase_kernel` has no form or the job is grouped or already a phase form.
+    /// input buffer, size, output and epilogue. None where `phase_kernel` has no form or the
+    /// job is grouped or already a phase form.
     pub(in super::super::super) fn phase_form(&self) -> Option<ConvJob> {
         let (kernel, pad) = phase_kernel(self.kernel, self.stride, self.pad, self.dilation)?;
         if self.groups != 1 || self.phases != 1 {
             return None;
         }
         let s = self.stride[0];
-        let (cin, lanes) = (s * s * self.cin.div_ceil(4) * 4, self.cin.min(4));
+        let (cin, lanes) = (phase_channels(self.cin, s), self.cin.min(4));
         Some(ConvJob { cin, kernel, stride: [1, 1], pad, phases: s, lanes, ..self.clone() })
     }
 
