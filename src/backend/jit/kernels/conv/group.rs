@@ -242,8 +242,14 @@ fn lower_winograd(
     shortcut: Option<NodeId>,
 ) -> Result<(), JitError> {
     let wt = choose_wino(&job, m, b.cores());
-    // The direct kernel's size too: two strided convolutions may share a phase form.
-    let key = format!("winograd {:?} {:?} {wt:?}", direct.kernel, ConvJob { name: String::new(), ..job.clone() });
+    // The direct kernel's size and channels too: two strided convolutions may share a phase
+    // form, but not their multiply-accumulates.
+    let key = format!(
+        "winograd {:?} {} {:?} {wt:?}",
+        direct.kernel,
+        direct.cin,
+        ConvJob { name: String::new(), ..job.clone() }
+    );
     let lowered = b.keep_lowered().then(|| lower(direct));
     let kernel_for = |b: &mut Builder, key: String, build: &dyn Fn() -> Kernel| match b.cached_kernel(&key) {
         Some((kernel, _)) => kernel,

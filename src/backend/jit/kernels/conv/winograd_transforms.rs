@@ -141,7 +141,7 @@ fn opposite(a: &[f64], b: &[f64]) -> bool {
 ///   reads `x_j + x_j'` (even rows) or `x_j - x_j'` (odd rows), computed once;
 /// - else, when rows i and i' are (`B^T` of 8 points), `out_i = E + O` and `out_i' = E - O`
 ///   with E and O the row's terms of even and odd index;
-/// - the rest as `matrix_1d`. F(5x5, 4x4)'s `A^T` (5 x 8): 18 instructions instead of 33.
+/// - the rest as plain sums (`linear`). F(5x5, 4x4)'s `A^T` (5 x 8): 18 instructions instead of 33.
 fn paired_1d(matrix: &[Vec<f64>], x: &[VarId], out: &[VarId], tmp: &[VarId]) -> Vec<Stmt> {
     let (rows, cols) = (matrix.len(), matrix[0].len());
     let column = |j: usize| matrix.iter().map(|r| r[j]).collect::<Vec<f64>>();
