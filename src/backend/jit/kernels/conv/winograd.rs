@@ -620,3 +620,42 @@ impl Wino<'_> {
         code
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{phase_kernel, plane_stride};
+
+    /// Every tap of a strided kernel lands inside the phase form's kernel, whose first and last
+    /// offsets are both used: for kernels up to 11, strides up to 4 and every padding below the
+    /// kernel; with the shapes of the examples spelled out.
+    #[test]
+    fn phase_forms_hold_every_tap_and_no_more() {
+        assert_eq!(phase_kernel([7, 7], [2, 2], [3, 3], [1, 1]), Some(([4, 4], [2, 2])));
+        assert_eq!(phase_kernel([11, 11], [4, 4], [2, 2], [1, 1]), Some(([4, 4], [1, 1])));
+        assert_eq!(phase_kernel([3, 3], [2, 2], [1, 1], [1, 1]), Some(([2, 2], [1, 1])));
+        assert_eq!(phase_kernel([3, 3], [1, 1], [1, 1], [1, 1]), None);
+        assert_eq!(phase_kernel([3, 3], [2, 1], [1, 1], [1, 1]), None);
+        assert_eq!(phase_kernel([3, 3], [2, 2], [1, 1], [2, 2]), None);
+        for k in 1..=11u64 {
+            for s in 2..=4u64 {
+                for p in 0..k {
+                    let ([r, _], [pad, _]) = phase_kernel([k, k], [s, s], [p, p], [1, 1]).expect("a phase form");
+                    let offsets: Vec<i64> =
+                        (0..k as i64).map(|tap| (tap - p as i64).div_euclid(s as i64) + pad as i64).collect();
+                    assert!(offsets.iter().all(|&o| (0..r as i64).contains(&o)), "k {k} s {s} p {p}");
+                    assert_eq!((offsets[0], offsets[k as usize - 1]), (0, r as i64 - 1), "k {k} s {s} p {p}");
+                }
+            }
+        }
+    }
+
+    /// Planes are whole, odd numbers of 64-byte lines (16 floats), and no smaller than asked.
+    #[test]
+    fn planes_take_odd_numbers_of_lines() {
+        for floats in [1u64, 15, 16, 17, 32, 33, 12_544, 50_176 / 4] {
+            let stride = plane_stride(floats);
+            assert!(stride >= floats && stride % 16 == 0 && (stride / 16) % 2 == 1, "{floats}: {stride}");
+        }
+        assert_eq!(plane_stride(12_544), 12_560);
+    }
+}
