@@ -106,7 +106,7 @@ pub(super) fn plan(
     options: JitOptions,
 ) -> Result<JitPlan, JitError> {
     let mp = plan_memory(net, shapes);
-    let winograd = winograd_convs(net, shapes, options.winograd_min_macs, options.winograd_memory_percent);
+    let winograd = winograd_convs(net, shapes, &options);
     let (layouts, arena_bytes, padded_peak_bytes) = layout_storages(net, shapes, &mp, &winograd)?;
     let mut b = Builder {
         winograd: winograd.clone(),
@@ -179,8 +179,7 @@ pub(super) fn plan(
 pub(super) fn arena_bytes(net: &Network, shapes: &[Shape]) -> Result<u64, JitError> {
     let mp = plan_memory(net, shapes);
     let o = JitOptions::default();
-    Ok(layout_storages(net, shapes, &mp, &winograd_convs(net, shapes, o.winograd_min_macs, o.winograd_memory_percent))?
-        .1)
+    Ok(layout_storages(net, shapes, &mp, &winograd_convs(net, shapes, &o))?.1)
 }
 
 /// Storage layouts (shapes; halos as wide as the padding of the register-blocked convolutions

@@ -71,11 +71,14 @@ pub struct JitOptions {
     /// default). Results do not depend on it.
     pub cores: Cores,
     /// The memory Winograd's transformed weights may take beyond the weights' own, in percent
-    /// of all the weights' memory (at least 48 MB): 50 by default, for a model that runs many
-    /// images; `for_images(1)` gives 10, since one image does not repay larger transforms
-    /// (VGG-16's `cnnc run` on one image: 0.32 s and 642 MB at 10%, 0.35 s and 764 MB at 50%).
-    /// Results do not depend on it beyond Winograd's rounding.
+    /// of all the weights' memory: 50 by default, for a model that runs many images;
+    /// `for_images(1)` gives 10, since one image does not repay larger transforms (VGG-16's
+    /// `cnnc run` on one image: 0.32 s and 642 MB at 10%, 0.35 s and 764 MB at 50%). Results
+    /// do not depend on it beyond Winograd's rounding.
     pub winograd_memory_percent: u32,
+    /// ... or this many bytes, if more (for small networks): 128 MiB by default, 50 MiB from
+    /// `for_images(1)`.
+    pub winograd_memory_min: u64,
 }
 
 impl Default for JitOptions {
@@ -84,6 +87,7 @@ impl Default for JitOptions {
             winograd_min_macs: schedule::WINO_MIN_MACS,
             cores: Cores::host(),
             winograd_memory_percent: schedule::WINO_MEMORY_PERCENT,
+            winograd_memory_min: schedule::WINO_MEMORY_MIN,
         }
     }
 }
@@ -92,8 +96,14 @@ impl JitOptions {
     /// The default options for a model that will run `images` images: with one, the smaller
     /// Winograd memory budget.
     pub fn for_images(images: usize) -> JitOptions {
-        let percent = if images <= 1 { schedule::WINO_MEMORY_PERCENT_ONE_IMAGE } else { schedule::WINO_MEMORY_PERCENT };
-        JitOptions { winograd_memory_percent: percent, ..JitOptions::default() }
+        if images > 1 {
+            return JitOptions::default();
+        }
+        JitOptions {
+            winograd_memory_percent: schedule::WINO_MEMORY_PERCENT_ONE_IMAGE,
+            winograd_memory_min: schedule::WINO_MEMORY_MIN_ONE_IMAGE,
+            ..JitOptions::default()
+        }
     }
 }
 

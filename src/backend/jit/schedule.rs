@@ -12,6 +12,7 @@
 //! charged as a full FP operation. 1x1 convolutions do not use the model: `pointwise_tile`
 //! gives them fixed tiles that measured better.
 
+use super::JitOptions;
 use super::kernels::conv::{
     ConvJob, Tile, WinoTile, phase_channels, phase_kernel, plain_algorithms, tile_len, tiles_plane,
     winograd_transform_exists,
@@ -261,10 +262,17 @@ pub(super) const WINO_MEMORY_PERCENT_ONE_IMAGE: u32 = 10;
 /// 149.7 / 155.9 -> 121.1 / 124.7 ms; compile 97 -> 152 ms; `cnnc run` on one image 0.32 ->
 /// 0.35 s with a peak resident set of 642 -> 764 MB (1.19 -> 1.41 times the file)...
 pub(super) const WINO_MEMORY_PERCENT: u32 = 50;
-/// ... or this much, if more: small networks. ResNet-18 (47 MB of weights) needs 50.3 MB for
-/// all its stride-1 3x3 layers and 0.2 MB more for its stem's phase form; with 48 MiB the stem
-/// left one of layer4's layers direct (2.56 against 1.47 ms).
-const WINO_MEMORY_MIN: u64 = 50 << 20;
+/// ... or this much, if more: small networks. In a model for one image, 50 MiB: ResNet-18 (47
+/// MB of weights) needs 50.3 MB for all its stride-1 3x3 layers at m = 2 and 4 and 0.2 MB
+/// more for its stem's phase form; with 48 MiB one of layer4's layers stayed direct (2.56
+/// against 1.47 ms)...
+pub(super) const WINO_MEMORY_MIN_ONE_IMAGE: u64 = 50 << 20;
+/// ... and in a model for many images, 128 MiB, so that ResNet-18 (114 MB) runs every layer
+/// at its preferred m: layer4's three 7x7 layers at F(4x4) stream 38 MB of transformed
+/// weights each from memory, and still beat F(2x2)'s 17 MB from the last-level cache (Zen 4,
+/// 2 threads, minima of 3 alternating rounds: 1.07 to 1.13 ms against 1.36 to 1.37 each;
+/// forward minimum of 8 rounds 17.60 -> 16.97 ms).
+pub(super) const WINO_MEMORY_MIN: u64 = 128 << 20;
 /// Convolutions with fewer multiply-accumulates stay direct (`JitOptions::winograd_min_macs`):
 /// Winograd's fixed costs (an input-transform step of its own, edge tiles that compute pixels
 /// nobody reads) outweigh its savings there, and each such layer costs two kernels to compile.
@@ -342,39 +350,32 @@ pub(super) fn choose_wino(job: &ConvJob, m: u64, cores: Cores) -> WinoTile {
     WinoTile { m, r, vb, tx: tw, nt, kparts, shared, tiles_outer, broadcasts }
 }
 
-/// Below 12x12, m = 4 rather than 2 when its transformed weights exceed the weights by at most
-/// this: then they stay in the last-level cache (32 MB on the Zen 4 host) from image to image.
-/// Zen 4, minima of 3 or 4 alternating rounds, m = 2 then 4: GoogLeNet's inception5a/b 3x3
-/// layers at 7x7 (5.5 and 8 MB more) 0.35 -> 0.28 and 0.48 -> 0.36 ms, Inception-v3's
-/// mixed7.2 and 7.3 3x3 at 8x8 (18.6 MB more) 0.96 -> 0.81 and 0.97 -> 0.96 ms. ResNet-18's
-/// layer4 (28 MB more) keeps m = 2.
-const WINO_SMALL_MAP_BYTES: u64 = 20 << 20;
-
 /// Which 3x3, 5x5, 1xk and kx1 (k = 3, 5, 7) stride-1 convolutions run Winograd, and with which
 /// m, under a memory budget: transformed weights take (m + r - 1)^2 / r^2 times the memory of
 /// the weights (4x for m = 4, r = 3; 8/7 for F(2, 7)), so the extra memory they need is allowed
-/// up to `percent` of all the weights (at least `WINO_MEMORY_MIN`). Layers are served largest
+/// up to `budget` bytes (`winograd_convs`). Layers are served largest
 /// output first (most multiply-adds per weight); each takes its preferred m, else a smaller one
 /// that fits and has a transform (`winograd_transform_exists`: 5x5 and 1x5 kernels take m = 4
 /// or 2, 1x7 m = 2), else stays direct. Along one axis the preferred m is the one with the
 /// fewest products per output, edge tiles counted. F(2, 7) on Inception-v3's 26 such layers (17x17,
 /// 128 to 192 channels): 160 to 166 GFLOP/s effective at best, against 103 to 110 direct.
-/// Preferred: m = 6 from 100x100 pixels (VGG-16's 224 and 112: 6-12% faster than m = 4), m = 2
-/// below 12x12 when m = 4's transformed weights would take more than `WINO_SMALL_MAP_BYTES`
-/// beyond the weights (at 7x7, 4x4 tiles waste a third of their outputs and the weights'
-/// traffic dominates: ResNet-18's layer4 2.7 ms against 3.1 with m = 4 and 3.4 direct), else 4.
+/// Preferred: m = 6 from 100x100 pixels (VGG-16's 224 and 112: 6-12% faster than m = 4), else 4,
+/// small maps included: at 7x7 and 8x8, 4x4 tiles waste a third of their outputs, and their
+/// transformed weights may not stay in the last-level cache from image to image, yet they ran
+/// faster than m = 2 wherever measured (Zen 4, minima of 3 or 4 alternating rounds, m = 2 then
+/// 4: GoogLeNet's inception5a/b 3x3 layers at 7x7 0.35 -> 0.28 and 0.48 -> 0.36 ms,
+/// Inception-v3's mixed7.2 and 7.3 3x3 at 8x8 0.96 -> 0.81 and 0.97 -> 0.96 ms, ResNet-18's
+/// layer4, 38 MB of transformed weights each, 1.36 -> 1.10 ms).
+///
+/// A layer takes its preferred m only if what the budget has left still covers the cheapest
+/// transform of every layer after it; so a tight budget lowers m where it must rather than
+/// leaving later layers direct (VGG-16's conv4 and conv5 in a model for one image: all F(2x2),
+/// where taking F(4x4) first left conv5 direct).
 /// `CNNC_WINO_M` forces m (for measurement).
-fn winograd_plan(
-    net: &Network,
-    shapes: &[Shape],
-    weight_bytes: u64,
-    min_macs: u64,
-    percent: u32,
-) -> HashMap<NodeId, u64> {
+fn winograd_plan(net: &Network, shapes: &[Shape], min_macs: u64, mut budget: u64) -> HashMap<NodeId, u64> {
     let forced: Option<u64> =
         std::env::var("CNNC_WINO_M").ok().and_then(|v| v.parse().ok()).filter(|m| [2, 4, 6].contains(m));
     let mut layers: Vec<(NodeId, [u64; 2], [u64; 2])> = Vec::new();
-    let mut budget = (weight_bytes.saturating_mul(percent as u64) / 100).max(WINO_MEMORY_MIN);
     let mut plan = HashMap::new();
     for (id, node) in net.nodes.iter().enumerate() {
         let Op::Conv(c) = &node.op else { continue };
@@ -404,8 +405,14 @@ fn winograd_plan(
         }
     }
     layers.sort_by_key(|&(id, [oh, ow], _)| (std::cmp::Reverse(oh * ow), id));
-    for (id, [oh, ow], r) in layers {
-        let pixels = oh * ow;
+    let extra = |id: NodeId, m: u64| winograd_extra_bytes(net, shapes, id, m);
+    let cheapest = |id: NodeId, r: [u64; 2]| {
+        [2, 4, 6].into_iter().filter(|&m| winograd_transform_exists(m, r)).map(|m| extra(id, m)).min().unwrap_or(0)
+    };
+    // What each layer needs at least, so that the layers before it leave it that much.
+    let need: Vec<u64> = layers.iter().map(|&(id, _, r)| cheapest(id, r)).collect();
+    for (i, &(id, [oh, ow], r)) in layers.iter().enumerate() {
+        let after = need[i + 1..].iter().fold(0u64, |a, &b| a.saturating_add(b));
         let preferred = forced.unwrap_or(match r {
             // Along one axis of `len` outputs: the fewest products per output, edge tiles
             // counted (Inception-v3's 1x3 on 8 columns: m = 4, 0.32 ms, against 0.39 with m =
@@ -419,29 +426,34 @@ fn winograd_plan(
                     .min_by(|&a, &b| cost(a).total_cmp(&cost(b)))
                     .unwrap_or(2)
             }
-            _ if pixels >= 100 * 100 => 6,
-            _ if pixels < 12 * 12 && winograd_extra_bytes(net, shapes, id, 4) > WINO_SMALL_MAP_BYTES => 2,
+            _ if oh * ow >= 100 * 100 => 6,
             _ => 4,
         });
-        let extra = |m: u64| winograd_extra_bytes(net, shapes, id, m);
-        let fits = |&m: &u64| m <= preferred && winograd_transform_exists(m, r) && extra(m) <= budget;
-        if let Some(m) = [6, 4, 2].into_iter().find(fits) {
-            budget -= extra(m);
+        let usable = |m: &u64| *m <= preferred && winograd_transform_exists(*m, r);
+        let chosen = [6, 4, 2]
+            .into_iter()
+            .filter(usable)
+            .find(|&m| extra(id, m).saturating_add(after) <= budget)
+            .or_else(|| [6, 4, 2].into_iter().filter(usable).find(|&m| extra(id, m) <= budget));
+        if let Some(m) = chosen {
+            budget -= extra(id, m);
             plan.insert(id, m);
         }
     }
     plan
 }
 
-/// The convolutions that run Winograd and their tile size (`schedule::winograd_plan`, its
-/// memory budget `percent` of the network's parameters), none under `CNNC_ALGO=direct`; none
-/// with fewer than `min_macs` multiply-accumulates.
-pub(super) fn winograd_convs(net: &Network, shapes: &[Shape], min_macs: u64, percent: u32) -> HashMap<NodeId, u64> {
+/// The convolutions that run Winograd and their tile size (`schedule::winograd_plan`), none
+/// under `CNNC_ALGO=direct`; none with fewer than the options' `winograd_min_macs`
+/// multiply-accumulates. Their memory budget is the options' percentage of the network's
+/// weights, or their floor if more.
+pub(super) fn winograd_convs(net: &Network, shapes: &[Shape], o: &JitOptions) -> HashMap<NodeId, u64> {
     if plain_algorithms() {
         return HashMap::new();
     }
     let params: u64 = crate::analysis::params::param_specs(net, shapes).iter().map(|p| p.elements() as u64).sum();
-    winograd_plan(net, shapes, params * 4, min_macs, percent)
+    let budget = (params * 4).saturating_mul(u64::from(o.winograd_memory_percent)) / 100;
+    winograd_plan(net, shapes, o.winograd_min_macs, budget.max(o.winograd_memory_min))
 }
 
 /// Winograd's memory beyond the weights (for the memory budget, before anything is allocated):
@@ -450,7 +462,7 @@ pub(super) fn winograd_convs(net: &Network, shapes: &[Shape], min_macs: u64, per
 /// budget of either core profile, 4 MB, for up to 8 threads). Of the default options, whose
 /// budget is the larger.
 pub(super) fn winograd_bytes(net: &Network, shapes: &[Shape]) -> u64 {
-    let plan = winograd_convs(net, shapes, WINO_MIN_MACS, WINO_MEMORY_PERCENT);
+    let plan = winograd_convs(net, shapes, &JitOptions::default());
     if plan.is_empty() {
         return 0;
     }
@@ -571,7 +583,6 @@ fn forced_tile(job: &ConvJob) -> Option<Tile> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::JitOptions;
     use super::*;
 
     /// Five 3x3 layers of 512 channels, two at 28x28 and three at 14x14, as in VGG-16's conv4
@@ -584,22 +595,38 @@ mod tests {
         (checked.network, checked.shapes)
     }
 
+    /// The plan's tile sizes, sorted, under the budget that `options` give `weights` bytes of
+    /// weights.
+    fn plan_of(net: &Network, shapes: &[Shape], weights: u64, options: JitOptions) -> Vec<u64> {
+        let budget = (weights * u64::from(options.winograd_memory_percent) / 100).max(options.winograd_memory_min);
+        let mut m: Vec<u64> = winograd_plan(net, shapes, WINO_MIN_MACS, budget).into_values().collect();
+        m.sort_unstable();
+        m
+    }
+
     #[test]
     fn a_model_for_one_image_takes_the_smaller_winograd_budget() {
         let (net, shapes) = vgg_tail();
         let vgg_weights = 553_433_048;
-        let plan = |percent| {
-            let mut m: Vec<u64> =
-                winograd_plan(&net, &shapes, vgg_weights, WINO_MIN_MACS, percent).into_values().collect();
-            m.sort_unstable();
-            m
-        };
         // Many images: every layer F(4x4) (142 MB beyond the 3x3 weights, within 50%).
-        assert_eq!(plan(WINO_MEMORY_PERCENT), [4, 4, 4, 4, 4]);
-        // One image: 55 MB. The first 28x28 layer takes F(4x4) (28 MB), the next three F(2x2)
-        // (7 MB each), and the last stays direct.
-        assert_eq!(plan(WINO_MEMORY_PERCENT_ONE_IMAGE), [2, 2, 2, 4]);
+        assert_eq!(plan_of(&net, &shapes, vgg_weights, JitOptions::default()), [4, 4, 4, 4, 4]);
+        // One image: 55 MB. F(4x4) for the first 28x28 layer (28 MB) would leave too little
+        // for F(2x2) in the other four (7 MB each), so all five take F(2x2).
+        assert_eq!(plan_of(&net, &shapes, vgg_weights, JitOptions::for_images(1)), [2, 2, 2, 2, 2]);
         assert_eq!(JitOptions::for_images(1).winograd_memory_percent, WINO_MEMORY_PERCENT_ONE_IMAGE);
         assert_eq!(JitOptions::for_images(2), JitOptions::default());
+    }
+
+    #[test]
+    fn small_networks_take_the_floor_and_small_maps_take_f4() {
+        // ResNet-18's layer4: three 3x3 layers of 512 channels at 7x7, 28 MB beyond their
+        // weights each with F(4x4), 7 MB with F(2x2); 28 MB of weights in all.
+        let src = "network l4\ninput 512x7x7\nconv 3x3 512 pad 1\nconv 3x3 512 pad 1\nconv 3x3 512 pad 1\n";
+        let checked = crate::analysis::check::check_source(src, "l4", None).checked.expect("a clean check");
+        let (net, shapes) = (checked.network, checked.shapes);
+        let weights = 3 * 512 * 512 * 9 * 4;
+        assert_eq!(plan_of(&net, &shapes, weights, JitOptions::default()), [4, 4, 4]);
+        // 50 MiB: F(4x4) for the first leaves room for F(2x2) in the others, and no more.
+        assert_eq!(plan_of(&net, &shapes, weights, JitOptions::for_images(1)), [2, 2, 4]);
     }
 }
