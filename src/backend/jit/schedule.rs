@@ -350,6 +350,12 @@ pub(super) fn choose_wino(job: &ConvJob, m: u64, cores: Cores) -> WinoTile {
     WinoTile { m, r, vb, tx: tw, nt, kparts, shared, tiles_outer, broadcasts }
 }
 
+/// The tile sizes m that Winograd may take, smallest first.
+const WINO_MS: [u64; 4] = [2, 4, 5, 6];
+/// The share of F(4x4)'s products that another m must save to be preferred (square kernels):
+/// more points cost more in the transforms.
+const WINO_OTHER_M_GAIN: f64 = 0.15;
+
 /// Which 3x3, 5x5, 1xk and kx1 (k = 3, 5, 7) stride-1 convolutions run Winograd, and with which
 /// m, under a memory budget: transformed weights take (m + r - 1)^2 / r^2 times the memory of
 /// the weights (4x for m = 4, r = 3; 8/7 for F(2, 7)), so the extra memory they need is allowed
@@ -359,8 +365,13 @@ pub(super) fn choose_wino(job: &ConvJob, m: u64, cores: Cores) -> WinoTile {
 /// or 2, 1x7 m = 2), else stays direct. Along one axis the preferred m is the one with the
 /// fewest products per output, edge tiles counted. F(2, 7) on Inception-v3's 26 such layers (17x17,
 /// 128 to 192 channels): 160 to 166 GFLOP/s effective at best, against 103 to 110 direct.
-/// Preferred: m = 6 from 100x100 pixels (VGG-16's 224 and 112: 6-12% faster than m = 4), else 4,
-/// small maps included: at 7x7 and 8x8, 4x4 tiles waste a third of their outputs, and their
+/// Square kernels prefer m = 4 unless m = 5 or 6 needs `WINO_OTHER_M_GAIN` fewer products,
+/// counting edge tiles and the tiles that pad the last register tile of 4: m = 6 from about
+/// 100x100 (VGG-16's 224 and 112: 6-12% faster than m = 4; at 56x56 it saves 9%, and ran
+/// slower) and at 35x35 (24%), m = 5 at 10x10 and 20x20 (55% and 22%). Not at 14x14: F(5x5)'s
+/// 9 tiles pad to 12 and need 2% more products than F(4x4)'s 16, and ran 4-10% slower
+/// (GoogLeNet's inception4a-e and ResNet-18's layer3, Zen 4, minima of 3 alternating rounds,
+/// before the padding was counted). Small maps take m = 4 too: at 7x7 and 8x8, 4x4 tiles waste a third of their outputs, and their
 /// transformed weights may not stay in the last-level cache from image to image, yet they ran
 /// faster than m = 2 wherever measured (Zen 4, minima of 3 or 4 alternating rounds, m = 2 then
 /// 4: GoogLeNet's inception5a/b 3x3 layers at 7x7 0.35 -> 0.28 and 0.48 -> 0.36 ms,
@@ -374,15 +385,28 @@ pub(super) fn choose_wino(job: &ConvJob, m: u64, cores: Cores) -> WinoTile {
 /// `CNNC_WINO_M` forces m (for measurement).
 fn winograd_plan(net: &Network, shapes: &[Shape], min_macs: u64, mut budget: u64) -> HashMap<NodeId, u64> {
     let forced: Option<u64> =
-        std::env::var("CNNC_WINO_M").ok().and_then(|v| v.parse().ok()).filter(|m| [2, 4, 6].contains(m));
+        std::env::var("CNNC_WINO_M").ok().and_then(|v| v.parse().ok()).filter(|m| WINO_MS.contains(m));
     let mut layers: Vec<(NodeId, [u64; 2], [u64; 2])> = Vec::new();
     let mut plan = HashMap::new();
+    // A pool fused into a convolution's epilogue must tile its output tiles (`ConvJob::winograd`).
+    let views = crate::analysis::fusion::Views::of(net, shapes);
+    let pools: HashMap<NodeId, [u64; 2]> = crate::analysis::fusion::fuse(net, shapes, &views)
+        .iter()
+        .filter_map(|g| match (&net.nodes[g.anchor()].op, &net.nodes[g.output].op) {
+            (Op::Conv(_), Op::Pool(p)) => Some((g.anchor(), p.kernel)),
+            _ => None,
+        })
+        .collect();
+    let pool_fits = |id: NodeId, m: u64, r: [u64; 2]| {
+        pools.get(&id).is_none_or(|k| (0..2).all(|a| k[a] <= 2 && tile_len(m, r[a]) % k[a] == 0))
+    };
+    let takes = |id: NodeId, m: u64, r: [u64; 2]| winograd_transform_exists(m, r) && pool_fits(id, m, r);
     for (id, node) in net.nodes.iter().enumerate() {
         let Op::Conv(c) = &node.op else { continue };
         let (Some(&input), Shape::Map { h: oh, w: ow, .. }) = (node.inputs.first(), shapes[id]) else { continue };
         let cin = shapes[input].channels();
         let r = c.kernel;
-        let eligible = [2, 4, 6].iter().any(|&m| winograd_transform_exists(m, r))
+        let eligible = WINO_MS.iter().any(|&m| takes(id, m, r))
             && c.stride == [1, 1]
             && c.dilation == [1, 1]
             && c.groups == 1
@@ -396,7 +420,7 @@ fn winograd_plan(net: &Network, shapes: &[Shape], min_macs: u64, mut budget: u64
             && [oh, ow, cin, c.out_channels, r[0], r[1]].into_iter().fold(1u64, u64::saturating_mul) >= min_macs;
         if eligible {
             layers.push((id, [oh, ow], r));
-        } else if let Some(m) = phase_winograd(c, cin, [oh, ow], min_macs) {
+        } else if let Some(m) = phase_winograd(c, cin, [oh, ow], min_macs).filter(|&m| pool_fits(id, m, r)) {
             let extra = winograd_extra_bytes(net, shapes, id, m);
             if extra <= budget {
                 budget -= extra;
@@ -407,34 +431,48 @@ fn winograd_plan(net: &Network, shapes: &[Shape], min_macs: u64, mut budget: u64
     layers.sort_by_key(|&(id, [oh, ow], _)| (std::cmp::Reverse(oh * ow), id));
     let extra = |id: NodeId, m: u64| winograd_extra_bytes(net, shapes, id, m);
     let cheapest = |id: NodeId, r: [u64; 2]| {
-        [2, 4, 6].into_iter().filter(|&m| winograd_transform_exists(m, r)).map(|m| extra(id, m)).min().unwrap_or(0)
+        WINO_MS.into_iter().filter(|&m| takes(id, m, r)).map(|m| extra(id, m)).min().unwrap_or(0)
     };
     // What each layer needs at least, so that the layers before it leave it that much.
     let need: Vec<u64> = layers.iter().map(|&(id, _, r)| cheapest(id, r)).collect();
     for (i, &(id, [oh, ow], r)) in layers.iter().enumerate() {
         let after = need[i + 1..].iter().fold(0u64, |a, &b| a.saturating_add(b));
+        // Products per output along an axis of `len` outputs, edge tiles counted.
+        let cost = |m: u64, len: u64, k: u64| (m + k - 1) as f64 / len as f64 * len.div_ceil(m) as f64;
         let preferred = forced.unwrap_or(match r {
-            // Along one axis of `len` outputs: the fewest products per output, edge tiles
-            // counted (Inception-v3's 1x3 on 8 columns: m = 4, 0.32 ms, against 0.39 with m =
-            // 2 and 0.42 with m = 6).
+            // Along one axis: the fewest (Inception-v3's 1x3 on 8 columns: m = 4, 0.32 ms,
+            // against 0.39 with m = 2 and 0.42 with m = 6).
             [1, k] | [k, 1] => {
                 let len = if r[0] == 1 { ow } else { oh };
-                let cost = |m: u64| (m + k - 1) as f64 / len as f64 * len.div_ceil(m) as f64;
                 [2, 4, 6]
                     .into_iter()
                     .filter(|&m| winograd_transform_exists(m, r))
-                    .min_by(|&a, &b| cost(a).total_cmp(&cost(b)))
+                    .min_by(|&a, &b| cost(a, len, k).total_cmp(&cost(b, len, k)))
                     .unwrap_or(2)
             }
-            _ if oh * ow >= 100 * 100 => 6,
-            _ => 4,
+            // Square kernels: m = 4 unless another saves `WINO_OTHER_M_GAIN` of its products,
+            // counting the tiles that pad the last register tile of 4.
+            _ => {
+                let products = |m: u64| {
+                    let n = |a: usize| (m + r[a] - 1) as f64;
+                    let tiles = oh.div_ceil(m) * ow.div_ceil(m);
+                    (tiles.div_ceil(4) * 4) as f64 * n(0) * n(1)
+                };
+                WINO_MS
+                    .into_iter()
+                    .filter(|&m| m > 2 && winograd_transform_exists(m, r))
+                    .filter(|&m| m == 4 || products(m) <= products(4) * (1.0 - WINO_OTHER_M_GAIN))
+                    .min_by(|&a, &b| products(a).total_cmp(&products(b)))
+                    .unwrap_or(4)
+            }
         });
-        let usable = |m: &u64| *m <= preferred && winograd_transform_exists(*m, r);
-        let chosen = [6, 4, 2]
+        let usable = |m: &u64| *m <= preferred && takes(id, *m, r);
+        let chosen = WINO_MS
             .into_iter()
+            .rev()
             .filter(usable)
             .find(|&m| extra(id, m).saturating_add(after) <= budget)
-            .or_else(|| [6, 4, 2].into_iter().filter(usable).find(|&m| extra(id, m) <= budget));
+            .or_else(|| WINO_MS.into_iter().rev().filter(usable).find(|&m| extra(id, m) <= budget));
         if let Some(m) = chosen {
             budget -= extra(id, m);
             plan.insert(id, m);
@@ -628,5 +666,24 @@ mod tests {
         assert_eq!(plan_of(&net, &shapes, weights, JitOptions::default()), [4, 4, 4]);
         // 50 MiB: F(4x4) for the first leaves room for F(2x2) in the others, and no more.
         assert_eq!(plan_of(&net, &shapes, weights, JitOptions::for_images(1)), [2, 2, 4]);
+    }
+
+    #[test]
+    fn odd_maps_take_other_tiles_unless_a_fused_pool_needs_even_ones() {
+        let plan = |src: &str| {
+            let checked = crate::analysis::check::check_source(src, "p", None).checked.expect("a clean check");
+            plan_of(&checked.network, &checked.shapes, 1 << 20, JitOptions::default())
+        };
+        // 10x10: 4 tiles of 5x5 against 9 of 4x4, padded to 12.
+        assert_eq!(plan("network p\ninput 256x10x10\nconv 3x3 256 pad 1\n"), [5]);
+        assert_eq!(plan("network p\ninput 256x10x10\nconv 3x3 256 pad 1 relu\nmaxpool 2\n"), [4]);
+        // 14x14: F(5x5)'s 9 tiles pad to 12, 2% more products than F(4x4)'s 16.
+        assert_eq!(plan("network p\ninput 256x14x14\nconv 3x3 256 pad 1\n"), [4]);
+        // 28x28: F(5x5) needs as many products as F(4x4), and F(6x6) saves 9%: F(4x4).
+        assert_eq!(plan("network p\ninput 64x28x28\nconv 3x3 64 pad 1\n"), [4]);
+        // 35x35: F(6x6) saves 24%.
+        assert_eq!(plan("network p\ninput 64x35x35\nconv 3x3 96 pad 1\n"), [6]);
+        // A 3x3 pool fused (kernel = stride) leaves no tile that fits: direct.
+        assert_eq!(plan("network p\ninput 64x30x30\nconv 3x3 64 pad 1\nmaxpool 3\n"), Vec::<u64>::new());
     }
 }

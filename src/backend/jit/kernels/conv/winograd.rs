@@ -129,12 +129,12 @@ pub(in super::super::super) fn phase_channels(cin: u64, s: u64) -> u64 {
 }
 
 /// Whether Winograd with tiles of `m` has transforms for a kernel of `r` (rows, columns): n =
-/// m + r - 1 of 4, 6 or 8 points along each axis the kernel spans; 3x3 and 5x5 kernels, and
+/// m + r - 1 of 4, 6, 7 or 8 points along each axis the kernel spans; 3x3 and 5x5 kernels, and
 /// along one axis 1x3, 1x5 and 1x7 (Inception-v3's) and their transposes; 4x4, the phase form
 /// of 7x7 stride-2 and 11x11 stride-4 kernels (`phase_kernel`), with m = 3 or 5.
 pub(in super::super::super) fn winograd_transform_exists(m: u64, r: [u64; 2]) -> bool {
     match r {
-        [3, 3] | [1, 3] | [3, 1] => matches!(m, 2 | 4 | 6),
+        [3, 3] | [1, 3] | [3, 1] => matches!(m, 2 | 4 | 5 | 6),
         [5, 5] | [1, 5] | [5, 1] => matches!(m, 2 | 4),
         [1, 7] | [7, 1] => m == 2,
         [4, 4] => matches!(m, 3 | 5),
