@@ -538,7 +538,13 @@ const PHASE_MIN_GAIN: f64 = 2.0;
 /// `PHASE_MIN_GAIN` of the products: 7x7 stride-2 stems (ResNet-18, GoogLeNet, DenseNet-121:
 /// 4x4 over 4 phases of 3 channels in one block each, F(5x5, 4x4): 64 x 16 / 25 products per
 /// output against 49 x 3) and AlexNet's 11x11 stride-4 conv1 (F(5x5, 4x4) over 16 phases).
-/// Not 3x3 stride-2 kernels, whose 2x2 phase form saves 1.7 times at best. (The count takes
+/// Not 3x3 stride-2 kernels, whose 2x2 phase form saves 1.7 times at best, with F(7x7, 2x2)
+/// on maps of 14 or 28 (whole tiles, in whole register tiles of 4); the transformed weights take 28 times the
+/// direct ones, and streaming them undoes the saving at batch 1: ResNet-18's layer2 and layer3
+/// stride-2 convolutions (28x28 and 14x14 outputs) took 1.21 and 1.28 ms in the network
+/// against 1.18 and 1.24 direct, though 0.71 and 0.81 against 1.10 and 1.08 alone, with their
+/// 8 and 34 MB of weights in the cache (Zen 4, 2 threads, minima of 2 alternating rounds).
+/// (The count takes
 /// every lane of the phase form's blocks, though the products skip a 3-channel image's zero
 /// lanes: a conservative estimate.) Strided convolutions are served from the budget first, in
 /// network order: their transformed weights are small (the stems': 0.2 MB).
