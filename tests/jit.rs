@@ -144,6 +144,40 @@ fn results_do_not_depend_on_the_thread_count() {
     assert!(outputs[0] == outputs[1] && outputs[1] == outputs[2], "bitwise identical for 1, 2 and 3 threads");
 }
 
+/// A batch runs one image per thread, each on a lane of its own (`JitModel::run_batch`): its
+/// output and logits are bitwise those of one thread running the images one at a time, on the
+/// first batch (which builds the lanes) and the next, with more images than threads and fewer.
+#[test]
+fn batches_run_one_image_per_thread_with_the_same_results() {
+    // GoogLeNet with a softmax, so that there are logits too.
+    let source = std::fs::read_to_string(example("googlenet.cnn")).unwrap() + "softmax\n";
+    let report = check_source(&source, "googlenet", Some(Input { c: 3, h: 64, w: 64 }));
+    let checked = report.checked.unwrap();
+    let weights = interesting_weights(&checked.network, &checked.shapes, 3);
+    let x = image(checked.input, 5, 7);
+    let run = |threads: usize, x: &ndarray::Array4<f32>, times: usize| {
+        let mut jit =
+            JitModel::compile_with(&checked.network, &checked.shapes, weights.clone(), threads, all_winograd())
+                .unwrap();
+        let mut last = None;
+        for _ in 0..times {
+            let out = jit.forward(x);
+            let now = (rows(&out.output), out.logits.as_ref().map(rows));
+            assert!(last.as_ref().is_none_or(|l| *l == now), "the same results from the lanes' second batch");
+            last = Some(now);
+        }
+        last.unwrap()
+    };
+    let one = run(1, &x, 1);
+    assert!(one.1.is_some(), "logits");
+    assert!(one == run(2, &x, 2), "2 threads, 5 images");
+    assert!(one == run(3, &x, 2), "3 threads, 5 images");
+    let two = x.slice(ndarray::s![0..2, .., .., ..]).to_owned();
+    let first_two = run(1, &two, 1);
+    assert!(first_two == run(3, &two, 2), "3 threads, 2 images");
+    assert_eq!(first_two.0[..], one.0[..first_two.0.len()], "an image's results do not depend on the batch");
+}
+
 #[test]
 fn edge_shapes() {
     let cases = [

@@ -12,7 +12,7 @@ pub(crate) fn cmd_compile(
     limits: &Limits,
 ) -> Result<(), RunError> {
     let model = load_model(model_path, None)?;
-    let (weights, _, _) = cnnc::resolve_weights(&model, weights, Usage::Jit { batch: 1 }, limits)?;
+    let (weights, _, _) = cnnc::resolve_weights(&model, weights, Usage::Jit { batch: 1, threads: 1 }, limits)?;
     let pass = match pass {
         DumpPass::Lowered => "lowered",
         DumpPass::Scheduled => "scheduled",

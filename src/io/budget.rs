@@ -114,10 +114,14 @@ pub enum Usage {
         /// Images per batch.
         batch: u64,
     },
-    /// The JIT, one image at a time through its arena, on batches of `batch` images.
+    /// The JIT on batches of `batch` images with `threads` threads: one image through its
+    /// arena, or with two or more of both, one image per thread, each on an arena of its own
+    /// (`JitModel::run_batch`).
     Jit {
         /// Images per batch.
         batch: u64,
+        /// Threads of the forward pass.
+        threads: u64,
     },
 }
 
@@ -142,14 +146,18 @@ pub fn memory_need(c: &Checked, usage: Usage, file_bytes: u64) -> MemoryNeed {
             need.activations = interpreter_peak_bytes(c).saturating_mul(batch);
             need.io = per_image_io.saturating_mul(batch);
         }
-        Usage::Jit { batch } => {
+        Usage::Jit { batch, threads } => {
             // Packing copies at most one tensor at a time; Winograd's transformed weights are
             // larger than the weights (within a budget), and it has scratch.
             need.weights = need
                 .weights
                 .saturating_add(largest.map_or(0, |(_, b)| b))
                 .saturating_add(jit::winograd_bytes(&c.network, &c.shapes));
-            need.activations = jit::arena_bytes(&c.network, &c.shapes).unwrap_or(c.peak_activation_bytes);
+            // Each lane beyond the first has its arena, scratch (4 MiB at most) and workspace
+            // (16 MiB at most).
+            let arena = jit::arena_bytes(&c.network, &c.shapes).unwrap_or(c.peak_activation_bytes);
+            let lanes = if batch > 1 && threads > 1 { batch.min(threads) } else { 1 };
+            need.activations = arena.saturating_add(arena.saturating_add(20 << 20).saturating_mul(lanes - 1));
             need.io = per_image_io.saturating_mul(batch);
             // Measured: about 1.4 KB per step on a 100,000-layer network, a few MiB of code and
             // IR for the largest kernels; the allowance is generous.

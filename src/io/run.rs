@@ -337,9 +337,9 @@ impl<'m> Runner<'m> {
 
     /// The backend's memory use for batches of `batch` images.
     fn usage(&self, batch: usize) -> Usage {
-        match self.engine {
+        match &self.engine {
             Engine::Interp(_) => Usage::Interp { batch: batch as u64 },
-            Engine::Jit(_) => Usage::Jit { batch: batch as u64 },
+            Engine::Jit(model) => Usage::Jit { batch: batch as u64, threads: model.threads() as u64 },
         }
     }
 
@@ -426,7 +426,7 @@ pub fn run_backend(
 pub fn usage(backend: Backend, batch: usize) -> Usage {
     match backend {
         Backend::Interp => Usage::Interp { batch: batch as u64 },
-        Backend::Jit { .. } => Usage::Jit { batch: batch as u64 },
+        Backend::Jit { threads } => Usage::Jit { batch: batch as u64, threads: threads as u64 },
     }
 }
 

@@ -12,6 +12,7 @@ mod codegen;
 pub(crate) mod compile;
 mod ir;
 mod kernels;
+mod lanes;
 mod lower;
 mod mathfn;
 mod runtime;
@@ -119,6 +120,10 @@ pub struct JitModel {
     image: Aligned,
     results: Vec<Aligned>,
     result_shapes: Vec<Shape>,
+    /// What the lanes of a batch need (`lanes`), until the first batch builds them; none in
+    /// bounds-checked mode.
+    lane_plan: Option<lanes::LanePlan>,
+    lanes: Option<lanes::Lanes>,
     /// Each step, in execution order.
     pub steps: Vec<StepInfo>,
     /// Wall time of `compile`, in milliseconds.
@@ -133,9 +138,9 @@ pub struct JitModel {
     pub padded_peak_bytes: u64,
 }
 
-// SAFETY: the raw pointers a JitModel holds (its calls' pointer tables) point into heap memory
-// the JitModel itself owns (arena, packed parameters, image and result buffers) and into its own
-// compiled code, none of which moves or is freed while it lives; its worker threads only touch
+// SAFETY: the raw pointers a JitModel holds (its calls' and its lanes' pointer tables) point into
+// heap memory the JitModel itself owns (arenas, packed parameters, image and result buffers,
+// the lanes' own) and into its own compiled code, none of which moves or is freed while it lives; its worker threads only touch
 // that memory during `forward`, which takes `&mut self`. Moving the whole model to another
 // thread (a Python binding's mutex, a server's worker) therefore moves every owner together.
 unsafe impl Send for JitModel {}
@@ -243,6 +248,25 @@ impl JitModel {
                 check_bindings(&info.name, &s.bindings, buffers, sizes, &params);
             }
         }
+        let lane_plan = (!checked && threads > 1).then(|| lanes::LanePlan {
+            steps: steps
+                .iter()
+                .zip(&infos)
+                .zip(&step_buffers)
+                .map(|((s, info), buffers)| lanes::LaneStep {
+                    func: code.functions[s.kernel],
+                    tasks: info.tasks,
+                    bindings: s.bindings.clone(),
+                    buffers: buffers.len(),
+                })
+                .collect(),
+            arena_bytes,
+            scratch_bytes,
+            workspace_bytes,
+            image_len,
+            result_lens: results.iter().map(|&(_, len)| len).collect(),
+            params: params.iter().map(|p| p.as_ptr().cast_mut()).collect(),
+        });
         let calls = steps
             .iter()
             .zip(&infos)
@@ -271,6 +295,8 @@ impl JitModel {
             image,
             results: result_bufs,
             result_shapes,
+            lane_plan,
+            lanes: None,
             steps: infos,
             compile_ms: start.elapsed().as_secs_f64() * 1e3,
             kernels_compiled,
@@ -302,20 +328,58 @@ impl JitModel {
         self.results[k].slice()
     }
 
-    /// Runs a batch (N, C, H, W), one image at a time through the same arena.
+    /// How many results the network has: its output, then its logits if any.
+    pub fn results(&self) -> usize {
+        self.results.len()
+    }
+
+    /// The values of result `k` for one image.
+    pub fn result_len(&self, k: usize) -> usize {
+        self.results[k].slice().len()
+    }
+
+    /// Runs the images of `batch` (whole images of C*H*W values, NCHW order), writing image
+    /// i's result k to `outputs[k][i * len_k..]`. With two or more images and threads, each
+    /// thread runs whole images on a lane of its own (`lanes`); the results are bitwise those
+    /// of `run_image`. The first such batch allocates the lanes; later ones allocate nothing.
+    pub fn run_batch(&mut self, batch: &[f32], outputs: &mut [&mut [f32]]) {
+        let image_len = self.image.slice().len();
+        let images = batch.len() / image_len.max(1);
+        let threads = self.threads();
+        if images < 2 || (self.lanes.is_none() && self.lane_plan.is_none()) {
+            for i in 0..images {
+                self.run_image(&batch[i * image_len..(i + 1) * image_len]);
+                for (k, out) in outputs.iter_mut().enumerate() {
+                    let r = self.results[k].slice();
+                    out[i * r.len()..(i + 1) * r.len()].copy_from_slice(r);
+                }
+            }
+            return;
+        }
+        if self.lanes.is_none() {
+            let plan = self.lane_plan.take().expect("a lane plan until the lanes are built");
+            let first = lanes::FirstLane {
+                tables: self.executor.calls.iter().map(|c| c.table.as_ptr()).collect(),
+                image: self.image.ptr(),
+                results: self.results.iter_mut().map(|r| r.ptr().cast_const()).collect(),
+            };
+            self.lanes = Some(lanes::Lanes::new(plan, first, threads));
+        }
+        let lanes = self.lanes.as_mut().expect("built above");
+        debug_assert_eq!(lanes.count(), threads);
+        let (entries, entry) = lanes.prepare(&batch[..images * image_len], outputs);
+        self.executor.pool.run_each(entry, entries, images as i64);
+    }
+
+    /// Runs a batch (N, C, H, W) with `run_batch`.
     pub fn forward(&mut self, batch: &Array4<f32>) -> JitOutputs {
         let n = batch.dim().0;
         let per_image: Vec<usize> = self.results.iter().map(|r| r.slice().len()).collect();
-        let mut collected: Vec<Vec<f32>> = per_image.iter().map(|&l| Vec::with_capacity(l * n)).collect();
+        let mut collected: Vec<Vec<f32>> = per_image.iter().map(|&l| vec![0.0; l * n]).collect();
         let batch = batch.as_standard_layout();
         let data = batch.as_slice().expect("standard layout");
-        let image_len = self.image.slice().len();
-        for i in 0..n {
-            self.run_image(&data[i * image_len..(i + 1) * image_len]);
-            for (k, out) in collected.iter_mut().enumerate() {
-                out.extend_from_slice(self.result(k));
-            }
-        }
+        let mut outputs: Vec<&mut [f32]> = collected.iter_mut().map(|v| v.as_mut_slice()).collect();
+        self.run_batch(data, &mut outputs);
         let mut tensors: Vec<Tensor> = collected
             .into_iter()
             .zip(&self.result_shapes)

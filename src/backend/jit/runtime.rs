@@ -172,6 +172,14 @@ impl ThreadPool {
         self.shared.threads
     }
 
+    /// Calls `func` on every thread with task ranges of `tasks` claimed as a kernel's are,
+    /// thread i receiving `entries[i..]` as its table (one entry per thread).
+    pub(super) fn run_each(&self, func: KernelFn, entries: &[*mut f32], tasks: i64) {
+        assert_eq!(entries.len(), self.shared.threads, "an entry per thread");
+        let job = Job { func: func as usize, table: entries.as_ptr() as usize, stride: 1, tasks };
+        self.run(job, true);
+    }
+
     /// Runs all tasks of a kernel, split across the pool (or on this thread alone).
     fn run(&self, job: Job, parallel: bool) {
         let n = self.shared.threads;
