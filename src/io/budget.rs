@@ -115,8 +115,8 @@ pub enum Usage {
         batch: u64,
     },
     /// The JIT on batches of `batch` images with `threads` threads: one image through its
-    /// arena, or with two or more of both, one image per thread, each on an arena of its own
-    /// (`JitModel::run_batch`).
+    /// arena, or with two or more threads and at least as many images, one image per thread,
+    /// each on an arena of its own (`JitModel::run_batch`).
     Jit {
         /// Images per batch.
         batch: u64,
@@ -153,11 +153,12 @@ pub fn memory_need(c: &Checked, usage: Usage, file_bytes: u64) -> MemoryNeed {
                 .weights
                 .saturating_add(largest.map_or(0, |(_, b)| b))
                 .saturating_add(jit::winograd_bytes(&c.network, &c.shapes));
-            // Each lane beyond the first has its arena, scratch (4 MiB at most) and workspace
-            // (16 MiB at most).
+            // Each lane beyond the first has its arena, scratch (4 MiB at most), workspace (16
+            // MiB at most), image and results.
             let arena = jit::arena_bytes(&c.network, &c.shapes).unwrap_or(c.peak_activation_bytes);
-            let lanes = if batch > 1 && threads > 1 { batch.min(threads) } else { 1 };
-            need.activations = arena.saturating_add(arena.saturating_add(20 << 20).saturating_mul(lanes - 1));
+            let lanes = if threads > 1 && batch >= threads { threads } else { 1 };
+            let lane = arena.saturating_add(20 << 20).saturating_add(per_image_io);
+            need.activations = arena.saturating_add(lane.saturating_mul(lanes - 1));
             need.io = per_image_io.saturating_mul(batch);
             // Measured: about 1.4 KB per step on a 100,000-layer network, a few MiB of code and
             // IR for the largest kernels; the allowance is generous.
@@ -206,5 +207,23 @@ mod tests {
         assert!(parse_size("0").is_err());
         assert!(parse_size("lots").is_err());
         assert!(parse_size("99999999999999T").is_err());
+    }
+
+    #[test]
+    fn a_batch_on_lanes_counts_an_arena_per_thread() {
+        let src = "network n\ninput 16x32x32\nconv 3x3 32 pad 1\nrelu\nconv 3x3 32 pad 1\n";
+        let c = crate::analysis::check::check_source(src, "n", None).checked.expect("a clean check");
+        let arena = crate::backend::jit::arena_bytes(&c.network, &c.shapes).expect("an arena");
+        let acts = |batch, threads| memory_need(&c, Usage::Jit { batch, threads }, 0).activations;
+        assert_eq!(acts(1, 2), arena);
+        assert_eq!(acts(16, 1), arena);
+        // Fewer images than threads run one at a time: one arena.
+        assert_eq!(acts(2, 3), arena);
+        // Per lane beyond the first: its arena, 20 MiB of scratch and workspace, and what one
+        // image's input and outputs take (the input, 16x32x32, and three times the output,
+        // 32x32x32, in f32).
+        let lane = arena + (20 << 20) + (16 + 3 * 32) * 32 * 32 * 4;
+        assert_eq!(acts(2, 2), arena + lane);
+        assert_eq!(acts(16, 4), arena + 3 * lane);
     }
 }

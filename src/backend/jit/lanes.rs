@@ -1,4 +1,4 @@
-//! Batches run one image per thread. With two or more threads and two or more images, each
+//! Batches run one image per thread. With two or more threads and at least as many images, each
 //! thread runs whole images through the network on its own "lane": its own activation arena,
 //! scratch, workspace, image and result buffers (thread 0's lane is the model's own). No thread
 //! waits for another between kernels, and each core keeps its image's activations in its own

@@ -339,14 +339,15 @@ impl JitModel {
     }
 
     /// Runs the images of `batch` (whole images of C*H*W values, NCHW order), writing image
-    /// i's result k to `outputs[k][i * len_k..]`. With two or more images and threads, each
-    /// thread runs whole images on a lane of its own (`lanes`); the results are bitwise those
-    /// of `run_image`. The first such batch allocates the lanes; later ones allocate nothing.
+    /// i's result k to `outputs[k][i * len_k..]`. With two or more threads and at least as many
+    /// images, each thread runs whole images on a lane of its own (`lanes`); the results are
+    /// bitwise those of `run_image`. The first such batch allocates the lanes; later ones
+    /// allocate nothing.
     pub fn run_batch(&mut self, batch: &[f32], outputs: &mut [&mut [f32]]) {
         let image_len = self.image.slice().len();
         let images = batch.len() / image_len.max(1);
         let threads = self.threads();
-        if images < 2 || (self.lanes.is_none() && self.lane_plan.is_none()) {
+        if images < threads.max(2) || (self.lanes.is_none() && self.lane_plan.is_none()) {
             for i in 0..images {
                 self.run_image(&batch[i * image_len..(i + 1) * image_len]);
                 for (k, out) in outputs.iter_mut().enumerate() {
