@@ -140,8 +140,9 @@ pub struct JitModel {
 
 // SAFETY: the raw pointers a JitModel holds (its calls' and its lanes' pointer tables) point into
 // heap memory the JitModel itself owns (arenas, packed parameters, image and result buffers,
-// the lanes' own) and into its own compiled code, none of which moves or is freed while it lives; its worker threads only touch
-// that memory during `forward`, which takes `&mut self`. Moving the whole model to another
+// the lanes' own) and into its own compiled code, none of which moves or is freed while it
+// lives; its worker threads only touch that memory during a forward pass (`run_image`,
+// `run_batch`), which takes `&mut self`. Moving the whole model to another
 // thread (a Python binding's mutex, a server's worker) therefore moves every owner together.
 unsafe impl Send for JitModel {}
 

@@ -371,8 +371,9 @@ const WINO_OTHER_M_GAIN: f64 = 0.15;
 /// slower) and at 35x35 (24%), m = 5 at 10x10 and 20x20 (55% and 22%). Not at 14x14: F(5x5)'s
 /// 9 tiles pad to 12 and need 2% more products than F(4x4)'s 16, and ran 4-10% slower
 /// (GoogLeNet's inception4a-e and ResNet-18's layer3, Zen 4, minima of 3 alternating rounds,
-/// before the padding was counted). Small maps take m = 4 too: at 7x7 and 8x8, 4x4 tiles waste a third of their outputs, and their
-/// transformed weights may not stay in the last-level cache from image to image, yet they ran
+/// before the padding was counted). Small maps take m = 4 too: at 7x7 and 8x8, 4x4 tiles
+/// waste a third of their outputs, and their transformed weights may not stay in the
+/// last-level cache from image to image, yet they ran
 /// faster than m = 2 wherever measured (Zen 4, minima of 3 or 4 alternating rounds, m = 2 then
 /// 4: GoogLeNet's inception5a/b 3x3 layers at 7x7 0.35 -> 0.28 and 0.48 -> 0.36 ms,
 /// Inception-v3's mixed7.2 and 7.3 3x3 at 8x8 0.96 -> 0.81 and 0.97 -> 0.96 ms, ResNet-18's
@@ -539,14 +540,13 @@ const PHASE_MIN_GAIN: f64 = 2.0;
 /// 4x4 over 4 phases of 3 channels in one block each, F(5x5, 4x4): 64 x 16 / 25 products per
 /// output against 49 x 3) and AlexNet's 11x11 stride-4 conv1 (F(5x5, 4x4) over 16 phases).
 /// Not 3x3 stride-2 kernels, whose 2x2 phase form saves 1.7 times at best, with F(7x7, 2x2)
-/// on maps of 14 or 28 (whole tiles, in whole register tiles of 4); the transformed weights take 28 times the
-/// direct ones, and streaming them undoes the saving at batch 1: ResNet-18's layer2 and layer3
-/// stride-2 convolutions (28x28 and 14x14 outputs) took 1.21 and 1.28 ms in the network
-/// against 1.18 and 1.24 direct, though 0.71 and 0.81 against 1.10 and 1.08 alone, with their
-/// 8 and 34 MB of weights in the cache (Zen 4, 2 threads, minima of 2 alternating rounds).
-/// (The count takes
-/// every lane of the phase form's blocks, though the products skip a 3-channel image's zero
-/// lanes: a conservative estimate.) Strided convolutions are served from the budget first, in
+/// on maps of 14 or 28 (whole tiles, in whole register tiles of 4); the transformed weights
+/// take 28 times the direct ones, and streaming them undoes the saving at batch 1: ResNet-18's
+/// layer2 and layer3 stride-2 convolutions (28x28 and 14x14 outputs) took 1.21 and 1.28 ms in
+/// the network against 1.18 and 1.24 direct, though 0.71 and 0.81 against 1.10 and 1.08
+/// alone, with their 8 and 34 MB of weights in the cache (Zen 4, 2 threads, minima of 2
+/// alternating rounds). (The count takes every lane of the phase form's blocks, though the
+/// products skip a 3-channel image's zero lanes: a conservative estimate.) Strided convolutions are served from the budget first, in
 /// network order: their transformed weights are small (the stems': 0.2 MB).
 fn phase_winograd(c: &crate::ops::Conv, cin: u64, [oh, ow]: [u64; 2], min_macs: u64) -> Option<u64> {
     let (r, _) = phase_kernel(c.kernel, c.stride, c.pad, c.dilation)?;
