@@ -324,7 +324,8 @@ impl JitModel {
         self.executor.run_timed(seconds);
     }
 
-    /// The network's results for the last image run: output, then logits if any.
+    /// The network's results for the last image `run_image` ran: output, then logits if any (a
+    /// batch on lanes writes its results to the caller's buffers instead).
     pub fn result(&self, k: usize) -> &[f32] {
         self.results[k].slice()
     }
