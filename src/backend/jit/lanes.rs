@@ -94,17 +94,16 @@ impl Lanes {
             let mut results: Vec<Aligned> = plan.result_lens.iter().map(|&l| Aligned::zeroed(l)).collect();
             let (image_ptr, result_ptrs): (*mut f32, Vec<*mut f32>) =
                 (image.ptr(), results.iter_mut().map(Aligned::ptr).collect());
-            let pointer = |b: &Binding, _thread: usize| match *b {
-                // SAFETY: offsets were assigned within the arena's (scratch's, workspace's) size,
-                // the sizes this lane's buffers have.
-                Binding::Arena(off) => unsafe { arena.add((off / 4) as usize) },
-                Binding::Scratch(off) => unsafe { scratch.add((off / 4) as usize) },
-                Binding::Workspace(off) => unsafe { workspace.add((off / 4) as usize) },
-                Binding::Param(i) => plan.params[i],
-                Binding::Image => image_ptr,
-                Binding::Result(i) => result_ptrs[i],
-                Binding::Stack => std::ptr::null_mut(),
+            // This lane's buffers have the sizes the offsets were assigned within.
+            let bound = super::Memory {
+                arena,
+                scratch: &[scratch],
+                workspace,
+                params: &plan.params,
+                image: image_ptr,
+                results: &result_ptrs,
             };
+            let pointer = |b: &Binding, thread: usize| bound.pointer(b, thread);
             let tables: Vec<Vec<*mut f32>> =
                 plan.steps.iter().map(|s| super::pointer_tables(&s.bindings, s.buffers, 1, &pointer, None)).collect();
             refs.push(LaneRef {

@@ -232,16 +232,16 @@ impl JitModel {
         let mut workspace = Aligned::zeroed((workspace_bytes / 4) as usize);
         let workspace_ptr = workspace.ptr();
         let (image_ptr, result_ptrs): (_, Vec<_>) = (image.ptr(), result_bufs.iter_mut().map(Aligned::ptr).collect());
-        let pointer = |b: &Binding, thread: usize| match *b {
-            // SAFETY: offsets were assigned within the arena's (and the scratch's) size.
-            Binding::Arena(off) => unsafe { arena_ptr.add((off / 4) as usize) },
-            Binding::Scratch(off) => unsafe { scratch_ptrs[thread].add((off / 4) as usize) },
-            Binding::Workspace(off) => unsafe { workspace_ptr.add((off / 4) as usize) },
-            Binding::Param(i) => params[i].as_ptr().cast_mut(),
-            Binding::Image => image_ptr,
-            Binding::Result(i) => result_ptrs[i],
-            Binding::Stack => std::ptr::null_mut(),
+        let param_ptrs: Vec<*mut f32> = params.iter().map(|p| p.as_ptr().cast_mut()).collect();
+        let memory = Memory {
+            arena: arena_ptr,
+            scratch: &scratch_ptrs,
+            workspace: workspace_ptr,
+            params: &param_ptrs,
+            image: image_ptr,
+            results: &result_ptrs,
         };
+        let pointer = |b: &Binding, thread: usize| memory.pointer(b, thread);
         let mut slots = vec![[0u64; 2]; if checked { steps.len() } else { 0 }];
         if checked {
             for (s, (info, buffers)) in steps.iter().zip(infos.iter().zip(&step_buffers)) {
@@ -266,7 +266,7 @@ impl JitModel {
             workspace_bytes,
             image_len,
             result_lens: results.iter().map(|&(_, len)| len).collect(),
-            params: params.iter().map(|p| p.as_ptr().cast_mut()).collect(),
+            params: param_ptrs.clone(),
         });
         let calls = steps
             .iter()
@@ -430,6 +430,33 @@ fn step_infos(p: &JitPlan) -> Vec<StepInfo> {
 /// address of the math functions' constants, one entry per buffer of the kernel (null for the
 /// stack buffers after the bound ones), then the bounds-checked mode's error slot if there is
 /// one, where the kernel looks for it.
+/// Where a step's bindings point: the memory of the model (or of a lane), with per-thread
+/// scratch.
+struct Memory<'a> {
+    arena: *mut f32,
+    scratch: &'a [*mut f32],
+    workspace: *mut f32,
+    params: &'a [*mut f32],
+    image: *mut f32,
+    results: &'a [*mut f32],
+}
+
+impl Memory<'_> {
+    fn pointer(&self, b: &Binding, thread: usize) -> *mut f32 {
+        match *b {
+            // SAFETY: offsets were assigned within the arena's (scratch's, workspace's) size,
+            // which the memory's buffers have.
+            Binding::Arena(off) => unsafe { self.arena.add((off / 4) as usize) },
+            Binding::Scratch(off) => unsafe { self.scratch[thread].add((off / 4) as usize) },
+            Binding::Workspace(off) => unsafe { self.workspace.add((off / 4) as usize) },
+            Binding::Param(i) => self.params[i],
+            Binding::Image => self.image,
+            Binding::Result(i) => self.results[i],
+            Binding::Stack => std::ptr::null_mut(),
+        }
+    }
+}
+
 fn pointer_tables(
     bindings: &[Binding],
     buffers: usize,
