@@ -256,9 +256,13 @@ fn edge_shapes() {
         "input 3x37x41\nconv 7x7 16 stride 2 pad 3 nobias\nbn\nrelu\nconv 7x7 20 stride 2 pad 2\nconv 5x5 16 stride 2 pad 2\nmaxpool 2",
         "input 3x223x223\nconv 11x11 16 stride 4 pad 2 relu\nresidual { conv 7x7 16 stride 2 pad 3 } shortcut { conv 1x1 16 stride 2 }",
         "input 5x69x71\nconv 7x7 16 stride 2 pad 3 relu\nconv 1x1 16\nconv 7x7 18 stride 3 pad 3",
-        // Large enough for 6x6 tiles; and a small map whose 4x4 tiles' transformed weights
-        // would exceed `schedule::WINO_SMALL_MAP_BYTES` (448 x 448 channels), so 2x2 ones.
+        // A small map of many channels (448 x 448: 4x4 tiles, 29 MB of transformed weights).
         "input 448x7x7\nconv 3x3 448 relu",
+        // Small weights over many tiles (`schedule::WINO_SMALL_WEIGHTS`): chunks that each
+        // transform their own tiles, in an even number or at least 16, edge tiles, one and two
+        // output blocks per register tile, bn folded.
+        "input 72x62x61\nconv 3x3 20 pad 1 nobias\nbn\nrelu\nconv 3x3 12",
+        "input 72x62x61\nconv 3x3 24 pad 1 relu",
         // Large enough for 6x6 tiles, and small enough for 4x4 ones.
         "input 16x101x103\nconv 3x3 16 relu\nmaxpool 2 stride 9\nconv 3x3 20 pad 2\nconv 3x3 16",
     ];
