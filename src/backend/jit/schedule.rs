@@ -266,6 +266,9 @@ const WINO_BIG_WEIGHTS: u64 = 16 << 20;
 /// (64 channels at 56x56, 1.8 MB of tiles) keeps the shared step: with chunks of 256 or 512
 /// KiB it took 0.70-0.75 ms a layer against 0.66-0.70.
 const WINO_SMALL_WEIGHTS: u64 = 1 << 20;
+/// The most bytes of products a task of a single-chunk layer holds for 2 parts of its output
+/// channels rather than 4 (`choose_wino`): half of L2.
+const WINO_HALVES_PRODUCTS: u64 = 512 << 10;
 const WINO_CACHED_TILES: u64 = 2 << 20;
 const WINO_SCRATCH_SMALL: u64 = 256 << 10;
 /// Transformed weights may take this percentage of the weights' memory beyond the weights' own
@@ -314,7 +317,16 @@ const WINO_SHARED_BYTES: u64 = 16 << 20;
 ///   against 21.1 ms, 256 at 56x56: 13.8 against 16.1);
 /// - the fewest chunks of tiles whose scratch fits the budget above, since each chunk reads
 ///   all the transformed weights once (4 times the 3x3 weights: 38 MB for 512 channels), with
-///   the output channels split in parts so that there are at least 16 tasks;
+///   the output channels split in parts so that there are at least 4 tasks, or, for a layer in
+///   one chunk whose products for half its output channels fit `WINO_HALVES_PRODUCTS`, in 2
+///   (one per thread): fewer passes over the transformed tiles and fewer output transforms
+///   per pass. Zen 4, 2 threads, per-layer minima of 4 to 6 alternating rounds, 4 parts then
+///   2: GoogLeNet's inception 3x3 layers at 28x28 0.547 -> 0.511 ms, at 14x14 (4a, 4b, 4e)
+///   0.339 -> 0.277, 0.366 -> 0.342, 0.700 -> 0.660, at 7x7 (5a) 0.288 -> 0.268; ResNet-18's
+///   layer2 0.70-0.71 -> 0.66-0.68 and layer3 0.87-0.88 -> 0.82-0.83 each, layer4 (which
+///   streams its weights from memory) unchanged; AlexNet's conv3 layers 0.05-0.07 ms each;
+///   ResNet-18's layer1 (903 KB of products per half) kept 4 parts, and took 0.73-0.79 ms
+///   a layer with 2, against 0.70-0.72;
 /// - on Zen, the products' register tiles outside their channel tiles (`WinoTile::tiles_outer`).
 ///   Zen 4, 2 threads, sums of each layer's minimum over 3 or 4 alternating rounds, channel
 ///   tiles outside then register tiles outside (both with `[xi][kt]` weight panels): VGG-16's
@@ -348,22 +360,28 @@ pub(super) fn choose_wino(job: &ConvJob, m: u64, cores: Cores) -> WinoTile {
         (vb, tw, budget) = (v, t, kib << 10);
     }
     let kt = kb / vb;
-    let split = |chunks: u64| {
-        let want: u64 = std::env::var("CNNC_WINO_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
-        let kparts = want.div_ceil(chunks).clamp(1, kt);
+    let products = |nt: u64, kpp: u64| xi * 4 * nt * kpp * vb * 4;
+    let split = |chunks: u64, nt: u64| {
+        let forced: Option<u64> = std::env::var("CNNC_WINO_TASKS").ok().and_then(|v| v.parse().ok());
+        let kparts = match forced {
+            Some(want) => want.div_ceil(chunks),
+            None if chunks == 1 && products(nt, kt.div_ceil(2)) <= WINO_HALVES_PRODUCTS => 2,
+            None => 4u64.div_ceil(chunks),
+        }
+        .clamp(1, kt);
         (kparts, kt.div_ceil(kparts))
     };
     let bytes = |nt: u64, kpp: u64| xi * 4 * nt * (job.cin + kpp * vb * 4);
     // The most tiles per chunk that fit, then as many per chunk as the chunks need.
     let most = tiles.div_ceil(tw) * tw;
     let fits = (1..=most / tw).rev().map(|n| n * tw).find(|&nt| {
-        let (_, kpp) = split(tiles.div_ceil(nt));
+        let (_, kpp) = split(tiles.div_ceil(nt), nt);
         let chunks = tiles.div_ceil(nt);
         bytes(nt, kpp) <= budget && (!small || chunks % 2 == 0 || chunks >= 16)
     });
     let chunks = tiles.div_ceil(fits.unwrap_or(tw));
     let nt = tiles.div_ceil(chunks).div_ceil(tw) * tw;
-    let (kparts, _) = split(tiles.div_ceil(nt));
+    let (kparts, _) = split(tiles.div_ceil(nt), nt);
     // Several parts would each transform the same tiles: transform them once, in a step of
     // their own, when all the chunks' tiles fit the shared workspace.
     let shared = kparts > 1 && xi * 4 * tiles_plane(job.cin, nt) * tiles.div_ceil(nt) <= WINO_SHARED_BYTES;
@@ -741,6 +759,19 @@ mod tests {
         // 9.4 MB of weights: few chunks, since each re-reads them.
         let wt = choose_wino(&conv3x3(256, 256, 56), 4, Cores::Zen);
         assert!(wt.nt >= 64, "{wt:?}");
+    }
+
+    #[test]
+    fn one_chunk_splits_its_channels_in_two_where_half_the_products_fit_l2() {
+        // GoogLeNet's inception4c (14x14, 128 -> 256): 16 tiles, 295 KB of products per half.
+        let wt = choose_wino(&conv3x3(128, 256, 14), 4, Cores::Zen);
+        assert_eq!((wt.nt, wt.kparts, wt.shared), (16, 2, true));
+        // ResNet-18's layer1 (56x56, 64 -> 64): 903 KB per half, so 4 parts.
+        let wt = choose_wino(&conv3x3(64, 64, 56), 4, Cores::Zen);
+        assert_eq!((wt.nt, wt.kparts), (196, 4));
+        // Several chunks take 4 tasks in all, as before.
+        let wt = choose_wino(&conv3x3(256, 256, 56), 4, Cores::Zen);
+        assert!(wt.kparts * 196u64.div_ceil(wt.nt) >= 4, "{wt:?}");
     }
 
     #[test]
