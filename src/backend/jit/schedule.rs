@@ -266,11 +266,11 @@ const WINO_BIG_WEIGHTS: u64 = 16 << 20;
 /// (64 channels at 56x56, 1.8 MB of tiles) keeps the shared step: with chunks of 256 or 512
 /// KiB it took 0.70-0.75 ms a layer against 0.66-0.70.
 const WINO_SMALL_WEIGHTS: u64 = 1 << 20;
+const WINO_CACHED_TILES: u64 = 2 << 20;
+const WINO_SCRATCH_SMALL: u64 = 256 << 10;
 /// The most bytes of products a task of a single-chunk layer holds for 2 parts of its output
 /// channels rather than 4 (`choose_wino`): half of L2.
 const WINO_HALVES_PRODUCTS: u64 = 512 << 10;
-const WINO_CACHED_TILES: u64 = 2 << 20;
-const WINO_SCRATCH_SMALL: u64 = 256 << 10;
 /// Transformed weights may take this percentage of the weights' memory beyond the weights' own
 /// in a model compiled to run one image (`JitOptions::for_images(1)`: VGG-16, 55 MB, so that
 /// the peak resident set of `cnnc run` on one image stays within 1.2 times the weights file;
@@ -361,9 +361,9 @@ pub(super) fn choose_wino(job: &ConvJob, m: u64, cores: Cores) -> WinoTile {
     }
     let kt = kb / vb;
     let products = |nt: u64, kpp: u64| xi * 4 * nt * kpp * vb * 4;
+    let forced_tasks: Option<u64> = std::env::var("CNNC_WINO_TASKS").ok().and_then(|v| v.parse().ok());
     let split = |chunks: u64, nt: u64| {
-        let forced: Option<u64> = std::env::var("CNNC_WINO_TASKS").ok().and_then(|v| v.parse().ok());
-        let kparts = match forced {
+        let kparts = match forced_tasks {
             Some(want) => want.div_ceil(chunks),
             None if chunks == 1 && products(nt, kt.div_ceil(2)) <= WINO_HALVES_PRODUCTS => 2,
             None => 4u64.div_ceil(chunks),
@@ -375,8 +375,8 @@ pub(super) fn choose_wino(job: &ConvJob, m: u64, cores: Cores) -> WinoTile {
     // The most tiles per chunk that fit, then as many per chunk as the chunks need.
     let most = tiles.div_ceil(tw) * tw;
     let fits = (1..=most / tw).rev().map(|n| n * tw).find(|&nt| {
-        let (_, kpp) = split(tiles.div_ceil(nt), nt);
         let chunks = tiles.div_ceil(nt);
+        let (_, kpp) = split(chunks, nt);
         bytes(nt, kpp) <= budget && (!small || chunks % 2 == 0 || chunks >= 16)
     });
     let chunks = tiles.div_ceil(fits.unwrap_or(tw));
@@ -715,7 +715,8 @@ mod tests {
         assert_eq!(plan_of(&net, &shapes, weights, JitOptions::for_images(1)), [2, 2, 4]);
     }
 
-    /// A 3x3 stride-1 convolution at `hw` x `hw` (padding 1) with the output's plain layout.
+    /// A 3x3 stride-1 convolution at `hw` x `hw`, padding 1, input and output blocked with a
+    /// halo of 1.
     fn conv3x3(cin: u64, cout: u64, hw: u64) -> ConvJob {
         let blocked = |c| Layout::Blocked { c, h: hw, w: hw, halo: [1, 1], channel_offset: 0 };
         ConvJob {
