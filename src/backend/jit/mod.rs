@@ -426,10 +426,6 @@ fn step_infos(p: &JitPlan) -> Vec<StepInfo> {
         .collect()
 }
 
-/// A step's pointer tables, one per thread (`pointer` resolves a binding on a thread): each the
-/// address of the math functions' constants, one entry per buffer of the kernel (null for the
-/// stack buffers after the bound ones), then the bounds-checked mode's error slot if there is
-/// one, where the kernel looks for it.
 /// Where a step's bindings point: the memory of the model (or of a lane), with per-thread
 /// scratch.
 struct Memory<'a> {
@@ -457,6 +453,10 @@ impl Memory<'_> {
     }
 }
 
+/// A step's pointer tables, one per thread (`pointer` resolves a binding on a thread): each the
+/// address of the math functions' constants, one entry per buffer of the kernel (null for the
+/// stack buffers after the bound ones), then the bounds-checked mode's error slot if there is
+/// one, where the kernel looks for it.
 fn pointer_tables(
     bindings: &[Binding],
     buffers: usize,
