@@ -256,6 +256,14 @@ fn edge_shapes() {
         "input 3x37x41\nconv 7x7 16 stride 2 pad 3 nobias\nbn\nrelu\nconv 7x7 20 stride 2 pad 2\nconv 5x5 16 stride 2 pad 2\nmaxpool 2",
         "input 3x223x223\nconv 11x11 16 stride 4 pad 2 relu\nresidual { conv 7x7 16 stride 2 pad 3 } shortcut { conv 1x1 16 stride 2 }",
         "input 5x69x71\nconv 7x7 16 stride 2 pad 3 relu\nconv 1x1 16\nconv 7x7 18 stride 3 pad 3",
+        // 3x3 stride-2 convolutions split by phase (`ConvJob::split_phases`: four stride-1
+        // convolutions of 1x1, 1x2, 2x1 and 2x2 taps summed into the output): padding 1 and 0,
+        // odd sizes (edge tiles, phases of unequal size), output channels not in whole
+        // blocks, bn folded, an output at a channel offset of a concatenation, several chunks
+        // of tiles; and one with a residual sum of its own, which stays direct.
+        "input 16x29x31\nconv 3x3 20 stride 2 nobias\nbn\nrelu\nconv 3x3 16 stride 2 pad 0\nconv 3x3 24 stride 2 pad 1",
+        "input 16x17x17\nbranch { conv 3x3 20 stride 2 pad 0 relu }\nbranch { maxpool 3 stride 2 }\nconv 1x1 16",
+        "input 16x61x59\nconv 3x3 16 stride 2 relu\nresidual { conv 3x3 16 stride 2 } shortcut { conv 1x1 16 stride 2 }",
         // A small map of many channels (448 x 448: 4x4 tiles, 29 MB of transformed weights).
         "input 448x7x7\nconv 3x3 448 relu",
         // Small weights over many tiles (`schedule::WINO_SMALL_WEIGHTS`): chunks that each
@@ -682,7 +690,9 @@ proptest! {
 /// The edge cases above reach the Winograd schedule: 3x3, 5x5, 1x7 and 7x1 stride-1
 /// convolutions (and 1x3, 1x5 and their transposes) over whole blocks of 16 or more channels take
 /// it, the others (3 input channels, 1x1, 7x7, 1x9, padding across a 1x7) do not; strided ones
-/// through their phase form where it saves enough (7x7 and 5x5 stride 2, not 3x3). By default only those with 10 million multiply-accumulates or more take it.
+/// through their phase form where it saves enough (7x7 and 5x5 stride 2), 3x3 stride 2 split by
+/// phase (four steps) where that saves enough (not on a 4x4 output). By default only those
+/// with 10 million multiply-accumulates or more take it.
 #[test]
 fn winograd_is_chosen_where_it_applies() {
     let algos = |source: &str, options: JitOptions| {
@@ -704,9 +714,11 @@ fn winograd_is_chosen_where_it_applies() {
         "input 16x12x12\nconv 5x5 16 pad 2\nconv 7x7 16 pad 3\nconv 1x9 16 pad 0x4\nconv 5x5 16 pad 2 stride 2";
     assert_eq!(algos(kernels, all_winograd()), ["winograd", "direct", "direct", "winograd"]);
     // Strided convolutions take it over their input's phases where that saves at least half
-    // the products: 7x7 stride 2 and 5x5 stride 2 do, 3x3 stride 2 and unequal strides not.
+    // the products: 7x7 stride 2 and 5x5 stride 2 do, unequal strides not; 3x3 stride 2 (on
+    // 16x16 outputs) split by phase, in four steps.
     let strided = "input 3x64x64\nconv 7x7 16 stride 2 pad 3\nconv 3x3 16 stride 2\nconv 7x7 16 stride 1x2 pad 3";
-    assert_eq!(algos(strided, all_winograd()), ["winograd", "direct", "direct"]);
+    let split = ["winograd"; 4];
+    assert_eq!(algos(strided, all_winograd()), [&["winograd"][..], &split, &["direct"]].concat());
     // 1x3, 1x5, 1x7 and their transposes take Winograd along the kernel, unless padded across it.
     let rect = "input 16x12x12\nconv 1x7 16 pad 0x3\nconv 7x1 16 pad 3x0\nconv 1x7 16 pad 1x3\nconv 3x1 16 pad 1x0\nconv 1x5 16 pad 0x2";
     assert_eq!(algos(rect, all_winograd()), ["winograd", "winograd", "direct", "winograd", "winograd"]);

@@ -6,7 +6,7 @@ use super::JitOptions;
 use super::compile::{JitError, Job, Jobs};
 use super::ir::*;
 use super::kernels::conv::{
-    Tile, conv_blockable, conv_depthwise, phase_kernel, plain_algorithms, tile_len, winograd_halo,
+    Tile, conv_blockable, conv_depthwise, plain_algorithms, tile_len, winograd_forms, winograd_halo,
 };
 use super::kernels::{Lower, TensorView, lower_output};
 use super::schedule::{winograd_convs, worth_parallel};
@@ -207,13 +207,12 @@ fn layout_storages(
                 let (_, h, w) = shape3(input);
                 let (_, oh, ow) = shape3(shapes[g.anchor()]);
                 // A strided convolution runs Winograd over its phases.
-                let (r, pad, s) = match phase_kernel(c.kernel, c.stride, c.pad, c.dilation) {
-                    Some((r, pad)) => (r, pad, c.stride[0]),
-                    None => (c.kernel, c.pad, 1),
-                };
-                for (a, (len, out)) in [(h, oh), (w, ow)].into_iter().enumerate() {
-                    let need = winograd_halo(tile_len(m, r[a]), r[a], len, out, pad[a], s);
-                    halo[p.storage][a] = halo[p.storage][a].max(need);
+                let (forms, s) = winograd_forms(c.kernel, c.stride, c.pad, c.dilation, m);
+                for (r, pad) in forms {
+                    for (a, (len, out)) in [(h, oh), (w, ow)].into_iter().enumerate() {
+                        let need = winograd_halo(tile_len(m, r[a]), r[a], len, out, pad[a], s);
+                        halo[p.storage][a] = halo[p.storage][a].max(need);
+                    }
                 }
             }
         }

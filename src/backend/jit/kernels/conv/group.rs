@@ -62,7 +62,11 @@ pub(in super::super::super) fn lower_group(
         // A strided convolution runs Winograd over the phases of its input.
         let form = if job.stride == [1, 1] { Some(job.clone()) } else { job.phase_form() };
         if let Some(form) = form.filter(|f| f.winograd(m)) {
-            return lower_winograd(b, g, &job, form, m, data, bias, scale, shortcut);
+            return lower_winograd(b, g, &job, form, m, data, bias, scale, shortcut, Some(&job));
+        }
+        // Else over its phases one at a time, each with its own taps.
+        if let Some(phases) = job.split_phases().filter(|p| p.iter().all(|j| j.winograd(m))) {
+            return lower_split(b, g, &job, phases, m, data, bias, scale);
         }
     }
     let input_binding = match gap_input {
@@ -227,8 +231,37 @@ fn pool_first(b: &mut Builder, g: &Group, job: &mut ConvJob, input: &TensorView)
     Ok(Some(workspace))
 }
 
+/// A strided convolution group as the Winograd convolutions of its phases
+/// (`ConvJob::split_phases`), in turn into the group's output: each phase's weights are its
+/// taps of the direct ones, `[out, in, r_h, r_w]`; only the last adds the bias. The steps' names
+/// are the phases' (`name/phase01`); the last step carries the direct form for dumps.
+#[allow(clippy::too_many_arguments)]
+fn lower_split(
+    b: &mut Builder,
+    g: &Group,
+    direct: &ConvJob,
+    phases: Vec<ConvJob>,
+    m: u64,
+    data: crate::io::weights::TensorData,
+    bias: Vec<f32>,
+    scale: Option<Vec<f32>>,
+) -> Result<(), JitError> {
+    let taps: Vec<Vec<f32>> =
+        phases.iter().map(|p| winograd_transforms::split_weights(direct, p, data.as_slice())).collect();
+    data.release();
+    let last = phases.len() - 1;
+    for (i, (job, weights)) in phases.into_iter().zip(taps).enumerate() {
+        let bias = if i == last { bias.clone() } else { vec![0.0; bias.len()] };
+        let shortcut = (i > 0).then_some(g.output);
+        let lowered = (i == last).then_some(direct);
+        lower_winograd(b, g, &job.clone(), job, m, weights.into(), bias, scale.clone(), shortcut, lowered)?;
+    }
+    Ok(())
+}
+
 /// A convolution group through the Winograd schedule: `job`, which is `direct` or its phase
-/// form (`ConvJob::winograd`).
+/// form (`ConvJob::winograd`), or a phase of a split one (`lower_split`, `direct` the phase's
+/// job then). The step keeps `lowered`'s lowered form for dumps.
 #[allow(clippy::too_many_arguments)]
 fn lower_winograd(
     b: &mut Builder,
@@ -240,6 +273,7 @@ fn lower_winograd(
     bias: Vec<f32>,
     scale: Option<Vec<f32>>,
     shortcut: Option<NodeId>,
+    lowered: Option<&ConvJob>,
 ) -> Result<(), JitError> {
     let wt = choose_wino(&job, m, b.cores());
     // The direct kernel's size and channels too: two strided convolutions may share a phase
@@ -250,7 +284,7 @@ fn lower_winograd(
         direct.cin,
         ConvJob { name: String::new(), ..job.clone() }
     );
-    let lowered = b.keep_lowered().then(|| lower(direct));
+    let lowered = lowered.filter(|_| b.keep_lowered()).map(lower);
     let kernel_for = |b: &mut Builder, key: String, build: &dyn Fn() -> Kernel| match b.cached_kernel(&key) {
         Some((kernel, _)) => kernel,
         None => {
@@ -262,7 +296,7 @@ fn lower_winograd(
     let (packing, threads) = (job.clone(), b.threads());
     let direct_job = direct.clone();
     let packed = b.param_packed(move || {
-        let packed = if packing.phases == 1 {
+        let packed = if packing.phases == 1 || packing.phase.is_some() {
             winograd_transforms::pack_winograd(&packing, wt, data.as_slice(), scale.as_deref(), threads)
         } else {
             let phased = winograd_transforms::phase_weights(&direct_job, &packing, data.as_slice());
@@ -337,6 +371,7 @@ fn conv_job(b: &Builder, node: NodeId, name: &str, input: &TensorView, out: &Ten
         out_layout: out.layout.clone(),
         shortcut_layout: None,
         phases: 1,
+        phase: None,
         lanes: 4,
     };
     let (bias, relu) = match &b.net().nodes[node].op {

@@ -18,7 +18,8 @@ mod winograd_transforms;
 pub(in super::super) use depthwise::conv_depthwise;
 pub(in super::super) use group::{lower_group, plain_algorithms};
 pub(in super::super) use winograd::{
-    WinoTile, phase_channels, phase_kernel, tile_len, tiles_plane, winograd_halo, winograd_transform_exists,
+    WinoTile, phase_channels, phase_kernel, split_kernels, tile_len, tiles_plane, winograd_forms, winograd_halo,
+    winograd_transform_exists,
 };
 
 use super::super::ir::*;
@@ -62,6 +63,10 @@ pub(in super::super) struct ConvJob {
     /// (`ConvJob::phase_form`): it reads input block `p * B + b` at (y, x) from block `b` at
     /// (s y + p / s, s x + p % s), B = cin / (4 s^2).
     pub(in super::super) phases: u64,
+    /// With `phases` s > 1: None for the phase form (all s^2 phases as input blocks), or the
+    /// one phase (py, px) this job convolves (`ConvJob::split_phases`): its input pixel (y, x)
+    /// is the stored input's (s y + py, s x + px), its blocks the input's.
+    pub(in super::super) phase: Option<[u64; 2]>,
     /// The lanes of each input block that may be nonzero: 4, or in the phase form of a
     /// convolution over fewer than 4 channels (a 3-channel image), that many; Winograd's
     /// products skip the others.

@@ -30,7 +30,7 @@
 use super::super::super::ir::*;
 use super::super::append_halo_zeroing_in;
 use super::winograd_transforms::{TRANSFORM_TEMPORARIES, matrices, separable, transform_1d};
-use super::{ConvBufs, ConvJob, STANDARD, broadcast_input, epilogue, pooled};
+use super::{ConvBufs, ConvJob, Epilogue, STANDARD, broadcast_input, epilogue, pooled};
 
 /// The schedule of a Winograd convolution F(m x m, r x r): `vb` output blocks by `tx` tiles of accumulators,
 /// `nt` tiles per task (a multiple of `tx`), the output-channel tiles split in `kparts` tasks.
@@ -122,6 +122,92 @@ pub(in super::super::super) fn phase_kernel(
     Some(([h.0, w.0], [h.1, w.1]))
 }
 
+/// A stride-`s` convolution (the same stride along both axes, s > 1, no dilation) split by
+/// phase: the sum of s^2 stride-1 convolutions, phase (py, px)'s over the input's pixels
+/// (s y + py, s x + px) with only its own taps, which `phase_kernel` would pad to one common
+/// size. Along an axis, tap `k` (padding `pad`) belongs to phase `(k - pad) mod s` at offset
+/// `floor((k - pad) / s)`; a phase's taps are consecutive offsets from `-pad'`. Returns each
+/// phase with taps, in row-major order of (py, px): the phase, its kernel and its padding
+/// (3x3, stride 2, padding 1: (0, 0) 1x1 and 0; (0, 1) 1x2, padding (0, 1); (1, 0) 2x1; (1, 1)
+/// 2x2, padding 1). None unless every phase's kernel has at most 2 taps along each axis (3x3
+/// and 4x4 kernels at stride 2), where `split_transform_exists` has transforms.
+pub(in super::super::super) fn split_kernels(
+    kernel: [u64; 2],
+    stride: [u64; 2],
+    pad: [u64; 2],
+    dilation: [u64; 2],
+) -> Option<Vec<SplitPhase>> {
+    let s = stride[0];
+    if s < 2 || stride[1] != s || dilation != [1, 1] || (0..2).any(|a| pad[a] >= kernel[a]) {
+        return None;
+    }
+    // Along axis a, phase q: (taps, padding).
+    let axis = |a: usize, q: u64| {
+        let offsets: Vec<i64> = (0..kernel[a] as i64)
+            .map(|k| k - pad[a] as i64)
+            .filter(|d| d.rem_euclid(s as i64) == q as i64)
+            .map(|d| d.div_euclid(s as i64))
+            .collect();
+        (offsets.len() as u64, offsets.first().map_or(0, |&o| (-o) as u64))
+    };
+    let mut phases = Vec::new();
+    for py in 0..s {
+        for px in 0..s {
+            let ((rh, ph), (rw, pw)) = (axis(0, py), axis(1, px));
+            if rh == 0 || rw == 0 {
+                continue;
+            }
+            if rh > 2 || rw > 2 {
+                return None;
+            }
+            phases.push(SplitPhase { phase: [py, px], kernel: [rh, rw], pad: [ph, pw] });
+        }
+    }
+    Some(phases)
+}
+
+/// A stride-1 kernel and its padding, (rows, columns) each.
+pub(in super::super::super) type KernelAndPad = ([u64; 2], [u64; 2]);
+
+/// The stride-1 kernels (with their paddings) through which a convolution runs Winograd with
+/// tiles of `m`, and the step s between the input pixels they read: its own at stride 1; its
+/// phase form's (`phase_kernel`) where that has a transform with `m`; else its phases'
+/// (`split_kernels`). As `lower_group` chooses.
+pub(in super::super::super) fn winograd_forms(
+    kernel: [u64; 2],
+    stride: [u64; 2],
+    pad: [u64; 2],
+    dilation: [u64; 2],
+    m: u64,
+) -> (Vec<KernelAndPad>, u64) {
+    if stride == [1, 1] {
+        return (vec![(kernel, pad)], 1);
+    }
+    let s = stride[0];
+    match phase_kernel(kernel, stride, pad, dilation) {
+        Some((r, p)) if winograd_transform_exists(m, r) => (vec![(r, p)], s),
+        _ => {
+            let phases = split_kernels(kernel, stride, pad, dilation).unwrap_or_default();
+            (phases.iter().map(|p| (p.kernel, p.pad)).collect(), s)
+        }
+    }
+}
+
+/// One phase of a split strided convolution (`split_kernels`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in super::super::super) struct SplitPhase {
+    pub(in super::super::super) phase: [u64; 2],
+    pub(in super::super::super) kernel: [u64; 2],
+    pub(in super::super::super) pad: [u64; 2],
+}
+
+/// Whether a phase of a split strided convolution (`split_kernels`: 1 or 2 taps along each
+/// axis) has transforms with tiles of `m`: n = m + 1 of 4, 6, 7 or 8 points along an axis of 2
+/// taps (m = 3, 5, 6, 7), the identity along an axis of one.
+pub(in super::super::super) fn split_transform_exists(m: u64, r: [u64; 2]) -> bool {
+    r.iter().all(|&r| r == 1 || r == 2) && matches!(m, 3 | 5 | 6 | 7)
+}
+
 /// The input channels of the phase form of a stride-`s` convolution over `cin` channels: s^2
 /// phases of the input's blocks of 4 (saturating: the plan rejects what would not fit).
 pub(in super::super::super) fn phase_channels(cin: u64, s: u64) -> u64 {
@@ -159,6 +245,42 @@ impl ConvJob {
         Some(ConvJob { cin, kernel, stride: [1, 1], pad, phases: s, lanes, ..self.clone() })
     }
 
+    /// The phases of this strided convolution as stride-1 jobs (`split_kernels`), each reading
+    /// its phase of the same input in place (`phase`), with its taps, and the same output.
+    /// The first's epilogue is empty and the later ones add what the earlier ones stored (a
+    /// residual sum over the output itself); the last adds the bias (`lower_split` gives the
+    /// zeros before it) and runs this job's epilogue. None where `split_kernels` has no form,
+    /// or the job is grouped, already a phase form, has a residual sum of its own or a pool.
+    pub(in super::super::super) fn split_phases(&self) -> Option<Vec<ConvJob>> {
+        let phases = split_kernels(self.kernel, self.stride, self.pad, self.dilation)?;
+        if self.groups != 1 || self.phases != 1 || self.pool.is_some() || self.epilogue.contains(&Epilogue::Residual) {
+            return None;
+        }
+        let last = phases.len() - 1;
+        let jobs = phases
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut epilogue = if i == 0 { Vec::new() } else { vec![Epilogue::Residual] };
+                if i == last {
+                    epilogue.extend(self.epilogue.iter().copied());
+                }
+                ConvJob {
+                    name: format!("{}/phase{}{}", self.name, p.phase[0], p.phase[1]),
+                    kernel: p.kernel,
+                    stride: [1, 1],
+                    pad: p.pad,
+                    epilogue,
+                    shortcut_layout: (i > 0).then(|| self.out_layout.clone()),
+                    phases: self.stride[0],
+                    phase: Some(p.phase),
+                    ..self.clone()
+                }
+            })
+            .collect();
+        Some(jobs)
+    }
+
     /// Whether the Winograd schedule applies: a kernel whose transform with tiles of `m` exists
     /// (`winograd_transform_exists`), stride 1, no dilation, one group, padding under the
     /// kernel's size, whole blocks of at least 16 input channels, at least 16 output channels,
@@ -170,7 +292,11 @@ impl ConvJob {
         let r = self.kernel;
         let tile = |a: usize| tile_len(m, r[a]);
         let pool_fits = self.pool.is_none_or(|(_, k)| (0..2).all(|a| k[a] <= 2 && tile(a) % k[a] == 0));
-        winograd_transform_exists(m, r)
+        let exists = match self.phase {
+            Some(_) => split_transform_exists(m, r),
+            None => winograd_transform_exists(m, r),
+        };
+        exists
             && self.stride == [1, 1]
             && self.dilation == [1, 1]
             && self.groups == 1
@@ -403,6 +529,9 @@ impl Wino<'_> {
         let s = job.phases as i64;
         let (mut block, source) = if s == 1 {
             (Vec::new(), [iv(cb), y0, x0])
+        } else if let Some([py, px]) = job.phase {
+            // One phase of a split convolution: its blocks are the input's.
+            (Vec::new(), [iv(cb), y0 * s + py as i64, x0 * s + px as i64])
         } else {
             // Block cb of the phase form: block `src` of phase (py, px).
             let [phase, src, py, px] = ["phase", "src", "py", "px"].map(|n| self.vars.new_var(n));
@@ -623,7 +752,56 @@ impl Wino<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{phase_kernel, plane_stride};
+    use super::{SplitPhase, phase_kernel, plane_stride, split_kernels};
+
+    /// A split strided convolution's phases (`split_kernels`) hold each tap of the kernel
+    /// exactly once, where `split_weights` takes it from: the examples' 3x3 stride-2 kernels
+    /// spelled out, and every kernel up to 4 at stride 2 with every padding below it.
+    #[test]
+    fn split_phases_hold_every_tap_once() {
+        let phase = |phase, kernel, pad| SplitPhase { phase, kernel, pad };
+        // ResNet's 3x3 stride 2 with padding 1: the centre tap alone in phase (0, 0).
+        assert_eq!(
+            split_kernels([3, 3], [2, 2], [1, 1], [1, 1]),
+            Some(vec![
+                phase([0, 0], [1, 1], [0, 0]),
+                phase([0, 1], [1, 2], [0, 1]),
+                phase([1, 0], [2, 1], [1, 0]),
+                phase([1, 1], [2, 2], [1, 1]),
+            ])
+        );
+        // Inception-v3's without padding: the corner taps in phase (0, 0).
+        assert_eq!(
+            split_kernels([3, 3], [2, 2], [0, 0], [1, 1]),
+            Some(vec![
+                phase([0, 0], [2, 2], [0, 0]),
+                phase([0, 1], [2, 1], [0, 0]),
+                phase([1, 0], [1, 2], [0, 0]),
+                phase([1, 1], [1, 1], [0, 0]),
+            ])
+        );
+        assert_eq!(split_kernels([5, 5], [2, 2], [2, 2], [1, 1]), None);
+        assert_eq!(split_kernels([3, 3], [1, 1], [1, 1], [1, 1]), None);
+        assert_eq!(split_kernels([3, 3], [2, 2], [1, 1], [2, 2]), None);
+        // Every tap of a kernel of up to 4 at stride 2 lands in exactly one phase's kernel.
+        for k in 1..=4u64 {
+            for p in 0..k {
+                let phases = split_kernels([k, k], [2, 2], [p, p], [1, 1]).expect("a split");
+                let mut seen = vec![0; (k * k) as usize];
+                for ph in &phases {
+                    for ty in 0..ph.kernel[0] {
+                        for tx in 0..ph.kernel[1] {
+                            // As `split_weights` places them.
+                            let ky = p + 2 * ty + ph.phase[0] - 2 * ph.pad[0];
+                            let kx = p + 2 * tx + ph.phase[1] - 2 * ph.pad[1];
+                            seen[(ky * k + kx) as usize] += 1;
+                        }
+                    }
+                }
+                assert!(seen.iter().all(|&n| n == 1), "k {k} p {p}: {seen:?}");
+            }
+        }
+    }
 
     /// Every tap of a strided kernel lands inside the phase form's kernel, whose first and last
     /// offsets are both used: for kernels up to 11, strides up to 4 and every padding below the

@@ -431,6 +431,32 @@ pub(super) fn phase_weights(direct: &ConvJob, phased: &ConvJob, weights: &[f32])
     out
 }
 
+/// The taps of phase job `phase` (`ConvJob::split_phases`) of the strided convolution
+/// `direct` (PyTorch's `[out, in, kh, kw]`), as its own `[out, in, r_h, r_w]`: tap (ty, tx) is
+/// the direct kernel's (ky, kx) with `ky = pad + s (ty - pad') + py` (`pad'` the phase's
+/// padding), and likewise along x.
+pub(super) fn split_weights(direct: &ConvJob, phase: &ConvJob, weights: &[f32]) -> Vec<f32> {
+    let s = phase.phases as usize;
+    let [py, px] = phase.phase.expect("a phase of a split convolution").map(|p| p as usize);
+    let (cin, cout) = (direct.cin as usize, direct.cout as usize);
+    let [kh, kw] = direct.kernel.map(|k| k as usize);
+    let [rh, rw] = phase.kernel.map(|k| k as usize);
+    // The direct tap of phase tap t along axis a.
+    let tap = |t: usize, a: usize, p: usize| direct.pad[a] as usize + s * t + p - s * phase.pad[a] as usize;
+    let mut out = Vec::with_capacity(cout * cin * rh * rw);
+    for o in 0..cout {
+        for c in 0..cin {
+            for ty in 0..rh {
+                for tx in 0..rw {
+                    let (ky, kx) = (tap(ty, 0, py), tap(tx, 1, px));
+                    out.push(weights[((o * cin + c) * kh + ky) * kw + kx]);
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::matrices;
@@ -446,7 +472,22 @@ mod tests {
             seed ^= seed << 17;
             (seed % 2001) as f64 / 1000.0 - 1.0
         };
-        for (m, r) in [(2, 3), (4, 3), (5, 3), (6, 3), (2, 5), (4, 5), (2, 7), (3, 4), (5, 4), (1, 1)] {
+        for (m, r) in [
+            (2, 3),
+            (4, 3),
+            (5, 3),
+            (6, 3),
+            (2, 5),
+            (4, 5),
+            (2, 7),
+            (3, 4),
+            (5, 4),
+            (3, 2),
+            (5, 2),
+            (6, 2),
+            (7, 2),
+            (1, 1),
+        ] {
             let (bt, g, at) = matrices(m, r);
             let n = (m + r - 1) as usize;
             assert_eq!((bt.len(), g.len(), at.len()), (n, n, m as usize));
