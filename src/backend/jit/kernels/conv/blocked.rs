@@ -25,6 +25,9 @@ const TOUCH_MIN_BLOCK_BYTES: u64 = 4096;
 /// step instead of unrolling every tap: the unrolled 7x7 stem of GoogLeNet and ResNet-18 was
 /// 18 KB of code and the network's slowest kernel to compile.
 const ROLLED_ROWS_TAPS: i64 = 25;
+/// Accumulators that keep the FMA pipes busy despite each FMA's latency: 2 pipes times 4
+/// cycles on Zen (`lane_splits`).
+const LATENCY_ACCUMULATORS: usize = 8;
 
 /// The register-blocked form. `tile.v` divides the output blocks of a group; `tile.ty` divides
 /// the computed rows (it is 1 or the pool's height); `tile.tx` is a multiple of the pool width.
@@ -141,19 +144,64 @@ impl Task<'_> {
 
     /// One column tile starting at conv column `x0`, `tx` pixels wide: initialise, reduce, store.
     fn column_tile(&self, x0: IExpr, tx: usize) -> Vec<Stmt> {
-        let mut code = self.init_accumulators(tx);
-        code.extend(self.reduction(&x0, tx));
+        let splits = self.lane_splits(tx);
+        let mut code = self.init_accumulators(tx, splits);
+        code.extend(self.reduction(&x0, tx, splits));
+        code.extend(self.combine_splits(tx, splits));
         code.extend(self.stores(&x0, tx));
         code
     }
 
-    fn init_accumulators(&self, tx: usize) -> Vec<Stmt> {
+    /// How many sets of accumulators a tile `tx` pixels wide sums its lanes into: 1, or for a
+    /// remainder tile of fewer than `LATENCY_ACCUMULATORS` accumulators, up to 4 (one per lane
+    /// of an input block; the unused accumulators of the full tile hold them), so that its FMA
+    /// chains do not wait on each other. One pixel left of a 7x7 map's 49 by 1 x 4 tiles ran as
+    /// long as a whole tile with 2 chains.
+    fn lane_splits(&self, tx: usize) -> usize {
+        let acc = self.tile.ty as usize * tx * self.tile.v as usize;
+        let full = self.tile.tx as usize;
+        if tx >= full || acc >= LATENCY_ACCUMULATORS {
+            return 1;
+        }
+        LATENCY_ACCUMULATORS.div_ceil(acc).min(4).min(full / tx).max(1)
+    }
+
+    /// The accumulator of set `j` (`lane_splits`) for pixel (a, b) and vector v of a tile
+    /// `tx` wide: set 0 is the tile's own, set j takes pixel column `b + j tx` of the full tile.
+    fn split_acc(&self, a: usize, b: usize, v: usize, j: usize, tx: usize) -> VarId {
+        self.acc(a, b + j * tx, v)
+    }
+
+    fn init_accumulators(&self, tx: usize, splits: usize) -> Vec<Stmt> {
         let mut code = Vec::new();
         for a in 0..self.tile.ty as usize {
             for b in 0..tx {
                 for v in 0..self.tile.v as usize {
                     let bias = load(Ty::F32x4, self.bufs.bias, Index::Flat(self.oc_block(v) * 4));
                     code.push(set(self.acc(a, b, v), Ty::F32x4, bias));
+                    for j in 1..splits {
+                        code.push(set(self.split_acc(a, b, v, j, tx), Ty::F32x4, splat(fc(0.0))));
+                    }
+                }
+            }
+        }
+        code
+    }
+
+    /// Sums the sets of accumulators (`lane_splits`) into the first, pairwise.
+    fn combine_splits(&self, tx: usize, splits: usize) -> Vec<Stmt> {
+        let mut code = Vec::new();
+        for a in 0..self.tile.ty as usize {
+            for b in 0..tx {
+                for v in 0..self.tile.v as usize {
+                    let mut step = 1;
+                    while step < splits {
+                        for j in (0..splits).step_by(2 * step).filter(|j| j + step < splits) {
+                            let (into, from) = (self.split_acc(a, b, v, j, tx), self.split_acc(a, b, v, j + step, tx));
+                            code.push(set(into, Ty::F32x4, bin(BinOp::Add, fv(into), fv(from))));
+                        }
+                        step *= 2;
+                    }
                 }
             }
         }
@@ -161,7 +209,7 @@ impl Task<'_> {
     }
 
     /// The loop over input-channel blocks; the last, partial block only over its real lanes.
-    fn reduction(&self, x0: &IExpr, tx: usize) -> Vec<Stmt> {
+    fn reduction(&self, x0: &IExpr, tx: usize, splits: usize) -> Vec<Stmt> {
         let cin_g = self.job.cin_g() as i64;
         let cb_in = self.job.cin_g().div_ceil(4) as i64;
         let icb = self.icb;
@@ -172,19 +220,19 @@ impl Task<'_> {
             if self.job.kernel == [1, 1] && far_apart && full_blocks > PREFETCH_BLOCKS { PREFETCH_BLOCKS } else { 0 };
         if ahead > 0 {
             let mut body = self.touch_ahead(iv(icb) + ahead, x0, tx);
-            body.extend(self.step(iv(icb), 4, x0, tx));
+            body.extend(self.step(iv(icb), 4, x0, tx, splits));
             code.push(for_range(icb, 0, full_blocks - ahead, body));
         }
         if full_blocks > 0 {
             let start = if ahead > 0 { full_blocks - ahead } else { 0 };
-            code.push(for_range(icb, start, full_blocks, self.step(iv(icb), 4, x0, tx)));
+            code.push(for_range(icb, start, full_blocks, self.step(iv(icb), 4, x0, tx, splits)));
         }
         if cin_g % 4 != 0 {
             // Wrapped in a loop of one iteration because straight after the accumulators'
             // initialisation Cranelift does not fold the input loads into `vbroadcastss mem`
             // (seen in the disassembly: `vmovss` + register `vbroadcastss`, ~20% slower on
             // VGG's 3-channel first layer).
-            code.push(for_range(icb, cb_in - 1, cb_in, self.step(iv(icb), cin_g % 4, x0, tx)));
+            code.push(for_range(icb, cb_in - 1, cb_in, self.step(iv(icb), cin_g % 4, x0, tx, splits)));
         }
         code
     }
@@ -225,16 +273,18 @@ impl Task<'_> {
     /// One reduction step over input block `blk` with `lanes` real lanes: every tap and lane
     /// unrolled (a kernel of `ROLLED_ROWS_TAPS` taps or more: a loop over its rows, each row's
     /// taps and lanes unrolled); `V` weight loads and one broadcast per pixel feed `TY*TX*V` FMAs.
-    fn step(&self, blk: IExpr, lanes: i64, x0: &IExpr, tx: usize) -> Vec<Stmt> {
+    fn step(&self, blk: IExpr, lanes: i64, x0: &IExpr, tx: usize, splits: usize) -> Vec<Stmt> {
         let kh = self.job.kernel[0] as i64;
         match self.ky {
-            Some(ky) => vec![for_range(ky, 0, kh, self.step_rows(blk, 0..1, Some(iv(ky)), lanes, x0, tx))],
-            None => self.step_rows(blk, 0..kh, None, lanes, x0, tx),
+            Some(ky) => vec![for_range(ky, 0, kh, self.step_rows(blk, 0..1, Some(iv(ky)), lanes, x0, tx, splits))],
+            None => self.step_rows(blk, 0..kh, None, lanes, x0, tx, splits),
         }
     }
 
     /// The taps of kernel rows `rows` of a reduction step, each offset by `rolled` rows if the
-    /// step loops over the kernel's rows (see `step`).
+    /// step loops over the kernel's rows (see `step`); lane l's products go to accumulator set
+    /// `l % splits` (`lane_splits`).
+    #[allow(clippy::too_many_arguments)]
     fn step_rows(
         &self,
         blk: IExpr,
@@ -243,6 +293,7 @@ impl Task<'_> {
         lanes: i64,
         x0: &IExpr,
         tx: usize,
+        splits: usize,
     ) -> Vec<Stmt> {
         let job = self.job;
         let v_n = self.tile.v as i64;
@@ -255,7 +306,11 @@ impl Task<'_> {
         let in_block = self.input_block(blk);
         // The accumulators of this (possibly narrower) tile, carried past each broadcast.
         let live: Vec<VarId> = (0..self.tile.ty as usize)
-            .flat_map(|a| (0..tx).flat_map(move |b| (0..v_n as usize).map(move |v| self.acc(a, b, v))))
+            .flat_map(|a| {
+                (0..tx).flat_map(move |b| {
+                    (0..v_n as usize).flat_map(move |v| (0..splits).map(move |j| self.split_acc(a, b, v, j, tx)))
+                })
+            })
             .collect();
         let mut s = Vec::new();
         for ky in rows {
@@ -288,7 +343,7 @@ impl Task<'_> {
                                 s.extend(weights.iter().cloned());
                             }
                             for (v, &wvar) in self.wregs.iter().enumerate() {
-                                let acc = self.acc(a, b, v);
+                                let acc = self.split_acc(a, b, v, lane as usize % splits, tx);
                                 s.push(set(acc, Ty::F32x4, fma(fv(self.xreg), fv(wvar), fv(acc))));
                             }
                         }
