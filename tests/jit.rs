@@ -287,7 +287,8 @@ fn edge_shapes() {
 /// blocks and 1 x 5 or 1 x 4 by 2, and the odd block counts both share (2 x 5 by one block, or
 /// the model's tile on odd heights); padded and strided inputs, partial input blocks, fused
 /// activations and a residual. Direct convolutions with taps: Zen's 2 x 3 and 1 x 6 pixels by
-/// 2 blocks (even and odd heights, remainder columns, strides, 5x5, 1x7 and 7x1 kernels).
+/// 2 blocks (even and odd heights, remainder columns, strides, 5x5, 1x7 and 7x1 kernels), and
+/// 1 x 5 by 2 blocks on maps 7 to 9 wide.
 /// Winograd: Zen's 4 tiles by 2 blocks and larger chunks, several chunks and edge tiles.
 /// Zen's 1x1 tiles and Winograd products load their inputs as `Stmt::Broadcast`s (remainder
 /// tiles carry only their own accumulators); Intel's as splats.
@@ -303,6 +304,9 @@ fn register_tiles_of_both_core_profiles() {
         "input 16x61x67\nconv 3x3 16 relu\nconv 3x3 24 pad 1\nmaxpool 2",
         "input 16x7x10\nresidual { conv 3x3 16 nobias; bn; relu; conv 3x3 16 nobias; bn }\nrelu\nconv 3x3 16",
         "input 12x9x23\nconv 3x3 12 groups 12\nrelu6\nconv 5x5 12 groups 12 stride 2 pad 2\nconv 7x7 12 groups 12 pad 3\nsilu",
+        // Zen's 1 x 5 by 2 blocks on maps 7 to 9 wide (remainders of 2 and 4 columns, the
+        // former over two accumulator sets), strided, bn folded, partial input blocks.
+        "input 6x9x7\nconv 3x3 22 nobias\nbn\nrelu\nconv 3x3 16 pad 2\nconv 3x3 8 stride 2 pad 3\nconv 5x5 8 pad 2",
     ];
     for src in cases {
         for cores in [Cores::Zen, Cores::Intel] {

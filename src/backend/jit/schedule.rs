@@ -203,20 +203,33 @@ fn pointwise_tile(job: &ConvJob, cores: Cores) -> Option<Tile> {
 /// The register tile of a direct convolution with taps on Zen: 2 blocks of 4 output channels by
 /// 2 x 3 pixels on maps of even height, else by 1 x 6 (12 accumulators), for groups 1, no fused
 /// pool, an even block count and maps at least 10 wide (on narrower ones the model's tile was
-/// as fast as any). The model charges a reused broadcast a shuffle on the FMA pipes and so
+/// as fast as any then: see below for 7 to 9). The model charges a reused broadcast a shuffle on the FMA pipes and so
 /// picks one block of 7 to 14 pixels, which Zen 4 ran slower: alone, one thread, every tile
 /// of 6 to 14 accumulators forced on nine shapes (ResNet's 7x7 stem and stride-2 3x3s,
 /// Inception-v3's 1x7 and 7x1, GoogLeNet's 5x5, DenseNet's 3x3 at 14x14 and 7x7), the model's
 /// tiles took 1.07 to 1.15 times the best tile's time where the maps are 14 or more wide,
 /// these 1.00 to 1.02.
+///
+/// Maps 7 to 9 wide take 1 x 5 pixels by 2 blocks: their remainder of 2 to 4 columns keeps 8
+/// accumulators busy since remainders split their lanes (`blocked::lane_splits`). Alone, 2
+/// threads, minima of 3 rounds, against the model's 1 x 7 (or 1 x 8, 1 x 9) by one block:
+/// ResNet-18's layer4 stride-2 layer (7x7 output) 1179 -> 1073 us, DenseNet-121's 128 -> 32 at
+/// 7x7 37.5 -> 34.7, GoogLeNet's 48 -> 128 at 7x7 56.9 -> 51.8, 128 -> 64 at 8x8 101.7 ->
+/// 96.6 and at 9x9 117.1 -> 112.6; at 6x6 51.2 -> 52.6, so narrower maps keep the model's.
 fn zen_direct_tile(job: &ConvJob, cores: Cores) -> Option<Tile> {
     let eligible = cores == Cores::Zen
         && job.kernel != [1, 1]
         && job.groups == 1
         && job.pool.is_none()
         && job.cout.div_ceil(4) % 2 == 0
-        && job.ow >= 10;
-    let (ty, tx) = if job.oh % 2 == 0 { (2, 3) } else { (1, 6) };
+        && job.ow >= 7;
+    let (ty, tx) = if job.ow < 10 {
+        (1, 5)
+    } else if job.oh % 2 == 0 {
+        (2, 3)
+    } else {
+        (1, 6)
+    };
     eligible.then_some(Tile { ty, tx, v: 2, rows_outer: true, broadcasts: false })
 }
 
