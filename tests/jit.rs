@@ -264,6 +264,9 @@ fn edge_shapes() {
         "input 16x29x31\nconv 3x3 20 stride 2 nobias\nbn\nrelu\nconv 3x3 16 stride 2 pad 0\nconv 3x3 24 stride 2 pad 1",
         "input 16x17x17\nbranch { conv 3x3 20 stride 2 pad 0 relu }\nbranch { maxpool 3 stride 2 }\nconv 1x1 16",
         "input 16x61x59\nconv 3x3 16 stride 2 relu\nresidual { conv 3x3 16 stride 2 } shortcut { conv 1x1 16 stride 2 }",
+        // 4x4 stride 2: with padding 2, split into four phases of 2x2 taps (with padding 1 it
+        // takes the phase form, whose 3x3 kernel has transforms).
+        "input 16x29x26\nconv 4x4 20 stride 2 pad 1 relu\nconv 4x4 16 stride 2 pad 2",
         // A small map of many channels (448 x 448: 4x4 tiles, 29 MB of transformed weights).
         "input 448x7x7\nconv 3x3 448 relu",
         // Small weights over many tiles (`schedule::WINO_SMALL_WEIGHTS`): chunks that each
