@@ -203,12 +203,12 @@ fn pointwise_tile(job: &ConvJob, cores: Cores) -> Option<Tile> {
 /// The register tile of a direct convolution with taps on Zen: 2 blocks of 4 output channels by
 /// 2 x 3 pixels on maps of even height, else by 1 x 6 (12 accumulators), for groups 1, no fused
 /// pool, an even block count and maps at least 10 wide (on narrower ones the model's tile was
-/// as fast as any then: see below for 7 to 9). The model charges a reused broadcast a shuffle on the FMA pipes and so
-/// picks one block of 7 to 14 pixels, which Zen 4 ran slower: alone, one thread, every tile
-/// of 6 to 14 accumulators forced on nine shapes (ResNet's 7x7 stem and stride-2 3x3s,
-/// Inception-v3's 1x7 and 7x1, GoogLeNet's 5x5, DenseNet's 3x3 at 14x14 and 7x7), the model's
-/// tiles took 1.07 to 1.15 times the best tile's time where the maps are 14 or more wide,
-/// these 1.00 to 1.02.
+/// as fast as any then: see below for 7 to 9). The model charges a reused broadcast a shuffle
+/// on the FMA pipes and so picks one block of 7 to 14 pixels, which Zen 4 ran slower: alone,
+/// one thread, every tile of 6 to 14 accumulators forced on nine shapes (ResNet's 7x7 stem and
+/// stride-2 3x3s, Inception-v3's 1x7 and 7x1, GoogLeNet's 5x5, DenseNet's 3x3 at 14x14 and
+/// 7x7), the model's tiles took 1.07 to 1.15 times the best tile's time where the maps are 14
+/// or more wide, these 1.00 to 1.02.
 ///
 /// Maps 7 to 9 wide take 1 x 5 pixels by 2 blocks: their remainder of 2 to 4 columns keeps 8
 /// accumulators busy since remainders split their lanes (`blocked::lane_splits`). Alone, 2
@@ -444,7 +444,8 @@ fn winograd_plan(net: &Network, shapes: &[Shape], min_macs: u64, mut budget: u64
     let mut plan = HashMap::new();
     // A pool fused into a convolution's epilogue must tile its output tiles (`ConvJob::winograd`).
     let views = crate::analysis::fusion::Views::of(net, shapes);
-    let pools: HashMap<NodeId, [u64; 2]> = crate::analysis::fusion::fuse(net, shapes, &views)
+    let groups = crate::analysis::fusion::fuse(net, shapes, &views);
+    let pools: HashMap<NodeId, [u64; 2]> = groups
         .iter()
         .filter_map(|g| match (&net.nodes[g.anchor()].op, &net.nodes[g.output].op) {
             (Op::Conv(_), Op::Pool(p)) => Some((g.anchor(), p.kernel)),
@@ -453,7 +454,7 @@ fn winograd_plan(net: &Network, shapes: &[Shape], min_macs: u64, mut budget: u64
         .collect();
     // A split strided convolution sums its phases through the residual sum of its epilogue,
     // which has room for one: none with a residual sum of its own, nor a pool.
-    let unsplittable: std::collections::HashSet<NodeId> = crate::analysis::fusion::fuse(net, shapes, &views)
+    let unsplittable: std::collections::HashSet<NodeId> = groups
         .iter()
         .filter(|g| g.nodes.iter().any(|&n| matches!(net.nodes[n].op, Op::Add(_) | Op::Pool(_))))
         .map(|g| g.anchor())
