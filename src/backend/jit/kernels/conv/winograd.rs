@@ -137,10 +137,9 @@ pub(in super::super::super) fn split_kernels(
     pad: [u64; 2],
     dilation: [u64; 2],
 ) -> Option<Vec<SplitPhase>> {
+    // The same strides, dilation and padding as the phase form takes.
+    phase_kernel(kernel, stride, pad, dilation)?;
     let s = stride[0];
-    if s < 2 || stride[1] != s || dilation != [1, 1] || (0..2).any(|a| pad[a] >= kernel[a]) {
-        return None;
-    }
     // Along axis a, phase q: (taps, padding).
     let axis = |a: usize, q: u64| {
         let offsets: Vec<i64> = (0..kernel[a] as i64)
