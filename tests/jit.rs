@@ -401,6 +401,7 @@ fn modern_constructs() {
 fn transcendental_activations_are_accurate() {
     let mut values: Vec<f32> = (0..8000).map(|i| -12.0 + 24.0 * i as f32 / 7999.0).collect();
     values.extend([-1e30, -1e4, -100.0, -20.0, -5.657, -1e-30, 0.0, 1e-30, 5.657, 20.0, 100.0, 1e4, 1e30]);
+    values.extend([-3e38, 3e38, -16.99, 16.99, 16.999_998, -5.656_853]);
     values.resize(8 * 16 * 64, 0.5);
     // (activation, bound, what the JIT computes)
     let cases = [
@@ -424,6 +425,17 @@ fn transcendental_activations_are_accurate() {
             assert!(err <= bound, "{act} ({how}) at {v}: interpreter {r}, JIT {g}");
             if err > worst.0 {
                 worst = (err, v);
+            }
+        }
+        // The tails are exact (a relative bound would let GELU(-1e30) be 1e23), and the
+        // logistic function stays within [0, 1].
+        for (&v, &g) in values.iter().zip(&got) {
+            match act {
+                "gelu" | "silu" if v.abs() >= 20.0 => {
+                    assert_eq!(g, if v > 0.0 { v } else { 0.0 }, "{act} at {v}")
+                }
+                "sigmoid" => assert!((0.0..=1.0).contains(&g), "sigmoid at {v}: {g}"),
+                _ => {}
             }
         }
         eprintln!("{act}: worst relative error {:.2e} at {}", worst.0, worst.1);

@@ -165,6 +165,18 @@ pub enum FExpr {
     Select(Cond, Box<FExpr>, Box<FExpr>),
 }
 
+impl FExpr {
+    /// The expressions this one computes from, in evaluation order (none for a leaf).
+    pub fn operands(&self) -> Vec<&FExpr> {
+        match self {
+            FExpr::Splat(a) | FExpr::Un(_, a) | FExpr::Lane(a, _) => vec![a],
+            FExpr::Bin(_, a, b) | FExpr::Shuffle(a, b, _) | FExpr::Select(_, a, b) => vec![a, b],
+            FExpr::Fma(a, b, c) => vec![a, b, c],
+            FExpr::Const(_) | FExpr::Var(_) | FExpr::Load(..) | FExpr::FromInt(_) => vec![],
+        }
+    }
+}
+
 impl std::hash::Hash for FExpr {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
         std::mem::discriminant(self).hash(h);

@@ -330,35 +330,17 @@ impl Gen<'_, '_> {
                 let ty = self.ty_of(a);
                 let x = self.float(a);
                 match op {
-                    UnOp::Exp | UnOp::Ln | UnOp::Tanh | UnOp::Gelu | UnOp::Sigmoid | UnOp::Silu => {
+                    UnOp::Sqrt => self.b.ins().sqrt(x),
+                    _ => {
                         let v = if ty == Ty::F32 { self.b.ins().splat(F32X4, x) } else { x };
-                        let f = match op {
-                            UnOp::Exp => super::mathfn::exp_f32x4,
-                            UnOp::Sigmoid => super::mathfn::sigmoid_f32x4,
-                            UnOp::Silu => super::mathfn::silu_f32x4,
-                            UnOp::Ln => super::mathfn::ln_f32x4,
-                            UnOp::Tanh => super::mathfn::tanh_f32x4,
-                            _ => super::mathfn::gelu_f32x4,
-                        };
-                        let r = f(&mut super::mathfn::Consts::new(&mut self.b, self.consts), v);
+                        let r = self.math(*op, &[v])[0];
                         if ty == Ty::F32 { self.b.ins().extractlane(r, 0) } else { r }
                     }
-                    UnOp::Sqrt => self.b.ins().sqrt(x),
                 }
             }
             FExpr::Bin(op, a, c) => {
                 let (x, y) = (self.float(a), self.float(c));
-                match op {
-                    BinOp::Add => self.b.ins().fadd(x, y),
-                    BinOp::Sub => self.b.ins().fsub(x, y),
-                    BinOp::Mul => self.b.ins().fmul(x, y),
-                    BinOp::Div => self.b.ins().fdiv(x, y),
-                    // Shapes that Cranelift's x64 backend lowers to one `maxps`/`minps`
-                    // (`maxss`/`minss`); its `fmax`/`fmin` take eight instructions for IEEE NaN
-                    // and signed-zero rules that pooling and ReLU do not need.
-                    BinOp::Max => super::mathfn::select_less(&mut self.b, y, x, x, y),
-                    BinOp::Min => super::mathfn::select_less(&mut self.b, x, y, x, y),
-                }
+                self.bin(*op, x, y)
             }
             FExpr::Fma(a, c, d) => {
                 let (x, y, z) = (self.float(a), self.float(c), self.float(d));
@@ -422,9 +404,91 @@ impl Gen<'_, '_> {
     }
 
     fn stmts(&mut self, stmts: &[Stmt]) {
-        for s in stmts {
-            self.stmt(s);
+        let mut i = 0;
+        while i < stmts.len() {
+            let run = interleavable_run(&stmts[i..]);
+            if run < 2 {
+                self.stmt(&stmts[i]);
+                i += 1;
+                continue;
+            }
+            for group in stmts[i..i + run].chunks(math_group()) {
+                let values: Vec<&FExpr> = group
+                    .iter()
+                    .map(|s| match s {
+                        Stmt::Store { value, .. } => value,
+                        _ => unreachable!("interleavable runs are stores"),
+                    })
+                    .collect();
+                let values = self.float_many(&values);
+                for (s, v) in group.iter().zip(values) {
+                    if let Stmt::Store { ty, buf, index, .. } = s {
+                        self.store(*ty, *buf, index, v);
+                    }
+                }
+            }
+            i += run;
         }
+    }
+
+    /// `float` of each of `es`, with the math functions of like-shaped expressions (a register
+    /// tile's epilogues) emitted together (`mathfn::many`): each expression's operands are
+    /// evaluated for all of them first, then the function's steps run across them. The values
+    /// are the same as from `float`, one after another.
+    fn float_many(&mut self, es: &[&FExpr]) -> Vec<Value> {
+        if let [first, ..] = es
+            && es.len() > 1
+        {
+            match first {
+                FExpr::Un(op, _) if is_math(*op) => {
+                    let args: Option<Vec<&FExpr>> = es
+                        .iter()
+                        .map(|e| match e {
+                            FExpr::Un(o, a) if o == op && self.ty_of(a) == Ty::F32x4 => Some(&**a),
+                            _ => None,
+                        })
+                        .collect();
+                    if let Some(args) = args {
+                        let xs = self.float_many(&args);
+                        return self.math(*op, &xs);
+                    }
+                }
+                FExpr::Bin(op, ..) => {
+                    let pairs: Option<Vec<(&FExpr, &FExpr)>> = es
+                        .iter()
+                        .map(|e| match e {
+                            FExpr::Bin(o, a, c) if o == op => Some((&**a, &**c)),
+                            _ => None,
+                        })
+                        .collect();
+                    if let Some(pairs) = pairs {
+                        let (a, c): (Vec<&FExpr>, Vec<&FExpr>) = pairs.into_iter().unzip();
+                        let (xs, ys) = (self.float_many(&a), self.float_many(&c));
+                        return xs.into_iter().zip(ys).map(|(x, y)| self.bin(*op, x, y)).collect();
+                    }
+                }
+                _ => {}
+            }
+        }
+        es.iter().map(|e| self.float(e)).collect()
+    }
+
+    fn bin(&mut self, op: BinOp, x: Value, y: Value) -> Value {
+        match op {
+            BinOp::Add => self.b.ins().fadd(x, y),
+            BinOp::Sub => self.b.ins().fsub(x, y),
+            BinOp::Mul => self.b.ins().fmul(x, y),
+            BinOp::Div => self.b.ins().fdiv(x, y),
+            // Shapes that Cranelift's x64 backend lowers to one `maxps`/`minps`
+            // (`maxss`/`minss`); its `fmax`/`fmin` take eight instructions for IEEE NaN
+            // and signed-zero rules that pooling and ReLU do not need.
+            BinOp::Max => super::mathfn::select_less(&mut self.b, y, x, x, y),
+            BinOp::Min => super::mathfn::select_less(&mut self.b, x, y, x, y),
+        }
+    }
+
+    fn math(&mut self, f: UnOp, xs: &[Value]) -> Vec<Value> {
+        super::mathfn::many(&mut super::mathfn::Consts::new(&mut self.b, self.consts), f, xs)
     }
 
     fn stmt(&mut self, s: &Stmt) {
@@ -482,6 +546,59 @@ impl Gen<'_, '_> {
             Stmt::Comment(_) => {}
         }
     }
+}
+
+/// Whether `op` is one of `mathfn`'s functions (all but `Sqrt`, an instruction of its own).
+fn is_math(op: UnOp) -> bool {
+    op != UnOp::Sqrt
+}
+
+/// Whether `e` calls a math function.
+fn has_math(e: &FExpr) -> bool {
+    matches!(e, FExpr::Un(op, _) if is_math(*op)) || e.operands().into_iter().any(has_math)
+}
+
+/// The buffers `e` loads from.
+fn loads_from(e: &FExpr, out: &mut Vec<BufId>) {
+    if let FExpr::Load(_, buf, _) = e {
+        out.push(*buf);
+    }
+    for o in e.operands() {
+        loads_from(o, out);
+    }
+}
+
+/// How many of the statements at the start of `stmts` are vector stores whose values call a math
+/// function and may be evaluated before any of them is stored (`Gen::float_many`): none of the
+/// values loads from a buffer the run stores to. 0 or 1 when there is no such run.
+fn interleavable_run(stmts: &[Stmt]) -> usize {
+    let mut n = 0;
+    let (mut stored, mut loaded) = (Vec::new(), Vec::new());
+    for s in stmts {
+        match s {
+            Stmt::Store { ty: Ty::F32x4, buf, value, .. } if has_math(value) => {
+                let mut l = Vec::new();
+                loads_from(value, &mut l);
+                if l.iter().any(|b| stored.contains(b) || *b == *buf) || loaded.contains(buf) {
+                    break;
+                }
+                stored.push(*buf);
+                loaded.extend(l);
+                n += 1;
+            }
+            _ => break,
+        }
+    }
+    n
+}
+
+/// How many stores' math functions `Gen::stmts` interleaves (`CNNC_MATH_GROUP` overrides, for
+/// measurements).
+fn math_group() -> usize {
+    static GROUP: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+        std::env::var("CNNC_MATH_GROUP").ok().and_then(|v| v.parse().ok()).filter(|&g| g >= 1).unwrap_or(2)
+    });
+    *GROUP
 }
 
 /// The multiplier and shift that divide `0 <= x < 2^63` by `d > 1` (not a power of two):
