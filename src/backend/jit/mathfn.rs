@@ -325,22 +325,21 @@ fn odd_rational(m: &mut Consts, xs: &[Value], limit: f32, p: &[f32], q: &[f32]) 
     let num = horner_many(m, &s, &p_high);
     let num: Vec<Value> = num.iter().zip(&t).map(|(&n, &t)| m.b.ins().fmul(n, t)).collect();
     let den = horner_many(m, &s, &q_high);
-    let r: Vec<Value> = num.iter().zip(&den).map(|(&n, &d)| m.b.ins().fdiv(n, d)).collect();
-    r
+    num.iter().zip(&den).map(|(&n, &d)| m.b.ins().fdiv(n, d)).collect()
 }
 
 const SIGMOID_P: [f32; 5] = [2.499_999_9e-1, 8.378_878e-3, 5.509_091_4e-5, 8.250_611e-8, 1.376_879_4e-11];
 const SIGMOID_Q: [f32; 5] = [1.0, 1.168_487_9e-1, 1.624_445_8e-3, 5.212_014_5e-6, 3.153_756_6e-9];
 const SIGMOID_LIMIT: f32 = 17.0;
 
-/// The logistic function `1 / (1 + e^-x)` of each of `xs`, as `1/2 + r(t)`, with `t` = x clamped to [-17, 17]
-/// (where sigmoid is 1 - 4e-8, 1 in f32) and `r(t) = t P(t^2) / Q(t^2)` a rational
-/// approximation of sigmoid(t) - 1/2 of degree 9/8, clamped to [-1/2, 1/2]: `r(17)` is 1/2 in
-/// f32, so the tails are exact. The fit (`tools/fit_mathfn.py`, as GELU's on [0, 17]) errs by
-/// 5.3e-9; evaluated in f32 as below, |error| <= 1.6e-7 (checked in `tests/jit.rs`). About 17
-/// instructions and one division per vector, against 23 and a dependency chain half again as
-/// long for `x / (1 + e^-x)` through exp, which it replaced (EfficientNet-B0's layers 11.85 ->
-/// 11.35 ms).
+/// The logistic function `1 / (1 + e^-x)` of each of `xs`, as `1/2 + r(t)`, with `t` = x
+/// clamped to [-17, 17] (where sigmoid is 1 - 4e-8, 1 in f32) and `r(t) = t P(t^2) / Q(t^2)`
+/// a rational approximation of sigmoid(t) - 1/2 of degree 9/8, clamped to [-1/2, 1/2] (so
+/// that sigmoid stays within [0, 1]): `r(17)` is 1/2 in f32, so the tails are exact. The fit
+/// (`tools/fit_mathfn.py`, as GELU's on [0, 17]) errs by 5.3e-9; evaluated in f32 as below,
+/// |error| <= 1.6e-7 (checked in `tests/jit.rs`). About 17 instructions and one division per
+/// vector, against 23 and a dependency chain half again as long for `x / (1 + e^-x)` through
+/// exp, which it replaced (EfficientNet-B0's layers 11.85 -> 11.35 ms).
 pub fn sigmoid_many(m: &mut Consts, xs: &[Value]) -> Vec<Value> {
     let r = odd_rational(m, xs, SIGMOID_LIMIT, &SIGMOID_P, &SIGMOID_Q);
     let r = clamp_many(m, &r, -0.5, 0.5);
@@ -363,9 +362,10 @@ pub fn silu_many(m: &mut Consts, xs: &[Value]) -> Vec<Value> {
 
 /// One function of several vectors, emitted step by step across them: each step (a clamp, a
 /// Horner step, the division) for every vector before the next step. Cranelift schedules no
-/// instructions, and one vector's chain of about 40 cycles (two Horner chains, a division,
-/// clamps) is longer than the out-of-order window covers; interleaved, the chains of a
-/// register tile's accumulators overlap. The code generator passes two vectors at a time
+/// instructions, so this is the order the CPU sees: two vectors' chains of about 40 cycles
+/// overlap. The gain is small, since an epilogue of these functions is bound by its number of
+/// instructions on the FMA ports more than by latency (Estrin's scheme, two instructions more
+/// for a chain 8 cycles shorter, was slower). The code generator passes two vectors at a time
 /// (`CNNC_MATH_GROUP`): in the 16 -> 96 expansion above, 0.917 ms one at a time, 0.888 two,
 /// 0.916 three, 0.950 four (whose temporaries no longer fit the 16 registers beside the tile's
 /// accumulators). Exp, ln and tanh (and sqrt, one instruction) go one vector after another.
