@@ -407,27 +407,18 @@ impl Gen<'_, '_> {
         let mut i = 0;
         while i < stmts.len() {
             let run = interleavable_run(&stmts[i..]);
-            if run < 2 {
+            if run.len() < 2 {
                 self.stmt(&stmts[i]);
                 i += 1;
                 continue;
             }
-            for group in stmts[i..i + run].chunks(math_group()) {
-                let values: Vec<&FExpr> = group
-                    .iter()
-                    .map(|s| match s {
-                        Stmt::Store { value, .. } => value,
-                        _ => unreachable!("interleavable runs are stores"),
-                    })
-                    .collect();
-                let values = self.float_many(&values);
-                for (s, v) in group.iter().zip(values) {
-                    if let Stmt::Store { ty, buf, index, .. } = s {
-                        self.store(*ty, *buf, index, v);
-                    }
+            for group in run.chunks(math_group()) {
+                let values: Vec<&FExpr> = group.iter().map(|s| s.value).collect();
+                for (s, v) in group.iter().zip(self.float_many(&values)) {
+                    self.store(Ty::F32x4, s.buf, s.index, v);
                 }
             }
-            i += run;
+            i += run.len();
         }
     }
 
@@ -568,28 +559,34 @@ fn loads_from(e: &FExpr, out: &mut Vec<BufId>) {
     }
 }
 
-/// How many of the statements at the start of `stmts` are vector stores whose values call a math
+/// A vector store of a run `Gen::stmts` interleaves.
+struct RunStore<'a> {
+    buf: BufId,
+    index: &'a Index,
+    value: &'a FExpr,
+}
+
+/// The statements at the start of `stmts` that are vector stores whose values call a math
 /// function and may be evaluated before any of them is stored (`Gen::float_many`): none of the
-/// values loads from a buffer the run stores to. 0 or 1 when there is no such run.
-fn interleavable_run(stmts: &[Stmt]) -> usize {
-    let mut n = 0;
+/// values loads from a buffer the run stores to. Fewer than 2 when there is no such run.
+fn interleavable_run(stmts: &[Stmt]) -> Vec<RunStore<'_>> {
+    let mut run = Vec::new();
     let (mut stored, mut loaded) = (Vec::new(), Vec::new());
     for s in stmts {
-        match s {
-            Stmt::Store { ty: Ty::F32x4, buf, value, .. } if has_math(value) => {
-                let mut l = Vec::new();
-                loads_from(value, &mut l);
-                if l.iter().any(|b| stored.contains(b) || *b == *buf) || loaded.contains(buf) {
-                    break;
-                }
-                stored.push(*buf);
-                loaded.extend(l);
-                n += 1;
-            }
-            _ => break,
+        let Stmt::Store { ty: Ty::F32x4, buf, index, value } = s else { break };
+        if !has_math(value) {
+            break;
         }
+        let mut l = Vec::new();
+        loads_from(value, &mut l);
+        if l.iter().any(|b| stored.contains(b) || b == buf) || loaded.contains(buf) {
+            break;
+        }
+        stored.push(*buf);
+        loaded.extend(l);
+        run.push(RunStore { buf: *buf, index, value });
     }
-    n
+    run
 }
 
 /// How many stores' math functions `Gen::stmts` interleaves (`CNNC_MATH_GROUP` overrides, for
